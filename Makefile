@@ -1,0 +1,77 @@
+# pycache-d developer entry points. `make run` and `make test` are all a fresh machine needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+EXT_SUFFIX = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+NATIVE_SRC := $(wildcard csrc/*.c csrc/*.h pycache_d/*.pyx pycache_d/*.pxd) setup.py
+APT_PACKAGES := memcached libmemcached-tools
+
+.PHONY: venv ext test lint unit test-asan bench dist clean run apt
+
+venv: $(STAMP) ext
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet "Cython>=3.0.10,<4"
+	$(PY) -m pip install --quiet --no-build-isolation -e '.[test,bench]'
+	touch $@
+
+# Rebuild the extension in place whenever a C, Cython or build file changed.
+ext: $(STAMP)
+	@if [ -z "$$PYCACHE_D_NO_EXTENSIONS" ]; then $(MAKE) --no-print-directory pycache_d/_native$(EXT_SUFFIX); fi
+
+pycache_d/_native$(EXT_SUFFIX): $(NATIVE_SRC) | $(STAMP)
+	$(PY) setup.py --quiet build_ext --inplace
+
+# Debian packages some tests and benchmarks use (memcached as an oracle, memcaslap). Installed
+# when we are root; otherwise those tests skip and say why.
+apt:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "apt-get install $$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
+	      || echo "warning: could not install $$missing; the tests that need them will skip"; \
+	  fi; \
+	else echo "not root: skipping apt-get install of $(APT_PACKAGES) (tests that need them will skip)"; fi
+
+lint: venv
+	$(BIN)/ruff check pycache_d tests benchmarks
+	$(BIN)/ruff format --check pycache_d tests benchmarks
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -q
+
+test: venv apt lint
+	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory test-asan
+
+# The store's tests against an ASan+UBSan build of the extension, built out of tree so the
+# normal in-place build stays as it is.
+ASAN_BUILD := build/asan
+test-asan: $(STAMP)
+	PYCACHE_D_SANITIZE=1 $(PY) setup.py --quiet build --build-base $(ASAN_BUILD) --build-lib $(ASAN_BUILD)/lib
+	cd $(ASAN_BUILD) && PYTHONPATH=$(CURDIR)/$(ASAN_BUILD)/lib PYTHONMALLOC=malloc \
+	  LD_PRELOAD=$$(gcc -print-file-name=libasan.so):$$(gcc -print-file-name=libubsan.so) \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  PYCACHE_D_EXPECT_NATIVE_FROM=$(CURDIR)/$(ASAN_BUILD)/lib \
+	  $(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider -m asan $(CURDIR)/tests -o addopts=""
+
+bench: venv apt
+	$(PY) benchmarks/run.py
+
+dist: venv
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+
+clean:
+	rm -rf build dist *.egg-info pycache_d/*.so pycache_d/_native.c pycache_d/*.html .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+run: venv
+	$(PY) -m pycache_d

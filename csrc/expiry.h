@@ -1,0 +1,34 @@
+/*
+ * expiry.h - the items that can expire, in a binary min-heap ordered by (exptime, cas).
+ *
+ *             slots[0]             the item to expire first
+ *            /        \
+ *      slots[1]      slots[2]      slots[i] <= slots[2i+1], slots[2i+2]
+ *
+ * Invariants:
+ *   - An item is in the heap iff its exptime != 0, and slots[it->heap_idx] == it.
+ *   - (exptime, cas) is a total order (CAS values are unique), so the order in which the
+ *     reclaimer frees expired items is fully determined; the python backend uses the same key.
+ */
+#ifndef PYCACHE_EXPIRY_H
+#define PYCACHE_EXPIRY_H
+
+#include <stdint.h>
+
+#include "item.h"
+
+typedef struct expiry_heap {
+    item **slots;
+    uint32_t len;
+    uint32_t cap;
+} expiry_heap;
+
+void expiry_init(expiry_heap *h);
+void expiry_destroy(expiry_heap *h);
+int expiry_reserve(expiry_heap *h); /* room for one more push; -1 if out of memory */
+void expiry_push(expiry_heap *h, item *it); /* after expiry_reserve */
+void expiry_remove(expiry_heap *h, item *it);
+void expiry_fix(expiry_heap *h, item *it); /* after its exptime or cas changed */
+static inline item *expiry_first(const expiry_heap *h) { return h->len ? h->slots[0] : (item *)0; }
+
+#endif

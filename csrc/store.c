@@ -1,0 +1,494 @@
+/*
+ * store.c - LRU cache operations with memcached's semantics (see store.h for the picture).
+ *
+ * Every operation here has a twin in pycache_d/_pystore.py; the differential tests run both
+ * with the same operations and require identical results, counters and LRU order.
+ */
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static inline uint64_t charge(const item *it) {
+    return (uint64_t)it->nkey + it->nbytes + STORE_ITEM_OVERHEAD;
+}
+
+/* ---- LRU list --------------------------------------------------------------------------- */
+
+static void lru_link_head(store *s, item *it) {
+    it->prev = NULL;
+    it->next = s->head;
+    if (s->head)
+        s->head->prev = it;
+    s->head = it;
+    if (!s->tail)
+        s->tail = it;
+}
+
+static void lru_unlink(store *s, item *it) {
+    if (it->prev)
+        it->prev->next = it->next;
+    else
+        s->head = it->next;
+    if (it->next)
+        it->next->prev = it->prev;
+    else
+        s->tail = it->prev;
+    it->prev = it->next = NULL;
+}
+
+static void lru_bump(store *s, item *it) {
+    if (s->head != it) {
+        lru_unlink(s, it);
+        lru_link_head(s, it);
+    }
+}
+
+/* ---- item life cycle -------------------------------------------------------------------- */
+
+static item *item_alloc(const char *key, size_t nkey, size_t nbytes, uint32_t flags,
+                        uint32_t exptime) {
+    item *it = malloc(offsetof(item, data) + nkey + nbytes);
+    if (!it)
+        return NULL;
+    it->h_next = it->prev = it->next = NULL;
+    it->cas = 0;
+    it->exptime = exptime;
+    it->flags = flags;
+    it->nbytes = (uint32_t)nbytes;
+    it->heap_idx = EXPIRY_NONE;
+    it->nkey = (uint8_t)nkey;
+    it->iflags = 0;
+    memcpy(it->data, key, nkey);
+    return it;
+}
+
+enum unlink_reason { UNLINK_PLAIN, UNLINK_DEAD, UNLINK_EVICTED };
+
+static void unlink_item(store *s, item *it, int reason) {
+    assoc_remove(&s->table, it, assoc_hash(&s->table, item_key(it), it->nkey));
+    lru_unlink(s, it);
+    if (it->exptime)
+        expiry_remove(&s->expiry, it);
+    s->bytes -= charge(it);
+    s->curr_items--;
+    int unfetched = !(it->iflags & ITEM_FETCHED);
+    if (reason == UNLINK_DEAD) {
+        s->stats.reclaimed++;
+        s->stats.expired_unfetched += unfetched;
+    } else if (reason == UNLINK_EVICTED) {
+        s->stats.evictions++;
+        s->stats.evicted_unfetched += unfetched;
+    }
+    free(it);
+}
+
+int store_item_dead(const store *s, const item *it) {
+    if (it->cas < s->flush_cas)
+        return 2;
+    if (it->exptime && it->exptime <= s->now)
+        return 1;
+    return 0;
+}
+
+/* Free tail items until need_bytes more bytes and need_items more items fit. */
+static void shrink(store *s, uint64_t need_bytes, uint64_t need_items) {
+    while (s->tail && (s->bytes + need_bytes > s->max_bytes ||
+                       (s->max_items && s->curr_items + need_items > s->max_items))) {
+        item *it = s->tail;
+        unlink_item(s, it, store_item_dead(s, it) ? UNLINK_DEAD : UNLINK_EVICTED);
+    }
+}
+
+/* Link a fresh item (key and value filled in) at the head, making room first. */
+static int link_item(store *s, item *it) {
+    if (it->exptime && expiry_reserve(&s->expiry) != 0) {
+        free(it);
+        return STORE_NO_MEMORY;
+    }
+    shrink(s, charge(it), 1);
+    it->cas = ++s->cas;
+    assoc_insert(&s->table, it, assoc_hash(&s->table, item_key(it), it->nkey));
+    lru_link_head(s, it);
+    if (it->exptime)
+        expiry_push(&s->expiry, it);
+    s->bytes += charge(it);
+    s->curr_items++;
+    return STORE_STORED;
+}
+
+/* The live item under key, freeing it if dead (counted as get_expired / get_flushed). */
+static item *lookup(store *s, const char *key, size_t nkey) {
+    item *it = assoc_find(&s->table, key, nkey, assoc_hash(&s->table, key, nkey));
+    if (!it)
+        return NULL;
+    int dead = store_item_dead(s, it);
+    if (dead) {
+        if (dead == 2)
+            s->stats.get_flushed++;
+        else
+            s->stats.get_expired++;
+        unlink_item(s, it, UNLINK_DEAD);
+        return NULL;
+    }
+    return it;
+}
+
+/* ---- public ----------------------------------------------------------------------------- */
+
+int store_init(store *s, uint64_t max_bytes, uint64_t max_items, uint32_t max_item_size,
+               const uint8_t seed[16]) {
+    memset(s, 0, sizeof(*s));
+    if (assoc_init(&s->table, seed) != 0)
+        return -1;
+    expiry_init(&s->expiry);
+    s->max_bytes = max_bytes;
+    s->max_items = max_items;
+    s->max_item_size = max_item_size;
+    return 0;
+}
+
+void store_destroy(store *s) {
+    item *it = s->head;
+    while (it) {
+        item *next = it->next;
+        free(it);
+        it = next;
+    }
+    s->head = s->tail = NULL;
+    assoc_destroy(&s->table);
+    expiry_destroy(&s->expiry);
+}
+
+void store_set_time(store *s, uint32_t now) {
+    s->now = now;
+    if (s->flush_at && now >= s->flush_at) {
+        s->flush_at = 0;
+        s->flush_cas = s->cas + 1;
+    }
+}
+
+void store_set_limits(store *s, uint64_t max_bytes, uint64_t max_items) {
+    s->max_bytes = max_bytes;
+    s->max_items = max_items;
+    shrink(s, 0, 0);
+}
+
+uint32_t store_absolute_expiry(const store *s, int64_t exptime) {
+    if (exptime == 0)
+        return 0;
+    if (exptime < 0)
+        return 1;
+    if (exptime > STORE_REALTIME_MAXDELTA)
+        return (uint32_t)exptime;
+    return s->now + (uint32_t)exptime;
+}
+
+item *store_get(store *s, const char *key, size_t nkey) {
+    s->stats.cmd_get++;
+    item *it = lookup(s, key, nkey);
+    if (!it) {
+        s->stats.get_misses++;
+        return NULL;
+    }
+    s->stats.get_hits++;
+    it->iflags |= ITEM_FETCHED;
+    lru_bump(s, it);
+    return it;
+}
+
+/* Give a live item a new expiry, mark it fetched and make it the most recent. */
+static int retime(store *s, item *it, uint32_t exptime) {
+    if (exptime && !it->exptime && expiry_reserve(&s->expiry) != 0)
+        return STORE_NO_MEMORY;
+    uint32_t old = it->exptime;
+    it->exptime = exptime;
+    if (old && exptime)
+        expiry_fix(&s->expiry, it);
+    else if (old)
+        expiry_remove(&s->expiry, it);
+    else if (exptime)
+        expiry_push(&s->expiry, it);
+    it->iflags |= ITEM_FETCHED;
+    lru_bump(s, it);
+    return STORE_TOUCHED;
+}
+
+item *store_gat(store *s, const char *key, size_t nkey, int64_t exptime) {
+    s->stats.cmd_get++;
+    s->stats.cmd_touch++;
+    item *it = lookup(s, key, nkey);
+    if (!it) {
+        s->stats.touch_misses++;
+        return NULL;
+    }
+    s->stats.touch_hits++;
+    if (retime(s, it, store_absolute_expiry(s, exptime)) != STORE_TOUCHED)
+        return NULL;
+    return it;
+}
+
+int store_touch(store *s, const char *key, size_t nkey, int64_t exptime) {
+    s->stats.cmd_touch++;
+    item *it = lookup(s, key, nkey);
+    if (!it) {
+        s->stats.touch_misses++;
+        return STORE_NOT_FOUND;
+    }
+    s->stats.touch_hits++;
+    return retime(s, it, store_absolute_expiry(s, exptime));
+}
+
+static int fits(const store *s, uint64_t size) {
+    if (size > s->max_item_size)
+        return STORE_TOO_LARGE;
+    if (size > s->max_bytes)
+        return STORE_NO_MEMORY;
+    return 0;
+}
+
+int store_update(store *s, int mode, const char *key, size_t nkey, const char *value,
+                 size_t nbytes, uint32_t flags, int64_t exptime, uint64_t cas_in,
+                 uint64_t *cas_out) {
+    int err = fits(s, (uint64_t)nkey + nbytes + STORE_ITEM_OVERHEAD);
+    if (err) {
+        if (mode == STORE_SET) {
+            /* memcached drops the old value rather than keep serving stale data. */
+            item *old = assoc_find(&s->table, key, nkey, assoc_hash(&s->table, key, nkey));
+            if (old)
+                unlink_item(s, old, UNLINK_PLAIN);
+        }
+        return err;
+    }
+    s->stats.cmd_set++;
+    item *old = lookup(s, key, nkey);
+    item *it;
+    switch (mode) {
+    case STORE_ADD:
+        if (old) {
+            lru_bump(s, old); /* memcached bumps the item a failed add found */
+            return STORE_NOT_STORED;
+        }
+        break;
+    case STORE_REPLACE:
+        if (!old)
+            return STORE_NOT_STORED;
+        break;
+    case STORE_CAS:
+        if (!old) {
+            s->stats.cas_misses++;
+            return STORE_NOT_FOUND;
+        }
+        if (old->cas != cas_in) {
+            s->stats.cas_badval++;
+            return STORE_EXISTS;
+        }
+        s->stats.cas_hits++;
+        break;
+    case STORE_APPEND:
+    case STORE_PREPEND: {
+        if (!old)
+            return STORE_NOT_STORED;
+        uint64_t total = (uint64_t)old->nbytes + nbytes;
+        if (fits(s, nkey + total + STORE_ITEM_OVERHEAD))
+            return STORE_NOT_STORED;
+        it = item_alloc(key, nkey, (size_t)total, old->flags, old->exptime);
+        if (!it)
+            return STORE_NO_MEMORY;
+        if (mode == STORE_APPEND) {
+            memcpy(item_value(it), item_value(old), old->nbytes);
+            memcpy(item_value(it) + old->nbytes, value, nbytes);
+        } else {
+            memcpy(item_value(it), value, nbytes);
+            memcpy(item_value(it) + nbytes, item_value(old), old->nbytes);
+        }
+        unlink_item(s, old, UNLINK_PLAIN);
+        goto link;
+    }
+    default: /* STORE_SET */
+        break;
+    }
+    it = item_alloc(key, nkey, nbytes, flags, store_absolute_expiry(s, exptime));
+    if (!it)
+        return STORE_NO_MEMORY;
+    memcpy(item_value(it), value, nbytes);
+    if (old)
+        unlink_item(s, old, UNLINK_PLAIN);
+link:
+    err = link_item(s, it);
+    if (err != STORE_STORED)
+        return err;
+    s->stats.total_items++;
+    if (cas_out)
+        *cas_out = it->cas;
+    return STORE_STORED;
+}
+
+int store_delete(store *s, const char *key, size_t nkey) {
+    item *it = lookup(s, key, nkey);
+    if (!it) {
+        s->stats.delete_misses++;
+        return STORE_NOT_FOUND;
+    }
+    s->stats.delete_hits++;
+    unlink_item(s, it, UNLINK_PLAIN);
+    return STORE_DELETED;
+}
+
+static inline int c_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+int store_parse_counter(const char *p, size_t n, uint64_t *out) {
+    size_t i = 0;
+    while (i < n && c_space(p[i]))
+        i++;
+    int negative = 0;
+    if (i < n && (p[i] == '+' || p[i] == '-'))
+        negative = p[i++] == '-';
+    size_t start = i;
+    uint64_t v = 0;
+    int overflow = 0;
+    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+        uint64_t d = (uint64_t)(p[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            overflow = 1;
+        v = v * 10 + d;
+    }
+    if (i == start) {
+        /* Nothing parsed: strtoull() points back at the first byte. */
+        if (n && c_space(p[0])) {
+            *out = 0;
+            return 0;
+        }
+        return -1;
+    }
+    if (i < n && !c_space(p[i]) && p[i] != '\0')
+        return -1;
+    if (overflow)
+        return -1;
+    if (negative && v) {
+        v = (uint64_t)0 - v;
+        if (v >= ((uint64_t)1 << 63))
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int store_delta(store *s, const char *key, size_t nkey, int incr, uint64_t delta,
+                uint64_t *result) {
+    item *it = lookup(s, key, nkey);
+    if (!it) {
+        if (incr)
+            s->stats.incr_misses++;
+        else
+            s->stats.decr_misses++;
+        return STORE_NOT_FOUND;
+    }
+    uint64_t v;
+    if (store_parse_counter(item_value(it), it->nbytes, &v) != 0)
+        return STORE_NON_NUMERIC;
+    if (incr) {
+        s->stats.incr_hits++;
+        v += delta; /* wraps at 2^64, as memcached does */
+    } else {
+        s->stats.decr_hits++;
+        v = delta > v ? 0 : v - delta;
+    }
+    char digits[24];
+    size_t n = 0;
+    uint64_t t = v;
+    do {
+        digits[n++] = (char)('0' + t % 10);
+        t /= 10;
+    } while (t);
+    if (n <= it->nbytes) {
+        /* In place, as memcached does: digits padded with spaces to the old length. */
+        char *p = item_value(it);
+        for (size_t i = 0; i < n; i++)
+            p[i] = digits[n - 1 - i];
+        memset(p + n, ' ', it->nbytes - n);
+        it->cas = ++s->cas;
+        if (it->exptime)
+            expiry_fix(&s->expiry, it);
+        it->iflags |= ITEM_FETCHED;
+        lru_bump(s, it);
+    } else {
+        int err = fits(s, nkey + n + STORE_ITEM_OVERHEAD);
+        if (err)
+            return err;
+        item *fresh = item_alloc(key, nkey, n, it->flags, it->exptime);
+        if (!fresh)
+            return STORE_NO_MEMORY;
+        for (size_t i = 0; i < n; i++)
+            item_value(fresh)[i] = digits[n - 1 - i];
+        fresh->iflags |= ITEM_FETCHED;
+        unlink_item(s, it, UNLINK_PLAIN);
+        err = link_item(s, fresh);
+        if (err != STORE_STORED)
+            return err;
+    }
+    *result = v;
+    return STORE_STORED;
+}
+
+void store_flush_all(store *s, int64_t delay) {
+    s->stats.cmd_flush++;
+    if (delay > 0) {
+        /* memcached's oldest_live is realtime(delay) - 1: the flush takes effect then. */
+        uint32_t at = store_absolute_expiry(s, delay);
+        s->flush_at = at > 2 ? at - 1 : 1;
+        if (s->flush_at > s->now)
+            return;
+    }
+    s->flush_at = 0;
+    s->flush_cas = s->cas + 1;
+}
+
+uint64_t store_reclaim(store *s, uint64_t limit) {
+    uint64_t freed = 0;
+    while (freed < limit && s->tail && s->tail->cas < s->flush_cas) {
+        unlink_item(s, s->tail, UNLINK_DEAD);
+        freed++;
+    }
+    item *it;
+    while (freed < limit && (it = expiry_first(&s->expiry)) && it->exptime <= s->now) {
+        unlink_item(s, it, UNLINK_DEAD);
+        freed++;
+    }
+    assoc_step(&s->table, 64);
+    return freed;
+}
+
+int store_load(store *s, const char *key, size_t nkey, const char *value, size_t nbytes,
+               uint32_t flags, uint32_t exptime, uint64_t cas) {
+    if ((exptime && exptime <= s->now) || cas < s->flush_cas)
+        return 0;
+    uint64_t size = (uint64_t)nkey + nbytes + STORE_ITEM_OVERHEAD;
+    if (fits(s, size))
+        return 0;
+    item *old = assoc_find(&s->table, key, nkey, assoc_hash(&s->table, key, nkey));
+    if (old)
+        unlink_item(s, old, UNLINK_PLAIN);
+    if (exptime && expiry_reserve(&s->expiry) != 0)
+        return STORE_NO_MEMORY;
+    item *it = item_alloc(key, nkey, nbytes, flags, exptime);
+    if (!it)
+        return STORE_NO_MEMORY;
+    memcpy(item_value(it), value, nbytes);
+    shrink(s, size, 1);
+    it->cas = cas;
+    assoc_insert(&s->table, it, assoc_hash(&s->table, key, nkey));
+    lru_link_head(s, it);
+    if (exptime)
+        expiry_push(&s->expiry, it);
+    s->bytes += size;
+    s->curr_items++;
+    if (cas > s->cas)
+        s->cas = cas;
+    s->stats.total_items++;
+    return 1;
+}
+
+void store_reset_stats(store *s) { memset(&s->stats, 0, sizeof(s->stats)); }

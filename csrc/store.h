@@ -1,0 +1,104 @@
+/*
+ * store.h - the LRU cache: items in a hash table, an intrusive LRU list and an expiry heap.
+ *
+ *   assoc (hash table)           LRU list                           expiry heap
+ *   key -> item                  head <-> item <-> ... <-> tail     (exptime, cas) min-heap
+ *                                (most recent)       (evicted first)
+ *
+ * Invariants (the python backend, pycache_d/_pystore.py, keeps the same ones):
+ *   - Every linked item is in assoc and in the LRU list; those with exptime != 0 are also in
+ *     the expiry heap. curr_items counts them and bytes sums their charge
+ *     (nkey + nbytes + STORE_ITEM_OVERHEAD).
+ *   - After any store: bytes <= max_bytes and, if max_items != 0, curr_items <= max_items.
+ *   - An item is dead when expired (0 < exptime <= now) or flushed (cas < flush_cas). Dead
+ *     items are never returned: they are freed on lookup, when they reach the tail while room
+ *     is made, or by store_reclaim(). Flushed items are never moved (a lookup frees them), so
+ *     they all sit at the tail end of the LRU list.
+ *   - A returned item pointer stays valid only until the next call that may modify the store.
+ */
+#ifndef PYCACHE_STORE_H
+#define PYCACHE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "assoc.h"
+#include "expiry.h"
+#include "item.h"
+
+#define STORE_ITEM_OVERHEAD 48 /* charged per item on top of key and value; see semantics.py */
+#define STORE_MAX_KEY 250
+#define STORE_REALTIME_MAXDELTA (60 * 60 * 24 * 30)
+
+/* Outcomes: the non-negative values are pycache_d.errors.Result. */
+enum store_result {
+    STORE_STORED = 0,
+    STORE_NOT_STORED = 1,
+    STORE_EXISTS = 2,
+    STORE_NOT_FOUND = 3,
+    STORE_DELETED = 4,
+    STORE_TOUCHED = 5,
+    STORE_TOO_LARGE = -1,   /* SERVER_ERROR object too large for cache */
+    STORE_NO_MEMORY = -2,   /* SERVER_ERROR out of memory storing object */
+    STORE_NON_NUMERIC = -3, /* CLIENT_ERROR cannot increment or decrement non-numeric value */
+};
+
+enum store_mode { STORE_SET, STORE_ADD, STORE_REPLACE, STORE_APPEND, STORE_PREPEND, STORE_CAS };
+
+typedef struct store_stats {
+    uint64_t total_items, evictions, expired_unfetched, evicted_unfetched, reclaimed;
+    uint64_t get_hits, get_misses, get_expired, get_flushed, cmd_get, cmd_set, cmd_touch, cmd_flush;
+    uint64_t delete_hits, delete_misses, incr_hits, incr_misses, decr_hits, decr_misses;
+    uint64_t cas_hits, cas_misses, cas_badval, touch_hits, touch_misses;
+} store_stats;
+
+typedef struct store {
+    assoc table;
+    expiry_heap expiry;
+    item *head, *tail;
+    uint64_t bytes, max_bytes;
+    uint64_t curr_items, max_items; /* max_items 0 = no limit */
+    uint32_t max_item_size;
+    uint32_t now;      /* store clock, whole seconds; set by store_set_time() */
+    uint32_t flush_at; /* pending delayed flush_all, 0 = none */
+    uint64_t cas;      /* last CAS handed out */
+    uint64_t flush_cas;
+    store_stats stats;
+} store;
+
+int store_init(store *s, uint64_t max_bytes, uint64_t max_items, uint32_t max_item_size,
+               const uint8_t seed[16]);
+void store_destroy(store *s);
+void store_set_time(store *s, uint32_t now);
+void store_set_limits(store *s, uint64_t max_bytes, uint64_t max_items);
+uint32_t store_absolute_expiry(const store *s, int64_t exptime);
+
+/* Reads: a live item (valid until the next modifying call) or NULL. */
+item *store_get(store *s, const char *key, size_t nkey);
+item *store_gat(store *s, const char *key, size_t nkey, int64_t exptime);
+int store_touch(store *s, const char *key, size_t nkey, int64_t exptime);
+
+/* Writes. *cas_out (may be NULL) receives the new item's CAS on STORE_STORED. */
+int store_update(store *s, int mode, const char *key, size_t nkey, const char *value,
+                 size_t nbytes, uint32_t flags, int64_t exptime, uint64_t cas_in,
+                 uint64_t *cas_out);
+int store_delete(store *s, const char *key, size_t nkey);
+/* incr/decr: STORE_STORED with *result set, STORE_NOT_FOUND, STORE_NON_NUMERIC or an error. */
+int store_delta(store *s, const char *key, size_t nkey, int incr, uint64_t delta,
+                uint64_t *result);
+void store_flush_all(store *s, int64_t delay);
+
+/* Free up to `limit` dead items; returns how many. */
+uint64_t store_reclaim(store *s, uint64_t limit);
+/* Insert an item read back from a snapshot as the most recent: 1 kept, 0 skipped (dead or
+ * too large), STORE_NO_MEMORY. */
+int store_load(store *s, const char *key, size_t nkey, const char *value, size_t nbytes,
+               uint32_t flags, uint32_t exptime, uint64_t cas);
+/* 0 alive, 1 expired, 2 flushed. */
+int store_item_dead(const store *s, const item *it);
+void store_reset_stats(store *s);
+
+/* Parse a counter as memcached's safe_strtoull() does; 0 on success. */
+int store_parse_counter(const char *p, size_t n, uint64_t *out);
+
+#endif

@@ -1,0 +1,354 @@
+# cython: language_level=3
+"""The native store backend: a Python face on the C store in csrc/.
+
+Items live in C memory (csrc/item.h), so a stored item costs no Python object. This class
+only validates arguments, reads the clock and converts results; its behaviour is defined by
+pycache_d/_pystore.py, which the differential tests hold it to.
+"""
+
+import os
+import time
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+from ._store_c cimport *
+
+from .errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result
+from .semantics import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEM_SIZE
+from ._pystore import STAT_NAMES
+
+cdef object _RESULTS = tuple(Result)
+cdef int64_t EXPTIME_MIN = -(2 ** 31)
+cdef int64_t EXPTIME_MAX = 2 ** 31 - 1
+
+
+cdef inline bytes _key(object key):
+    """Return key as bytes if it is a legal memcached key, else raise InvalidKey."""
+    if type(key) is not bytes:
+        key = bytes(key)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(key)
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(key)
+    cdef Py_ssize_t i
+    if n == 0 or n > STORE_MAX_KEY:
+        raise InvalidKey(f"invalid key {key[:40]!r}")
+    for i in range(n):
+        if p[i] <= 0x20 or p[i] == 0x7F:
+            raise InvalidKey(f"invalid key {key[:40]!r}")
+    return key
+
+
+cdef inline int64_t _exptime(object exptime, str name="exptime") except? -1:
+    if not EXPTIME_MIN <= exptime <= EXPTIME_MAX:
+        raise ValueError(f"{name} must be in [{EXPTIME_MIN}, {EXPTIME_MAX}], got {exptime}")
+    return exptime
+
+
+cdef inline void _check_range(str name, object value, object low, object high) except *:
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+
+
+cdef object _raise(int rc):
+    if rc == STORE_TOO_LARGE:
+        raise ItemTooLarge("item exceeds the maximum item size")
+    if rc == STORE_NO_MEMORY:
+        raise OutOfMemory("item does not fit in the memory limit")
+    if rc == STORE_NON_NUMERIC:
+        raise NonNumericValue("incr/decr on a non-numeric value")
+    return _RESULTS[rc]
+
+
+cdef inline tuple _triple(item *it):
+    return (PyBytes_FromStringAndSize(item_value(it), it.nbytes), it.flags, it.cas)
+
+
+cdef class Store:
+    """An exact LRU cache with memcached's semantics, in C. Same API as the python backend."""
+
+    cdef store _s
+    cdef object _clock
+    cdef double _clock_base
+    cdef uint64_t _version  # bumped by every call, so an items() walk can tell it must stop
+    cdef readonly str backend
+
+    def __cinit__(self):
+        self._s.table.old = NULL
+
+    def __init__(self, max_bytes=DEFAULT_MAX_BYTES, *, max_items=0,
+                 max_item_size=DEFAULT_MAX_ITEM_SIZE, clock=None):
+        _check_range("max_bytes", max_bytes, 1, 2 ** 63 - 1)
+        _check_range("max_items", max_items, 0, 2 ** 63 - 1)
+        _check_range("max_item_size", max_item_size, 1, 2 ** 31 - 1)
+        seed = os.urandom(16)
+        if store_init(&self._s, max_bytes, max_items, max_item_size,
+                      <const uint8_t *>PyBytes_AS_STRING(seed)) != 0:
+            raise MemoryError()
+        self.backend = "native"
+        self._clock = clock
+        self._clock_base = time.time() - time.monotonic()
+        self._tick()
+
+    def __dealloc__(self):
+        store_destroy(&self._s)
+
+    cdef inline void _tick(self) except *:
+        cdef timespec ts
+        self._version += 1
+        if self._clock is None:
+            clock_gettime(CLOCK_MONOTONIC, &ts)
+            store_set_time(&self._s, <uint32_t>(self._clock_base + ts.tv_sec + ts.tv_nsec * 1e-9))
+        else:
+            store_set_time(&self._s, <uint32_t>int(self._clock()))
+
+    # -- limits ----------------------------------------------------------------------------
+
+    @property
+    def max_bytes(self):
+        return self._s.max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value):
+        _check_range("max_bytes", value, 1, 2 ** 63 - 1)
+        self._tick()
+        store_set_limits(&self._s, value, self._s.max_items)
+
+    @property
+    def max_items(self):
+        return self._s.max_items
+
+    @max_items.setter
+    def max_items(self, value):
+        _check_range("max_items", value, 0, 2 ** 63 - 1)
+        self._tick()
+        store_set_limits(&self._s, self._s.max_bytes, value)
+
+    @property
+    def max_item_size(self):
+        return self._s.max_item_size
+
+    @max_item_size.setter
+    def max_item_size(self, value):
+        _check_range("max_item_size", value, 1, 2 ** 31 - 1)
+        self._s.max_item_size = value
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, key):
+        """Return the value of ``key``, or None on a miss."""
+        key = _key(key)
+        self._tick()
+        cdef item *it = store_get(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+        if it == NULL:
+            return None
+        return PyBytes_FromStringAndSize(item_value(it), it.nbytes)
+
+    def get_item(self, key):
+        """Return ``(value, flags, cas)`` of ``key``, or None on a miss."""
+        key = _key(key)
+        self._tick()
+        cdef item *it = store_get(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+        if it == NULL:
+            return None
+        return _triple(it)
+
+    def get_many(self, keys):
+        """Return ``{key: (value, flags, cas)}`` for the keys that hit, in request order."""
+        out = {}
+        for key in keys:
+            hit = self.get_item(key)
+            if hit is not None:
+                out[key] = hit
+        return out
+
+    def gat(self, key, exptime):
+        """Get and touch: return ``(value, flags, cas)`` and set a new expiry, or None."""
+        key = _key(key)
+        cdef int64_t e = _exptime(exptime)
+        self._tick()
+        cdef item *it = store_gat(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), e)
+        if it == NULL:
+            return None
+        return _triple(it)
+
+    def touch(self, key, exptime):
+        """Set a new expiry on ``key``: TOUCHED or NOT_FOUND."""
+        key = _key(key)
+        cdef int64_t e = _exptime(exptime)
+        self._tick()
+        return _raise(store_touch(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), e))
+
+    # -- writes ----------------------------------------------------------------------------
+
+    cdef object _update(self, int mode, object key, object value, object flags, object exptime,
+                        object cas_unique):
+        key = _key(key)
+        if type(value) is not bytes:
+            value = bytes(value)
+        _check_range("flags", flags, 0, 2 ** 32 - 1)
+        cdef int64_t e = _exptime(exptime)
+        _check_range("cas_unique", cas_unique, 0, 2 ** 64 - 1)
+        self._tick()
+        return _raise(store_update(&self._s, mode, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
+                                   PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value),
+                                   flags, e, cas_unique, NULL))
+
+    def set(self, key, value, flags=0, exptime=0):
+        """Store ``value`` under ``key`` unconditionally."""
+        return self._update(STORE_SET, key, value, flags, exptime, 0)
+
+    def add(self, key, value, flags=0, exptime=0):
+        """Store only if ``key`` holds no live item."""
+        return self._update(STORE_ADD, key, value, flags, exptime, 0)
+
+    def replace(self, key, value, flags=0, exptime=0):
+        """Store only if ``key`` holds a live item."""
+        return self._update(STORE_REPLACE, key, value, flags, exptime, 0)
+
+    def append(self, key, value):
+        """Add ``value`` after the existing value, keeping its flags and expiry."""
+        return self._update(STORE_APPEND, key, value, 0, 0, 0)
+
+    def prepend(self, key, value):
+        """Add ``value`` before the existing value, keeping its flags and expiry."""
+        return self._update(STORE_PREPEND, key, value, 0, 0, 0)
+
+    def cas(self, key, value, flags, exptime, cas_unique):
+        """Store only if the item's CAS is still ``cas_unique``: STORED, EXISTS or NOT_FOUND."""
+        return self._update(STORE_CAS, key, value, flags, exptime, cas_unique)
+
+    def delete(self, key):
+        """Remove ``key``: DELETED or NOT_FOUND."""
+        key = _key(key)
+        self._tick()
+        return _raise(store_delete(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)))
+
+    cdef object _delta(self, object key, object delta, int incr):
+        key = _key(key)
+        _check_range("delta", delta, 0, 2 ** 64 - 1)
+        self._tick()
+        cdef uint64_t result = 0
+        cdef int rc = store_delta(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), incr,
+                                  delta, &result)
+        if rc == STORE_STORED:
+            return result
+        if rc == STORE_NOT_FOUND:
+            return None
+        return _raise(rc)
+
+    def incr(self, key, delta=1):
+        """Add ``delta`` (wrapping at 2**64); return the new value or None if missing."""
+        return self._delta(key, delta, 1)
+
+    def decr(self, key, delta=1):
+        """Subtract ``delta`` (stopping at 0); return the new value or None if missing."""
+        return self._delta(key, delta, 0)
+
+    def flush_all(self, delay=0):
+        """Invalidate every item now, or at ``delay`` (an expiration time) from now."""
+        cdef int64_t d = _exptime(delay, "delay")
+        self._tick()
+        store_flush_all(&self._s, d)
+
+    # -- background work, stats, snapshots ----------------------------------------------
+
+    def reclaim(self, limit=1000):
+        """Free up to ``limit`` dead items; return how many were freed."""
+        _check_range("limit", limit, 0, 2 ** 64 - 1)
+        self._tick()
+        return store_reclaim(&self._s, limit)
+
+    def stats(self):
+        """Return memcached-named counters and gauges."""
+        cdef store_stats *st = &self._s.stats
+        out = {
+            "curr_items": self._s.curr_items,
+            "total_items": st.total_items,
+            "bytes": self._s.bytes,
+            "limit_maxbytes": self._s.max_bytes,
+            "limit_maxitems": self._s.max_items,
+            "evictions": st.evictions,
+            "expired_unfetched": st.expired_unfetched,
+            "evicted_unfetched": st.evicted_unfetched,
+            "reclaimed": st.reclaimed,
+            "get_hits": st.get_hits,
+            "get_misses": st.get_misses,
+            "get_expired": st.get_expired,
+            "get_flushed": st.get_flushed,
+            "cmd_get": st.cmd_get,
+            "cmd_set": st.cmd_set,
+            "cmd_touch": st.cmd_touch,
+            "cmd_flush": st.cmd_flush,
+            "delete_hits": st.delete_hits,
+            "delete_misses": st.delete_misses,
+            "incr_hits": st.incr_hits,
+            "incr_misses": st.incr_misses,
+            "decr_hits": st.decr_hits,
+            "decr_misses": st.decr_misses,
+            "cas_hits": st.cas_hits,
+            "cas_misses": st.cas_misses,
+            "cas_badval": st.cas_badval,
+            "touch_hits": st.touch_hits,
+            "touch_misses": st.touch_misses,
+            "hash_power_level": self._s.table.hashpower,
+            "hash_bytes": assoc_bytes(&self._s.table),
+            "hash_is_expanding": int(self._s.table.old != NULL),
+        }
+        return {name: out[name] for name in STAT_NAMES}
+
+    def reset_stats(self):
+        """Zero the counters that memcached's ``stats reset`` clears."""
+        store_reset_stats(&self._s)
+
+    def __len__(self):
+        return self._s.curr_items
+
+    @property
+    def cas_counter(self):
+        """The last CAS unique handed out."""
+        return self._s.cas
+
+    def items(self):
+        """Yield ``(key, value, flags, exptime, cas)`` of every live item, LRU tail first.
+
+        Raises RuntimeError if the store is used while the walk is in progress.
+        """
+        self._tick()
+        cdef uint64_t version = self._version
+        cdef item *it = self._s.tail
+        cdef item *newer
+        while it != NULL:
+            newer = it.prev
+            if not store_item_dead(&self._s, it):
+                entry = (PyBytes_FromStringAndSize(item_key(it), it.nkey),
+                         PyBytes_FromStringAndSize(item_value(it), it.nbytes),
+                         it.flags, it.exptime, it.cas)
+                yield entry
+                if self._version != version:
+                    raise RuntimeError("store changed during items()")
+            it = newer
+
+    def load(self, items, cas_counter=0):
+        """Insert items as :meth:`items` yields them, each becoming the most recent; return
+        how many were kept (dead ones are skipped). The CAS counter moves past every CAS seen.
+        """
+        self._tick()
+        cdef int rc
+        kept = 0
+        for key, value, flags, exptime, cas in items:
+            key = _key(key)
+            _check_range("flags", flags, 0, 2 ** 32 - 1)
+            _check_range("exptime", exptime, 0, 2 ** 32 - 1)
+            _check_range("cas", cas, 1, 2 ** 64 - 1)
+            if type(value) is not bytes:
+                value = bytes(value)
+            rc = store_load(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
+                            PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), flags, exptime, cas)
+            if rc < 0:
+                _raise(rc)
+            kept += rc
+        _check_range("cas_counter", cas_counter, 0, 2 ** 64 - 1)
+        if cas_counter > self._s.cas:
+            self._s.cas = cas_counter
+        return kept

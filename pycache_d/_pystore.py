@@ -1,0 +1,604 @@
+"""The pure-Python store backend: an exact LRU cache on ``collections.OrderedDict``.
+
+::
+
+    OrderedDict  key -> record            record = header (17 bytes) + value
+      first ............................. last
+      LRU tail (evicted first)            MRU head (last read or written)
+
+    header  = cas u64 | flags u32 | exptime u32 | fetched u8   (little endian)
+
+    _expiry  min-heap of (exptime, cas, key), lazily deleted: an entry is live only while the
+             key's record still has that exptime and cas.
+
+Invariants (the native backend keeps the same ones, see ``csrc/store.h``):
+
+* ``bytes`` is the sum of ``charge(key, value)`` over every record in the dict, and after any
+  store ``bytes <= max_bytes`` and (if set) ``len(dict) <= max_items``.
+* Every record with ``exptime != 0`` has a live heap entry.
+* An item is *dead* when it has expired (``0 < exptime <= now``) or was flushed
+  (``cas < flush_cas``). Dead items are never returned; they are freed on access, when they
+  reach the LRU tail while making room, or by :meth:`reclaim`.
+* Flushed items never move (any access frees them), so they all sit at the LRU tail, behind every
+  item written after the flush: freeing them is a walk from the tail.
+
+Keeping the item in one ``bytes`` record (rather than a small object and an int for the CAS) is
+what holds the python backend near 300 bytes per small item.
+"""
+
+from __future__ import annotations
+
+import heapq
+import struct
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+
+from .clock import MonotonicClock
+from .errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result
+from .semantics import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ITEM_SIZE,
+    EXPTIME_MAX,
+    EXPTIME_MIN,
+    ITEM_OVERHEAD,
+    U32_MAX,
+    U64_MAX,
+    absolute_expiry,
+    counter_bytes,
+    is_valid_key,
+    parse_counter,
+)
+
+_HEADER = struct.Struct("<QIIB")
+_HSIZE = _HEADER.size
+_pack = _HEADER.pack
+_unpack = _HEADER.unpack_from
+
+STORED = Result.STORED
+NOT_STORED = Result.NOT_STORED
+EXISTS = Result.EXISTS
+NOT_FOUND = Result.NOT_FOUND
+DELETED = Result.DELETED
+TOUCHED = Result.TOUCHED
+
+# Storage modes, shared with the native backend's store_update().
+_SET, _ADD, _REPLACE, _APPEND, _PREPEND, _CAS = range(6)
+
+STAT_NAMES = (
+    "curr_items",
+    "total_items",
+    "bytes",
+    "limit_maxbytes",
+    "limit_maxitems",
+    "evictions",
+    "expired_unfetched",
+    "evicted_unfetched",
+    "reclaimed",
+    "get_hits",
+    "get_misses",
+    "get_expired",
+    "get_flushed",
+    "cmd_get",
+    "cmd_set",
+    "cmd_touch",
+    "cmd_flush",
+    "delete_hits",
+    "delete_misses",
+    "incr_hits",
+    "incr_misses",
+    "decr_hits",
+    "decr_misses",
+    "cas_hits",
+    "cas_misses",
+    "cas_badval",
+    "touch_hits",
+    "touch_misses",
+    "hash_power_level",
+    "hash_bytes",
+    "hash_is_expanding",
+)
+
+# Counters that "stats reset" clears (memcached keeps curr_items, bytes and limits).
+_RESETTABLE = frozenset(STAT_NAMES) - {
+    "curr_items",
+    "bytes",
+    "limit_maxbytes",
+    "limit_maxitems",
+    "hash_power_level",
+    "hash_bytes",
+    "hash_is_expanding",
+}
+
+
+def _check_key(key: bytes) -> None:
+    if not is_valid_key(key):
+        raise InvalidKey(f"invalid key {key[:40]!r}")
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+
+
+class Store:
+    """An exact LRU cache with memcached's semantics, in pure Python.
+
+    Args:
+        max_bytes: memory limit; items are charged ``len(key) + len(value) + ITEM_OVERHEAD``.
+        max_items: limit on the number of items, 0 for none.
+        max_item_size: largest charged item size accepted (memcached's ``-I``).
+        clock: zero-argument callable returning the time in whole Unix-scale seconds.
+    """
+
+    backend = "python"
+
+    def __init__(
+        self,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        *,
+        max_items: int = 0,
+        max_item_size: int = DEFAULT_MAX_ITEM_SIZE,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self._data: OrderedDict[bytes, bytes] = OrderedDict()
+        self._stats = dict.fromkeys(_RESETTABLE, 0)
+        self._expiry: list[tuple[int, int, bytes]] = []
+        self._ttl_items = 0
+        self._clock = clock if clock is not None else MonotonicClock()
+        self._cas = 0
+        self._flush_cas = 0  # items with cas < this are flushed
+        self._flush_at = 0  # pending delayed flush_all deadline, 0 for none
+        self._bytes = 0
+        self._max_items = 0
+        self.max_bytes = max_bytes
+        self.max_items = max_items
+        self.max_item_size = max_item_size
+
+    # -- limits -------------------------------------------------------------------------------
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        _check_range("max_bytes", value, 1, 2**63 - 1)
+        self._max_bytes = value
+        self._shrink(0, 0, self._now())
+
+    @property
+    def max_items(self) -> int:
+        return self._max_items
+
+    @max_items.setter
+    def max_items(self, value: int) -> None:
+        _check_range("max_items", value, 0, 2**63 - 1)
+        self._max_items = value
+        self._shrink(0, 0, self._now())
+
+    @property
+    def max_item_size(self) -> int:
+        return self._max_item_size
+
+    @max_item_size.setter
+    def max_item_size(self, value: int) -> None:
+        _check_range("max_item_size", value, 1, 2**31 - 1)
+        self._max_item_size = value
+
+    # -- time and liveness --------------------------------------------------------------------
+
+    def _now(self) -> int:
+        now = int(self._clock())
+        if self._flush_at and now >= self._flush_at:
+            self._flush_at = 0
+            self._flush_cas = self._cas + 1
+        return now
+
+    def _alive(self, rec: bytes, now: int) -> int:
+        """Return 0 if alive, 1 if expired, 2 if flushed."""
+        cas, _flags, exptime, _fetched = _unpack(rec)
+        if cas < self._flush_cas:
+            return 2
+        if exptime and exptime <= now:
+            return 1
+        return 0
+
+    def _lookup(self, key: bytes, now: int) -> bytes | None:
+        """Return the live record of ``key`` or None, freeing it if it is dead.
+
+        As in memcached, any lookup that finds a dead item counts get_expired or get_flushed.
+        """
+        rec = self._data.get(key)
+        if rec is None:
+            return None
+        dead = self._alive(rec, now)
+        if dead:
+            self._stats["get_flushed" if dead == 2 else "get_expired"] += 1
+            self._unlink(key, rec, reclaimed=True)
+            return None
+        return rec
+
+    # -- linking ------------------------------------------------------------------------------
+
+    def _unlink(self, key: bytes, rec: bytes, *, reclaimed: bool = False, evicted: bool = False) -> None:
+        del self._data[key]
+        self._bytes -= len(key) + len(rec) - _HSIZE + ITEM_OVERHEAD
+        if _unpack(rec)[2]:
+            self._ttl_items -= 1
+        if reclaimed or evicted:
+            unfetched = not rec[_HSIZE - 1]
+            if reclaimed:
+                self._stats["reclaimed"] += 1
+                self._stats["expired_unfetched"] += unfetched
+            else:
+                self._stats["evictions"] += 1
+                self._stats["evicted_unfetched"] += unfetched
+
+    def _shrink(self, need_bytes: int, need_items: int, now: int) -> None:
+        """Free LRU-tail items until ``need_bytes`` more bytes and ``need_items`` more fit."""
+        data = self._data
+        while data and (
+            self._bytes + need_bytes > self._max_bytes
+            or (self._max_items and len(data) + need_items > self._max_items)
+        ):
+            key = next(iter(data))
+            rec = data[key]
+            if self._alive(rec, now):
+                self._unlink(key, rec, reclaimed=True)
+            else:
+                self._unlink(key, rec, evicted=True)
+
+    def _link(self, key: bytes, value: bytes, flags: int, exptime: int, now: int, fetched: int = 0) -> int:
+        """Insert a new item at the MRU head, making room first; return its CAS."""
+        self._shrink(len(key) + len(value) + ITEM_OVERHEAD, 1, now)
+        self._cas += 1
+        cas = self._cas
+        self._data[key] = _pack(cas, flags, exptime, fetched) + value
+        self._bytes += len(key) + len(value) + ITEM_OVERHEAD
+        if exptime:
+            self._ttl_items += 1
+            self._push_expiry(exptime, cas, key)
+        return cas
+
+    def _push_expiry(self, exptime: int, cas: int, key: bytes) -> None:
+        heap = self._expiry
+        heapq.heappush(heap, (exptime, cas, key))
+        if len(heap) > 2 * self._ttl_items + 1024:
+            # Drop the entries of items that were since overwritten, touched or freed.
+            live = []
+            for k, rec in self._data.items():
+                c, _f, e, _x = _unpack(rec)
+                if e:
+                    live.append((e, c, k))
+            heapq.heapify(live)
+            self._expiry = live
+
+    def _fits(self, size: int) -> None:
+        if size > self._max_item_size:
+            raise ItemTooLarge(f"item of {size} bytes exceeds the maximum item size")
+        if size > self._max_bytes:
+            raise OutOfMemory(f"item of {size} bytes exceeds the memory limit")
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def _fetch(self, key: bytes, now: int) -> bytes | None:
+        """Look up ``key`` for a get: count the hit or miss, mark fetched, make it MRU."""
+        stats = self._stats
+        stats["cmd_get"] += 1
+        rec = self._lookup(key, now)
+        if rec is None:
+            stats["get_misses"] += 1
+            return None
+        stats["get_hits"] += 1
+        if not rec[_HSIZE - 1]:
+            rec = rec[: _HSIZE - 1] + b"\x01" + rec[_HSIZE:]
+            self._data[key] = rec
+        self._data.move_to_end(key)
+        return rec
+
+    def get(self, key: bytes) -> bytes | None:
+        """Return the value of ``key``, or None on a miss."""
+        _check_key(key)
+        rec = self._fetch(key, self._now())
+        return None if rec is None else rec[_HSIZE:]
+
+    def get_item(self, key: bytes) -> tuple[bytes, int, int] | None:
+        """Return ``(value, flags, cas)`` of ``key``, or None on a miss."""
+        _check_key(key)
+        rec = self._fetch(key, self._now())
+        if rec is None:
+            return None
+        cas, flags, _e, _f = _unpack(rec)
+        return rec[_HSIZE:], flags, cas
+
+    def get_many(self, keys: Iterable[bytes]) -> dict[bytes, tuple[bytes, int, int]]:
+        """Return ``{key: (value, flags, cas)}`` for the keys that hit, in request order."""
+        out = {}
+        for key in keys:
+            item = self.get_item(key)
+            if item is not None:
+                out[key] = item
+        return out
+
+    def gat(self, key: bytes, exptime: int) -> tuple[bytes, int, int] | None:
+        """Get and touch: return ``(value, flags, cas)`` and set a new expiry, or None."""
+        _check_key(key)
+        _check_range("exptime", exptime, EXPTIME_MIN, EXPTIME_MAX)
+        now = self._now()
+        stats = self._stats
+        # memcached counts a gat in cmd_get and cmd_touch, and its outcome as a touch only.
+        stats["cmd_get"] += 1
+        stats["cmd_touch"] += 1
+        rec = self._lookup(key, now)
+        if rec is None:
+            stats["touch_misses"] += 1
+            return None
+        stats["touch_hits"] += 1
+        rec = self._retime(key, rec, absolute_expiry(exptime, now))
+        cas, flags, _e, _f = _unpack(rec)
+        return rec[_HSIZE:], flags, cas
+
+    def _retime(self, key: bytes, rec: bytes, exptime: int) -> bytes:
+        """Give a live item a new expiry, mark it fetched and make it MRU; return the record."""
+        cas, flags, old, _fetched = _unpack(rec)
+        rec = _pack(cas, flags, exptime, 1) + rec[_HSIZE:]
+        self._data[key] = rec
+        self._data.move_to_end(key)
+        self._ttl_items += bool(exptime) - bool(old)
+        if exptime:
+            self._push_expiry(exptime, cas, key)
+        return rec
+
+    def touch(self, key: bytes, exptime: int) -> Result:
+        """Set a new expiry on ``key``: TOUCHED or NOT_FOUND."""
+        _check_key(key)
+        _check_range("exptime", exptime, EXPTIME_MIN, EXPTIME_MAX)
+        now = self._now()
+        self._stats["cmd_touch"] += 1
+        rec = self._lookup(key, now)
+        if rec is None:
+            self._stats["touch_misses"] += 1
+            return NOT_FOUND
+        self._stats["touch_hits"] += 1
+        self._retime(key, rec, absolute_expiry(exptime, now))
+        return TOUCHED
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def _update(self, mode: int, key: bytes, value: bytes, flags: int, exptime: int, cas_unique: int = 0) -> Result:
+        _check_key(key)
+        value = bytes(value)
+        _check_range("flags", flags, 0, U32_MAX)
+        _check_range("exptime", exptime, EXPTIME_MIN, EXPTIME_MAX)
+        now = self._now()
+        try:
+            self._fits(len(key) + len(value) + ITEM_OVERHEAD)
+        except (ItemTooLarge, OutOfMemory):
+            if mode == _SET:
+                # memcached drops the old value rather than keep serving stale data.
+                old = self._data.get(key)
+                if old is not None:
+                    self._unlink(key, old)
+            raise
+        self._stats["cmd_set"] += 1
+        old = self._lookup(key, now)
+        if mode == _SET:
+            pass
+        elif mode == _ADD:
+            if old is not None:
+                self._data.move_to_end(key)  # memcached bumps the item a failed add found
+                return NOT_STORED
+        elif mode == _REPLACE:
+            if old is None:
+                return NOT_STORED
+        elif mode == _CAS:
+            if old is None:
+                self._stats["cas_misses"] += 1
+                return NOT_FOUND
+            if _unpack(old)[0] != cas_unique:
+                self._stats["cas_badval"] += 1
+                return EXISTS
+            self._stats["cas_hits"] += 1
+        else:  # append, prepend: keep the old flags and expiry
+            if old is None:
+                return NOT_STORED
+            _c, flags, old_exptime, _f = _unpack(old)
+            if mode == _APPEND:
+                value = old[_HSIZE:] + value
+            else:
+                value = value + old[_HSIZE:]
+            size = len(key) + len(value) + ITEM_OVERHEAD
+            if size > self._max_item_size or size > self._max_bytes:
+                return NOT_STORED
+            self._unlink(key, old)
+            self._link(key, value, flags, old_exptime, now)
+            self._stats["total_items"] += 1
+            return STORED
+        if old is not None:
+            self._unlink(key, old)
+        self._link(key, value, flags, absolute_expiry(exptime, now), now)
+        self._stats["total_items"] += 1
+        return STORED
+
+    def set(self, key: bytes, value: bytes, flags: int = 0, exptime: int = 0) -> Result:
+        """Store ``value`` under ``key`` unconditionally."""
+        return self._update(_SET, key, value, flags, exptime)
+
+    def add(self, key: bytes, value: bytes, flags: int = 0, exptime: int = 0) -> Result:
+        """Store only if ``key`` holds no live item."""
+        return self._update(_ADD, key, value, flags, exptime)
+
+    def replace(self, key: bytes, value: bytes, flags: int = 0, exptime: int = 0) -> Result:
+        """Store only if ``key`` holds a live item."""
+        return self._update(_REPLACE, key, value, flags, exptime)
+
+    def append(self, key: bytes, value: bytes) -> Result:
+        """Add ``value`` after the existing value, keeping its flags and expiry."""
+        return self._update(_APPEND, key, value, 0, 0)
+
+    def prepend(self, key: bytes, value: bytes) -> Result:
+        """Add ``value`` before the existing value, keeping its flags and expiry."""
+        return self._update(_PREPEND, key, value, 0, 0)
+
+    def cas(self, key: bytes, value: bytes, flags: int, exptime: int, cas_unique: int) -> Result:
+        """Store only if the item's CAS is still ``cas_unique``: STORED, EXISTS or NOT_FOUND."""
+        _check_range("cas_unique", cas_unique, 0, U64_MAX)
+        return self._update(_CAS, key, value, flags, exptime, cas_unique)
+
+    def delete(self, key: bytes) -> Result:
+        """Remove ``key``: DELETED or NOT_FOUND."""
+        _check_key(key)
+        rec = self._lookup(key, self._now())
+        if rec is None:
+            self._stats["delete_misses"] += 1
+            return NOT_FOUND
+        self._stats["delete_hits"] += 1
+        self._unlink(key, rec)
+        return DELETED
+
+    def _delta(self, key: bytes, delta: int, incr: bool) -> int | None:
+        _check_key(key)
+        _check_range("delta", delta, 0, U64_MAX)
+        name = "incr" if incr else "decr"
+        now = self._now()
+        rec = self._lookup(key, now)
+        if rec is None:
+            self._stats[name + "_misses"] += 1
+            return None
+        old_value = rec[_HSIZE:]
+        number = parse_counter(old_value)
+        if number is None:
+            raise NonNumericValue(f"{name} on a non-numeric value")
+        self._stats[name + "_hits"] += 1
+        number = (number + delta) & U64_MAX if incr else max(number - delta, 0)
+        value = counter_bytes(number, len(old_value))
+        _c, flags, exptime, _f = _unpack(rec)
+        if len(value) == len(old_value):
+            # In place, as memcached does: same size, same position rules, new CAS.
+            self._cas += 1
+            self._data[key] = _pack(self._cas, flags, exptime, 1) + value
+            self._data.move_to_end(key)
+            if exptime:
+                self._push_expiry(exptime, self._cas, key)
+        else:
+            self._fits(len(key) + len(value) + ITEM_OVERHEAD)
+            self._unlink(key, rec)
+            self._link(key, value, flags, exptime, now, fetched=1)
+        return number
+
+    def incr(self, key: bytes, delta: int = 1) -> int | None:
+        """Add ``delta`` (wrapping at 2**64); return the new value or None if missing."""
+        return self._delta(key, delta, True)
+
+    def decr(self, key: bytes, delta: int = 1) -> int | None:
+        """Subtract ``delta`` (stopping at 0); return the new value or None if missing."""
+        return self._delta(key, delta, False)
+
+    def flush_all(self, delay: int = 0) -> None:
+        """Invalidate every item now, or at ``delay`` (an expiration time) from now."""
+        _check_range("delay", delay, EXPTIME_MIN, EXPTIME_MAX)
+        now = self._now()
+        self._stats["cmd_flush"] += 1
+        if delay > 0:
+            # memcached's oldest_live is realtime(delay) - 1: the flush takes effect then.
+            self._flush_at = max(absolute_expiry(delay, now) - 1, 1)
+            if self._flush_at > now:
+                return
+        self._flush_at = 0
+        self._flush_cas = self._cas + 1
+
+    # -- background work, stats, snapshots --------------------------------------------------
+
+    def reclaim(self, limit: int = 1000) -> int:
+        """Free up to ``limit`` dead items (flushed from the LRU tail, then expired soonest
+        first); return how many were freed. Call it periodically in small slices."""
+        now = self._now()
+        data = self._data
+        freed = 0
+        while freed < limit and data:
+            key = next(iter(data))
+            rec = data[key]
+            if _unpack(rec)[0] >= self._flush_cas:
+                break
+            self._unlink(key, rec, reclaimed=True)
+            freed += 1
+        heap = self._expiry
+        while freed < limit and heap and heap[0][0] <= now:
+            exptime, cas, key = heapq.heappop(heap)
+            rec = data.get(key)
+            if rec is None:
+                continue
+            c, _f, e, _x = _unpack(rec)
+            if c != cas or e != exptime:
+                continue  # stale entry: the item was rewritten or touched since
+            self._unlink(key, rec, reclaimed=True)
+            freed += 1
+        return freed
+
+    def stats(self) -> dict[str, int]:
+        """Return memcached-named counters and gauges."""
+        out = dict(self._stats)
+        out["curr_items"] = len(self._data)
+        out["bytes"] = self._bytes
+        out["limit_maxbytes"] = self._max_bytes
+        out["limit_maxitems"] = self._max_items
+        out["hash_power_level"] = 0
+        out["hash_bytes"] = 0
+        out["hash_is_expanding"] = 0
+        return {name: out[name] for name in STAT_NAMES}
+
+    def reset_stats(self) -> None:
+        """Zero the counters that memcached's ``stats reset`` clears."""
+        self._stats = dict.fromkeys(_RESETTABLE, 0)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def cas_counter(self) -> int:
+        """The last CAS unique handed out."""
+        return self._cas
+
+    def items(self) -> Iterator[tuple[bytes, bytes, int, int, int]]:
+        """Yield ``(key, value, flags, exptime, cas)`` of every live item, LRU tail first.
+
+        ``exptime`` is absolute on the store's clock (0 = never). The store must not be
+        modified while the iterator is in use.
+        """
+        now = self._now()
+        for key, rec in self._data.items():
+            if not self._alive(rec, now):
+                cas, flags, exptime, _f = _unpack(rec)
+                yield key, rec[_HSIZE:], flags, exptime, cas
+
+    def load(self, items: Iterable[tuple[bytes, bytes, int, int, int]], cas_counter: int = 0) -> int:
+        """Insert items as :meth:`items` yields them, each becoming the most recent; return
+        how many were kept (dead ones are skipped). The CAS counter moves past every CAS seen.
+        """
+        now = self._now()
+        kept = 0
+        for key, value, flags, exptime, cas in items:
+            _check_key(key)
+            _check_range("flags", flags, 0, U32_MAX)
+            _check_range("exptime", exptime, 0, U32_MAX)
+            _check_range("cas", cas, 1, U64_MAX)
+            value = bytes(value)
+            if (exptime and exptime <= now) or cas < self._flush_cas:
+                continue
+            size = len(key) + len(value) + ITEM_OVERHEAD
+            if size > self._max_item_size or size > self._max_bytes:
+                continue
+            old = self._data.get(key)
+            if old is not None:
+                self._unlink(key, old)
+            self._shrink(size, 1, now)
+            self._data[key] = _pack(cas, flags, exptime, 0) + value
+            self._bytes += size
+            if exptime:
+                self._ttl_items += 1
+                self._push_expiry(exptime, cas, key)
+            self._cas = max(self._cas, cas)
+            self._stats["total_items"] += 1
+            kept += 1
+        self._cas = max(self._cas, cas_counter)
+        return kept

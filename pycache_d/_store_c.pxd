@@ -1,0 +1,85 @@
+# Declarations of the C store (csrc/store.h, csrc/item.h) for the Cython modules that drive it.
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+
+
+cdef extern from "item.h":
+    ctypedef struct item:
+        item *prev
+        item *next
+        uint64_t cas
+        uint32_t exptime
+        uint32_t flags
+        uint32_t nbytes
+        uint8_t nkey
+        uint8_t iflags
+    const char *item_key(const item *it)
+    char *item_value(item *it)
+
+
+cdef extern from "assoc.h":
+    ctypedef struct assoc:
+        item **old
+        uint64_t count
+        unsigned hashpower
+    uint64_t assoc_bytes(const assoc *t)
+
+
+cdef extern from "store.h":
+    int STORE_ITEM_OVERHEAD
+    int STORE_MAX_KEY
+
+    cdef enum store_result:
+        STORE_STORED
+        STORE_NOT_STORED
+        STORE_EXISTS
+        STORE_NOT_FOUND
+        STORE_DELETED
+        STORE_TOUCHED
+        STORE_TOO_LARGE
+        STORE_NO_MEMORY
+        STORE_NON_NUMERIC
+
+    cdef enum store_mode:
+        STORE_SET
+        STORE_ADD
+        STORE_REPLACE
+        STORE_APPEND
+        STORE_PREPEND
+        STORE_CAS
+
+    ctypedef struct store_stats:
+        uint64_t total_items, evictions, expired_unfetched, evicted_unfetched, reclaimed
+        uint64_t get_hits, get_misses, get_expired, get_flushed, cmd_get, cmd_set, cmd_touch, cmd_flush
+        uint64_t delete_hits, delete_misses, incr_hits, incr_misses, decr_hits, decr_misses
+        uint64_t cas_hits, cas_misses, cas_badval, touch_hits, touch_misses
+
+    ctypedef struct store:
+        assoc table
+        item *head
+        item *tail
+        uint64_t bytes, max_bytes, curr_items, max_items
+        uint32_t max_item_size
+        uint32_t now
+        uint64_t cas
+        store_stats stats
+
+    int store_init(store *s, uint64_t max_bytes, uint64_t max_items, uint32_t max_item_size,
+                   const uint8_t *seed)
+    void store_destroy(store *s)
+    void store_set_time(store *s, uint32_t now)
+    void store_set_limits(store *s, uint64_t max_bytes, uint64_t max_items)
+    item *store_get(store *s, const char *key, size_t nkey)
+    item *store_gat(store *s, const char *key, size_t nkey, int64_t exptime)
+    int store_touch(store *s, const char *key, size_t nkey, int64_t exptime)
+    int store_update(store *s, int mode, const char *key, size_t nkey, const char *value,
+                     size_t nbytes, uint32_t flags, int64_t exptime, uint64_t cas_in,
+                     uint64_t *cas_out)
+    int store_delete(store *s, const char *key, size_t nkey)
+    int store_delta(store *s, const char *key, size_t nkey, int incr, uint64_t delta,
+                    uint64_t *result)
+    void store_flush_all(store *s, int64_t delay)
+    uint64_t store_reclaim(store *s, uint64_t limit)
+    int store_load(store *s, const char *key, size_t nkey, const char *value, size_t nbytes,
+                   uint32_t flags, uint32_t exptime, uint64_t cas)
+    int store_item_dead(const store *s, const item *it)
+    void store_reset_stats(store *s)

@@ -1,0 +1,102 @@
+"""memcached's rules that both store backends share: limits, expiry times, keys, counters.
+
+The native backend implements the same rules in C (``csrc/store.c``); the differential tests
+hold the two to identical results, so change both together.
+"""
+
+from __future__ import annotations
+
+#: protocol.txt: "the key must not include control characters or whitespace" and is at most
+#: 250 bytes long.
+MAX_KEY_LENGTH = 250
+
+#: Fixed charge per item, on top of its key and value, against the memory limit. It stands for
+#: the item header, the hash-table slot and allocator slack of the native backend; both backends
+#: charge exactly ``len(key) + len(value) + ITEM_OVERHEAD`` so they evict at the same moments.
+ITEM_OVERHEAD = 48
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_ITEM_SIZE = 1024 * 1024
+
+#: protocol.txt: an expiration time of up to 30 days is relative, above that a Unix time.
+REALTIME_MAXDELTA = 60 * 60 * 24 * 30
+
+#: Expiry values the protocol accepts (memcached parses them as a signed 32-bit integer).
+EXPTIME_MIN = -(2**31)
+EXPTIME_MAX = 2**31 - 1
+
+U32_MAX = 2**32 - 1
+U64_MAX = 2**64 - 1
+
+#: The byte values a key may not contain: space and the C0 controls, and DEL.
+_BAD_KEY_BYTES = bytes(range(0x21)) + b"\x7f"
+
+# isspace() in the C locale, which is what memcached's safe_strtoull() relies on.
+_C_SPACE = b" \t\n\v\f\r"
+
+
+def is_valid_key(key: bytes) -> bool:
+    """Return True if ``key`` is a legal memcached key."""
+    return 0 < len(key) <= MAX_KEY_LENGTH and len(key.translate(None, _BAD_KEY_BYTES)) == len(key)
+
+
+def absolute_expiry(exptime: int, now: int) -> int:
+    """Turn a protocol expiration time into an absolute time on the store's clock (0 = never).
+
+    0 never expires; a negative value is already expired; up to 30 days is relative to ``now``;
+    anything larger is an absolute Unix time (in the past means already expired).
+    """
+    if exptime == 0:
+        return 0
+    if exptime < 0:
+        return 1  # long gone: any clock reading is later
+    if exptime > REALTIME_MAXDELTA:
+        return exptime
+    return now + exptime
+
+
+def parse_counter(value: bytes) -> int | None:
+    """Parse a stored value as incr/decr see it, or return None if it is not a number.
+
+    Mirrors memcached's ``safe_strtoull``: optional leading whitespace and sign, decimal digits,
+    then the end of the value or a whitespace byte (decr pads shorter results with spaces, so
+    ``b"9 "`` is a number). Values above 2**64-1 and negative numbers are not numbers.
+    """
+    n = len(value)
+    i = 0
+    while i < n and value[i] in _C_SPACE:
+        i += 1
+    negative = False
+    if i < n and value[i] in b"+-":
+        negative = value[i] == 0x2D
+        i += 1
+    start = i
+    while i < n and 0x30 <= value[i] <= 0x39:
+        i += 1
+    if i == start:
+        # strtoull() parsed nothing and points back at the start of the value; memcached then
+        # accepts 0 only if that first byte is whitespace.
+        return 0 if n and value[0] in _C_SPACE else None
+    if i < n and value[i] not in _C_SPACE and value[i] != 0:
+        return None
+    number = int(value[start:i])
+    if number > U64_MAX:
+        return None
+    if negative and number:
+        # strtoull() negates in unsigned arithmetic; memcached rejects the result if it reads as
+        # a negative signed number and the text holds a '-'.
+        number = (-number) & U64_MAX
+        if number >= 2**63:
+            return None
+    return number
+
+
+def counter_bytes(number: int, old_length: int) -> bytes:
+    """Return the new value of a counter, padded with spaces to the old length if shorter.
+
+    memcached rewrites a counter in place when the new digits fit, padding with spaces.
+    """
+    digits = b"%d" % number
+    if len(digits) < old_length:
+        return digits + b" " * (old_length - len(digits))
+    return digits
