@@ -13,11 +13,12 @@ APT_PACKAGES := memcached libmemcached-tools
 
 venv: $(STAMP) ext
 
-$(STAMP): pyproject.toml setup.py
+$(STAMP): pyproject.toml setup.py $(wildcard client/pyproject.toml)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet "Cython>=3.0.10,<4"
 	$(PY) -m pip install --quiet --no-build-isolation -e '.[test,bench]'
+	if [ -f client/pyproject.toml ]; then $(PY) -m pip install --quiet -e './client[test]'; fi
 	touch $@
 
 # Rebuild the extension in place whenever a C, Cython or build file changed.
