@@ -12,7 +12,7 @@ from pycache_d.store import BACKENDS
 class FakeClock:
     """A store clock that only moves when a test says so."""
 
-    def __init__(self, now: int = 1_000_000) -> None:
+    def __init__(self, now: int = 1_700_000_000) -> None:
         self.now = now
 
     def __call__(self) -> int:

@@ -1,0 +1,476 @@
+"""The store's behaviour, run against both backends (test ids say which)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pycache_d.errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result
+from pycache_d.semantics import ITEM_OVERHEAD, REALTIME_MAXDELTA
+
+pytestmark = pytest.mark.asan
+
+
+def keys_lru(store):
+    return [k for k, *_ in store.items()]
+
+
+def charge(key: bytes, value: bytes) -> int:
+    return len(key) + len(value) + ITEM_OVERHEAD
+
+
+# -- basic storage commands -------------------------------------------------------------------
+
+
+def test_set_get_roundtrip(store):
+    assert store.set(b"k", b"hello", 42) is Result.STORED
+    assert store.get(b"k") == b"hello"
+    value, flags, cas = store.get_item(b"k")
+    assert (value, flags) == (b"hello", 42)
+    assert cas == store.cas_counter
+    assert store.get(b"missing") is None
+
+
+def test_empty_and_binary_values(store):
+    store.set(b"e", b"")
+    store.set(b"b", bytes(range(256)) + b"\r\n")
+    assert store.get(b"e") == b""
+    assert store.get(b"b") == bytes(range(256)) + b"\r\n"
+
+
+def test_bytes_like_values_are_copied(store):
+    buf = bytearray(b"abc")
+    store.set(b"k", buf)
+    buf[0] = ord("z")
+    assert store.get(b"k") == b"abc"
+    store.set(b"m", memoryview(b"xyz"))
+    assert store.get(b"m") == b"xyz"
+
+
+def test_cas_changes_on_every_modification(store):
+    store.set(b"k", b"1")
+    seen = {store.get_item(b"k")[2]}
+    for op in (
+        lambda: store.set(b"k", b"2"),
+        lambda: store.append(b"k", b"3"),
+        lambda: store.prepend(b"k", b"4"),
+        lambda: store.replace(b"k", b"5"),
+        lambda: store.incr(b"k", 1),
+    ):
+        op()
+        cas = store.get_item(b"k")[2]
+        assert cas not in seen
+        seen.add(cas)
+
+
+def test_add_and_replace(store):
+    assert store.replace(b"k", b"v") is Result.NOT_STORED
+    assert store.add(b"k", b"v1") is Result.STORED
+    assert store.add(b"k", b"v2") is Result.NOT_STORED
+    assert store.get(b"k") == b"v1"
+    assert store.replace(b"k", b"v3", 7) is Result.STORED
+    assert store.get_item(b"k")[:2] == (b"v3", 7)
+
+
+def test_append_prepend_keep_flags_and_expiry(store, clock):
+    assert store.append(b"k", b"x") is Result.NOT_STORED
+    assert store.prepend(b"k", b"x") is Result.NOT_STORED
+    store.set(b"k", b"mid", 5, 100)
+    assert store.append(b"k", b"-end") is Result.STORED
+    assert store.prepend(b"k", b"start-") is Result.STORED
+    assert store.get_item(b"k")[:2] == (b"start-mid-end", 5)
+    clock.advance(100)
+    assert store.get(b"k") is None
+
+
+def test_cas_command(store):
+    assert store.cas(b"k", b"v", 0, 0, 1) is Result.NOT_FOUND
+    store.set(b"k", b"v")
+    cas = store.get_item(b"k")[2]
+    assert store.cas(b"k", b"w", 0, 0, cas + 1) is Result.EXISTS
+    assert store.cas(b"k", b"w", 3, 0, cas) is Result.STORED
+    assert store.get_item(b"k")[:2] == (b"w", 3)
+    assert store.cas(b"k", b"again", 0, 0, cas) is Result.EXISTS
+    st = store.stats()
+    assert (st["cas_misses"], st["cas_badval"], st["cas_hits"]) == (1, 2, 1)
+
+
+def test_delete(store):
+    assert store.delete(b"k") is Result.NOT_FOUND
+    store.set(b"k", b"v")
+    assert store.delete(b"k") is Result.DELETED
+    assert store.get(b"k") is None
+    assert store.stats()["curr_items"] == 0
+
+
+def test_get_many_in_request_order(store):
+    store.set(b"a", b"1")
+    store.set(b"c", b"3", 9)
+    got = store.get_many([b"c", b"b", b"a"])
+    assert list(got) == [b"c", b"a"]
+    assert got[b"c"][:2] == (b"3", 9)
+
+
+# -- incr / decr ------------------------------------------------------------------------------
+
+
+def test_incr_decr_basics(store):
+    assert store.incr(b"n", 1) is None
+    store.set(b"n", b"10")
+    assert store.incr(b"n", 5) == 15
+    assert store.decr(b"n", 20) == 0  # decr stops at 0
+    assert store.get(b"n") == b"0 "  # memcached pads in place with spaces
+    assert store.incr(b"n", 123) == 123
+    assert store.get(b"n") == b"123"
+
+
+def test_incr_wraps_at_2_64(store):
+    store.set(b"n", b"18446744073709551615")
+    assert store.incr(b"n", 2) == 1
+    assert store.get(b"n") == b"1" + b" " * 19
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"5", 6),
+        (b" 5", 6),
+        (b"+5", 6),
+        (b"5 ", 6),
+        (b"5\r\n", 6),
+        (b"-0", 1),
+        (b" ", 1),
+        (b"007", 8),
+        (b"18446744073709551614", 2**64 - 1),
+    ],
+)
+def test_incr_accepts_what_memcached_accepts(store, value, expected):
+    store.set(b"n", value)
+    assert store.incr(b"n", 1) == expected
+
+
+@pytest.mark.parametrize(
+    "value", [b"", b"abc", b"5a", b"-5", b"0x10", b"18446744073709551616", b"+", b"1.5", b"x 5"]
+)
+def test_incr_rejects_non_numbers_and_leaves_item(store, value):
+    store.set(b"n", value, 3)
+    before = store.get_item(b"n")
+    with pytest.raises(NonNumericValue) as err:
+        store.incr(b"n", 1)
+    assert err.value.wire == b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+    with pytest.raises(NonNumericValue):
+        store.decr(b"n", 1)
+    assert store.get_item(b"n") == before
+
+
+def test_incr_counters(store):
+    store.incr(b"x", 1)
+    store.decr(b"x", 1)
+    store.set(b"x", b"1")
+    store.incr(b"x", 1)
+    store.decr(b"x", 1)
+    st = store.stats()
+    assert (st["incr_misses"], st["decr_misses"], st["incr_hits"], st["decr_hits"]) == (1, 1, 1, 1)
+
+
+# -- expiry -----------------------------------------------------------------------------------
+
+
+def test_relative_expiry(store, clock):
+    store.set(b"k", b"v", 0, 10)
+    clock.advance(9)
+    assert store.get(b"k") == b"v"
+    clock.advance(1)
+    assert store.get(b"k") is None
+    st = store.stats()
+    assert st["get_expired"] == 1 and st["get_misses"] == 1 and st["curr_items"] == 0
+
+
+def test_zero_never_expires_and_negative_is_expired(store, clock):
+    store.set(b"forever", b"v", 0, 0)
+    store.set(b"gone", b"v", 0, -1)
+    clock.advance(10 * REALTIME_MAXDELTA)
+    assert store.get(b"forever") == b"v"
+    assert store.get(b"gone") is None
+
+
+def test_thirty_days_is_relative_beyond_is_absolute(store, clock):
+    store.set(b"rel", b"v", 0, REALTIME_MAXDELTA)
+    store.set(b"abs", b"v", 0, clock.now + 50)
+    store.set(b"past", b"v", 0, REALTIME_MAXDELTA + 1)  # an absolute time in 1970
+    assert store.get(b"past") is None
+    clock.advance(49)
+    assert store.get(b"abs") == b"v"
+    clock.advance(1)
+    assert store.get(b"abs") is None
+    clock.advance(REALTIME_MAXDELTA - 51)
+    assert store.get(b"rel") == b"v"
+    clock.advance(1)
+    assert store.get(b"rel") is None
+
+
+def test_touch_and_gat(store, clock):
+    assert store.touch(b"k", 10) is Result.NOT_FOUND
+    assert store.gat(b"k", 10) is None
+    store.set(b"k", b"v", 4, 5)
+    assert store.touch(b"k", 100) is Result.TOUCHED
+    clock.advance(50)
+    value, flags, _cas = store.gat(b"k", 10)
+    assert (value, flags) == (b"v", 4)
+    clock.advance(10)
+    assert store.get(b"k") is None
+    store.set(b"p", b"v", 0, 5)
+    assert store.touch(b"p", 0) is Result.TOUCHED  # now never expires
+    clock.advance(1000)
+    assert store.get(b"p") == b"v"
+    st = store.stats()
+    assert (st["touch_hits"], st["touch_misses"], st["cmd_touch"]) == (3, 2, 5)
+
+
+def test_expired_items_are_reclaimed_without_reads(store, clock):
+    for i in range(100):
+        store.set(b"t%d" % i, b"x" * 100, 0, 1 + i % 10)
+    store.set(b"keep", b"v")
+    full = store.stats()["bytes"]
+    clock.advance(5)
+    assert store.reclaim(1000) == 50
+    clock.advance(5)
+    assert store.reclaim(20) == 20  # bounded slices
+    assert store.reclaim(1000) == 30
+    st = store.stats()
+    assert st["curr_items"] == 1 and st["reclaimed"] == 100 and st["expired_unfetched"] == 100
+    assert st["bytes"] == charge(b"keep", b"v") < full
+    assert keys_lru(store) == [b"keep"]
+
+
+def test_touch_and_rewrite_move_the_reclaim_order(store, clock):
+    store.set(b"a", b"v", 0, 10)
+    store.set(b"b", b"v", 0, 10)
+    store.touch(b"a", 100)
+    store.set(b"b", b"v2", 0, 200)
+    clock.advance(10)
+    assert store.reclaim() == 0
+    clock.advance(90)
+    assert store.reclaim() == 1
+    assert keys_lru(store) == [b"b"]
+
+
+# -- flush_all --------------------------------------------------------------------------------
+
+
+def test_flush_all_immediate(store, clock):
+    for i in range(10):
+        store.set(b"k%d" % i, b"v")
+    store.flush_all()
+    store.set(b"new", b"v")
+    assert store.get(b"k3") is None
+    assert store.get(b"new") == b"v"
+    assert store.stats()["get_flushed"] == 1
+    assert store.reclaim() == 9  # flushed items wait at the LRU tail
+    assert keys_lru(store) == [b"new"]
+    assert store.stats()["curr_items"] == 1
+
+
+def test_flush_all_delayed(store, clock):
+    store.set(b"old", b"v")
+    store.flush_all(10)
+    clock.advance(8)
+    store.set(b"mid", b"v")
+    assert store.get(b"old") == b"v"
+    clock.advance(1)  # memcached flushes at realtime(delay) - 1
+    assert store.get(b"old") is None
+    assert store.get(b"mid") is None
+    store.set(b"after", b"v")
+    clock.advance(100)
+    assert store.get(b"after") == b"v"
+
+
+def test_flush_all_negative_delay_is_immediate(store):
+    store.set(b"k", b"v")
+    store.flush_all(-5)
+    assert store.get(b"k") is None
+
+
+# -- LRU and bounds ---------------------------------------------------------------------------
+
+
+def test_eviction_is_lru_by_bytes(make_store):
+    item = charge(b"k0", b"x" * 100)
+    store = make_store(max_bytes=3 * item)
+    for i in range(3):
+        store.set(b"k%d" % i, b"x" * 100)
+    store.get(b"k0")  # a read makes k0 the most recent
+    store.set(b"k3", b"x" * 100)
+    assert keys_lru(store) == [b"k2", b"k0", b"k3"]
+    st = store.stats()
+    assert st["evictions"] == 1 and st["evicted_unfetched"] == 1
+    assert st["bytes"] == 3 * item <= st["limit_maxbytes"]
+
+
+def test_writes_and_touches_make_items_recent(make_store):
+    store = make_store(max_bytes=10_000)
+    for k in (b"a", b"b", b"c", b"d", b"e"):
+        store.set(k, b"1")
+    store.touch(b"a", 0)
+    store.incr(b"b", 1)
+    store.append(b"c", b"2")
+    store.add(b"d", b"x")  # a failed add still bumps the item, as in memcached
+    assert keys_lru(store) == [b"e", b"a", b"b", b"c", b"d"]
+
+
+def test_max_items(make_store):
+    store = make_store(max_items=2)
+    store.set(b"a", b"1")
+    store.set(b"b", b"1")
+    store.set(b"c", b"1")
+    assert keys_lru(store) == [b"b", b"c"]
+    store.set(b"c", b"2")  # replacing does not evict
+    assert keys_lru(store) == [b"b", b"c"]
+
+
+def test_eviction_prefers_dead_tail_items_as_reclaims(make_store, clock):
+    item = charge(b"k0", b"v")
+    store = make_store(max_bytes=2 * item)
+    store.set(b"k0", b"v", 0, 5)
+    store.set(b"k1", b"v")
+    clock.advance(5)
+    store.set(b"k2", b"v")
+    st = store.stats()
+    assert (st["evictions"], st["reclaimed"]) == (0, 1)
+
+
+def test_lowering_the_limit_evicts_now(store):
+    for i in range(10):
+        store.set(b"k%d" % i, b"x" * 100)
+    store.max_bytes = 3 * charge(b"k0", b"x" * 100)
+    assert keys_lru(store) == [b"k7", b"k8", b"k9"]
+    store.max_items = 1
+    assert keys_lru(store) == [b"k9"]
+
+
+def test_item_too_large_disturbs_nothing_else(make_store):
+    store = make_store(max_item_size=1000)
+    store.set(b"other", b"v")
+    store.set(b"k", b"old")
+    with pytest.raises(ItemTooLarge) as err:
+        store.set(b"k", b"x" * 1000)
+    assert err.value.wire == b"SERVER_ERROR object too large for cache\r\n"
+    assert store.get(b"k") is None  # memcached drops the stale value of a failed set
+    with pytest.raises(ItemTooLarge):
+        store.add(b"other", b"x" * 1000)
+    assert store.get(b"other") == b"v"
+    store.set(b"a", b"x" * 900)
+    assert store.append(b"a", b"y" * 100) is Result.NOT_STORED  # combined too large
+    assert store.get(b"a") == b"x" * 900
+    assert store.set(b"fits", b"x" * (1000 - ITEM_OVERHEAD - 4)) is Result.STORED
+
+
+def test_item_larger_than_memory_is_out_of_memory(make_store):
+    store = make_store(max_bytes=200)
+    store.set(b"k", b"v")
+    with pytest.raises(OutOfMemory) as err:
+        store.set(b"big", b"x" * 200)
+    assert err.value.wire == b"SERVER_ERROR out of memory storing object\r\n"
+    assert store.get(b"k") == b"v"
+
+
+def test_default_max_item_size_is_one_mib(store):
+    with pytest.raises(ItemTooLarge):
+        store.set(b"k", b"x" * (1024 * 1024))
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [b"", b"a" * 251, b"sp ace", b"tab\t", b"nl\n", b"nul\x00", b"del\x7f"])
+def test_invalid_keys(store, key):
+    with pytest.raises(InvalidKey):
+        store.set(key, b"v")
+    with pytest.raises(InvalidKey):
+        store.get(key)
+
+
+def test_longest_key_and_high_bytes_are_fine(store):
+    assert store.set(b"a" * 250, b"v") is Result.STORED
+    assert store.set("ключ".encode(), b"v") is Result.STORED
+    assert store.get("ключ".encode()) == b"v"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.set(b"k", b"v", -1),
+        lambda s: s.set(b"k", b"v", 2**32),
+        lambda s: s.set(b"k", b"v", 0, 2**31),
+        lambda s: s.incr(b"k", -1),
+        lambda s: s.incr(b"k", 2**64),
+        lambda s: s.cas(b"k", b"v", 0, 0, -1),
+    ],
+)
+def test_out_of_range_arguments(store, call):
+    with pytest.raises(ValueError):
+        call(store)
+
+
+# -- stats, walking and loading ---------------------------------------------------------------
+
+
+def test_stats_names_and_counts(store):
+    store.set(b"a", b"1")
+    store.get(b"a")
+    store.get(b"b")
+    store.delete(b"a")
+    store.delete(b"a")
+    st = store.stats()
+    for name in (
+        "curr_items total_items bytes limit_maxbytes evictions expired_unfetched evicted_unfetched "
+        "reclaimed get_hits get_misses get_expired get_flushed cmd_get cmd_set cmd_touch "
+        "delete_hits delete_misses incr_hits incr_misses decr_hits decr_misses cas_hits cas_misses "
+        "cas_badval touch_hits touch_misses"
+    ).split():
+        assert name in st
+    assert (st["get_hits"], st["get_misses"], st["cmd_get"], st["cmd_set"]) == (1, 1, 2, 1)
+    assert (st["delete_hits"], st["delete_misses"], st["total_items"]) == (1, 1, 1)
+    store.reset_stats()
+    assert store.stats()["get_hits"] == 0
+
+
+def test_items_and_load_roundtrip(make_store, clock):
+    src = make_store()
+    src.set(b"a", b"1", 1)
+    src.set(b"b", b"2", 2, 100)
+    src.set(b"c", b"3", 3)
+    src.get(b"a")
+    src.set(b"dead", b"x", 0, -1)
+    dumped = list(src.items())
+    assert [d[0] for d in dumped] == [b"b", b"c", b"a"]
+    assert dumped[0][3] == clock.now + 100  # absolute expiry
+    dst = make_store()
+    assert dst.load(dumped, src.cas_counter) == 3
+    assert list(dst.items()) == dumped
+    assert dst.cas_counter == src.cas_counter
+    dst.set(b"new", b"v")
+    assert dst.get_item(b"new")[2] == src.cas_counter + 1
+    clock.advance(100)
+    assert dst.load([(b"late", b"v", 0, clock.now, 7)]) == 0  # already expired
+
+
+def test_items_refuses_concurrent_modification(store):
+    for i in range(5):
+        store.set(b"k%d" % i, b"v")
+    walk = store.items()
+    next(walk)
+    store.delete(b"k1")
+    with pytest.raises(RuntimeError):
+        list(walk)
+
+
+def test_hash_table_grows_and_keeps_every_item(store):
+    n = 20_000
+    for i in range(n):
+        store.set(b"key:%d" % i, b"%d" % i)
+    assert all(store.get(b"key:%d" % i) == b"%d" % i for i in range(0, n, 7))
+    assert store.stats()["curr_items"] == n
+    for i in range(0, n, 2):
+        store.delete(b"key:%d" % i)
+    assert store.get(b"key:1") == b"1" and store.get(b"key:2") is None
+    assert len(store) == n // 2
