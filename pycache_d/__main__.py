@@ -1,0 +1,88 @@
+"""``pycache-d`` / ``python -m pycache_d``: parse the settings, build the store, run the server.
+
+Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when a listener cannot be opened,
+2 for an invalid flag, environment variable or config value (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import __version__
+from . import config as configmod
+from . import log as logmod
+from .config import Config, ConfigError, ConfigSource, describe_size
+from .log import log, notice
+from .store import store_class
+
+EXIT_OK = 0
+EXIT_LISTEN = 1
+EXIT_USAGE = 2
+
+
+def _loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop], str]:
+    """Return the event loop factory: uvloop's, or asyncio's (with a warning) if it is missing."""
+    try:
+        import uvloop
+    except ImportError:
+        log.warning("uvloop is not installed; falling back to the slower asyncio event loop")
+        return asyncio.new_event_loop, "asyncio"
+    return uvloop.new_event_loop, f"uvloop {uvloop.__version__}"
+
+
+def _fail(message: str) -> None:
+    print(f"pycache-d: error: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the daemon until it is told to stop; return the exit status."""
+    try:
+        source, cfg = configmod.load(sys.argv[1:] if argv is None else argv)
+    except ConfigError as e:
+        _fail(str(e))
+        return EXIT_USAGE
+    try:
+        store_cls = store_class(cfg.backend)
+    except ValueError as e:  # e.g. --backend native where the extension is not built
+        _fail(f"--backend: {e}")
+        return EXIT_USAGE
+    logmod.setup(cfg.verbose)
+    store = store_cls(cfg.memory_limit, max_items=cfg.max_items, max_item_size=cfg.max_item_size)
+    factory, loop_name = _loop_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(_serve(cfg, source, store, loop_name))
+
+
+async def _serve(cfg: Config, source: ConfigSource, store: Any, loop_name: str) -> int:
+    from .server import ListenError, Server, run
+
+    server = Server(cfg, store, source=source)
+
+    def started() -> None:
+        notice(
+            "pycache-d %s started: backend %s, memory limit %s, max item size %s, max items %s, "
+            "max connections %d, event loop %s%s",
+            __version__,
+            store.backend,
+            describe_size(cfg.memory_limit),
+            describe_size(cfg.max_item_size),
+            cfg.max_items or "unlimited",
+            cfg.max_connections,
+            loop_name,
+            f", config {source.path}" if source.path else "",
+        )
+
+    try:
+        await run(server, on_started=started)
+    except ListenError as e:
+        log.error("%s", e)
+        return EXIT_LISTEN
+    notice("stopped")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
