@@ -22,7 +22,7 @@ DEBUG = flag("PYCACHE_D_DEBUG")
 SANITIZE = flag("PYCACHE_D_SANITIZE")
 ANNOTATE = flag("PYCACHE_D_ANNOTATE")
 
-CSRC = ["csrc/siphash.c", "csrc/assoc.c", "csrc/expiry.c", "csrc/store.c"]
+CSRC = ["csrc/siphash.c", "csrc/slabs.c", "csrc/assoc.c", "csrc/expiry.c", "csrc/store.c"]
 
 # Our own C is held to -Werror; Cython's generated C only to the defaults.
 opt = ["-O0", "-g"] if DEBUG else ["-O2"]

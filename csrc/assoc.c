@@ -9,12 +9,14 @@
 #include "siphash.h"
 
 #define NBUCKETS(power) ((uint64_t)1 << (power))
+#define ITEM(t, ref) ((item *)slabs_ptr((t)->mem, (ref)))
 
-int assoc_init(assoc *t, const uint8_t seed[16]) {
+int assoc_init(assoc *t, const slabs *mem, const uint8_t seed[16]) {
     memset(t, 0, sizeof(*t));
     memcpy(t->seed, seed, 16);
+    t->mem = mem;
     t->hashpower = ASSOC_INITIAL_POWER;
-    t->primary = calloc(NBUCKETS(t->hashpower), sizeof(item *));
+    t->primary = calloc(NBUCKETS(t->hashpower), sizeof(item_ref));
     return t->primary ? 0 : -1;
 }
 
@@ -29,7 +31,7 @@ uint64_t assoc_hash(const assoc *t, const char *key, size_t nkey) {
 }
 
 /* The chain head an item with hash hv belongs to right now. */
-static item **bucket_of(const assoc *t, uint64_t hv) {
+static item_ref *bucket_of(const assoc *t, uint64_t hv) {
     if (t->old) {
         uint64_t ob = hv & (NBUCKETS(t->hashpower - 1) - 1);
         if (ob >= t->migrate_next)
@@ -38,18 +40,20 @@ static item **bucket_of(const assoc *t, uint64_t hv) {
     return &t->primary[hv & (NBUCKETS(t->hashpower) - 1)];
 }
 
-item *assoc_find(const assoc *t, const char *key, size_t nkey, uint64_t hv) {
-    for (item *it = *bucket_of(t, hv); it; it = it->h_next) {
+item_ref assoc_find(const assoc *t, const char *key, size_t nkey, uint64_t hv) {
+    for (item_ref ref = *bucket_of(t, hv); ref != SLAB_NIL;) {
+        const item *it = ITEM(t, ref);
         if (it->nkey == nkey && memcmp(item_key(it), key, nkey) == 0)
-            return it;
+            return ref;
+        ref = it->h_next;
     }
-    return NULL;
+    return SLAB_NIL;
 }
 
 static void start_expanding(assoc *t) {
     if (t->hashpower >= ASSOC_MAX_POWER)
         return;
-    item **bigger = calloc(NBUCKETS(t->hashpower + 1), sizeof(item *));
+    item_ref *bigger = calloc(NBUCKETS(t->hashpower + 1), sizeof(item_ref));
     if (!bigger)
         return; /* keep serving with longer chains; we retry on a later insert */
     t->old = t->primary;
@@ -64,16 +68,16 @@ int assoc_step(assoc *t, uint64_t buckets) {
     uint64_t old_n = NBUCKETS(t->hashpower - 1);
     uint64_t mask = NBUCKETS(t->hashpower) - 1;
     while (buckets-- && t->migrate_next < old_n) {
-        item *it = t->old[t->migrate_next];
-        while (it) {
-            item *next = it->h_next;
-            uint64_t hv = assoc_hash(t, item_key(it), it->nkey);
-            item **head = &t->primary[hv & mask];
+        item_ref ref = t->old[t->migrate_next];
+        while (ref != SLAB_NIL) {
+            item *it = ITEM(t, ref);
+            item_ref next = it->h_next;
+            item_ref *head = &t->primary[assoc_hash(t, item_key(it), it->nkey) & mask];
             it->h_next = *head;
-            *head = it;
-            it = next;
+            *head = ref;
+            ref = next;
         }
-        t->old[t->migrate_next++] = NULL;
+        t->old[t->migrate_next++] = SLAB_NIL;
     }
     if (t->migrate_next >= old_n) {
         free(t->old);
@@ -84,10 +88,10 @@ int assoc_step(assoc *t, uint64_t buckets) {
     return 1;
 }
 
-void assoc_insert(assoc *t, item *it, uint64_t hv) {
-    item **head = bucket_of(t, hv);
-    it->h_next = *head;
-    *head = it;
+void assoc_insert(assoc *t, item_ref ref, uint64_t hv) {
+    item_ref *head = bucket_of(t, hv);
+    ITEM(t, ref)->h_next = *head;
+    *head = ref;
     t->count++;
     if (t->old)
         assoc_step(t, ASSOC_MIGRATE_PER_INSERT);
@@ -95,13 +99,14 @@ void assoc_insert(assoc *t, item *it, uint64_t hv) {
         start_expanding(t);
 }
 
-void assoc_remove(assoc *t, item *it, uint64_t hv) {
-    item **pp = bucket_of(t, hv);
-    while (*pp && *pp != it)
-        pp = &(*pp)->h_next;
-    if (*pp) {
+void assoc_remove(assoc *t, item_ref ref, uint64_t hv) {
+    item_ref *pp = bucket_of(t, hv);
+    while (*pp != SLAB_NIL && *pp != ref)
+        pp = &ITEM(t, *pp)->h_next;
+    if (*pp != SLAB_NIL) {
+        item *it = ITEM(t, ref);
         *pp = it->h_next;
-        it->h_next = NULL;
+        it->h_next = SLAB_NIL;
         t->count--;
     }
 }
@@ -110,5 +115,5 @@ uint64_t assoc_bytes(const assoc *t) {
     uint64_t n = NBUCKETS(t->hashpower);
     if (t->old)
         n += NBUCKETS(t->hashpower - 1);
-    return n * sizeof(item *);
+    return n * sizeof(item_ref);
 }

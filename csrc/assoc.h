@@ -1,5 +1,5 @@
 /*
- * assoc.h - the item hash table: chained buckets, grown by incremental rehashing.
+ * assoc.h - the item hash table: chained buckets of 32-bit handles, grown incrementally.
  *
  *   primary  [0][1][2] ... [2^hashpower - 1]      items chain through item->h_next
  *   old      [0][1] ... [2^(hashpower-1) - 1]     only while expanding
@@ -8,9 +8,9 @@
  * Invariants:
  *   - Every linked item is in exactly one chain. While expanding, an item whose old-table
  *     bucket (hv & oldmask) is >= migrate_next is in the old table, otherwise in primary.
- *   - Growth starts when count exceeds 1.5 buckets per slot; each insert then moves
+ *   - Growth starts when count exceeds 1.5 items per bucket; each insert then moves
  *     ASSOC_MIGRATE_PER_INSERT old buckets, and assoc_step() moves more, so no call ever
- *     rehashes the whole table at once.
+ *     rehashes the whole table at once (the old table is gone long before the next doubling).
  */
 #ifndef PYCACHE_ASSOC_H
 #define PYCACHE_ASSOC_H
@@ -20,24 +20,25 @@
 #include "item.h"
 
 #define ASSOC_INITIAL_POWER 10
-#define ASSOC_MAX_POWER 32
+#define ASSOC_MAX_POWER 31
 #define ASSOC_MIGRATE_PER_INSERT 4
 
 typedef struct assoc {
-    item **primary;
-    item **old; /* non-NULL while expanding */
+    item_ref *primary;
+    item_ref *old; /* non-NULL while expanding */
     uint64_t migrate_next;
     uint64_t count;
     unsigned hashpower;
+    const slabs *mem; /* resolves item handles */
     uint8_t seed[16];
 } assoc;
 
-int assoc_init(assoc *t, const uint8_t seed[16]);
+int assoc_init(assoc *t, const slabs *mem, const uint8_t seed[16]);
 void assoc_destroy(assoc *t); /* frees the tables, not the items */
 uint64_t assoc_hash(const assoc *t, const char *key, size_t nkey);
-item *assoc_find(const assoc *t, const char *key, size_t nkey, uint64_t hv);
-void assoc_insert(assoc *t, item *it, uint64_t hv);
-void assoc_remove(assoc *t, item *it, uint64_t hv);
+item_ref assoc_find(const assoc *t, const char *key, size_t nkey, uint64_t hv);
+void assoc_insert(assoc *t, item_ref ref, uint64_t hv);
+void assoc_remove(assoc *t, item_ref ref, uint64_t hv);
 /* Move up to `buckets` old buckets into the new table; returns 1 while still expanding. */
 int assoc_step(assoc *t, uint64_t buckets);
 uint64_t assoc_bytes(const assoc *t);

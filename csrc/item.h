@@ -1,10 +1,13 @@
 /*
- * item.h - one cached item: a single allocation holding header, key and value.
+ * item.h - one cached item: a single slab chunk holding header, key and value.
  *
- *   +---------+------+------+-----+---------+-------+--------+----------+------+--------+----------------+
- *   | h_next  | prev | next | cas | exptime | flags | nbytes | heap_idx | nkey | iflags | key | value    |
- *   +---------+------+------+-----+---------+-------+--------+----------+------+--------+----------------+
- *     assoc     LRU list      expiry heap fields                                 data[]
+ *   0        4      8      12         16    24        28      32       36     37       38
+ *   +--------+------+------+----------+-----+---------+-------+--------+------+--------+-----+-------+
+ *   | h_next | prev | next | heap_idx | cas | exptime | flags | nbytes | nkey | iflags | key | value |
+ *   +--------+------+------+----------+-----+---------+-------+--------+------+--------+-----+-------+
+ *     assoc    LRU list      expiry                                                     data[]
+ *
+ * Links are 32-bit slab handles (slabs.h), not pointers: that is 12 bytes per item saved.
  *
  * Invariants:
  *   - A linked item is in exactly one hash chain (assoc.c) and in the LRU list (store.c).
@@ -17,24 +20,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "slabs.h"
+
 #define ITEM_FETCHED 1u /* read by a get/touch/incr since it was written */
 #define EXPIRY_NONE UINT32_MAX
 
+typedef slab_ref item_ref;
+
 typedef struct item {
-    struct item *h_next; /* next item in the same hash bucket */
-    struct item *prev;   /* LRU neighbour towards the head (more recently used) */
-    struct item *next;   /* LRU neighbour towards the tail (less recently used) */
+    item_ref h_next; /* next item in the same hash bucket */
+    item_ref prev;   /* LRU neighbour towards the head (more recently used) */
+    item_ref next;   /* LRU neighbour towards the tail (less recently used) */
+    uint32_t heap_idx;
     uint64_t cas;
     uint32_t exptime; /* absolute time on the store clock, 0 = never */
     uint32_t flags;   /* client flags, opaque to us */
     uint32_t nbytes;  /* value length */
-    uint32_t heap_idx;
     uint8_t nkey;
     uint8_t iflags;
     char data[]; /* key, then value */
 } item;
 
+#define ITEM_HEADER offsetof(item, data)
+
 static inline const char *item_key(const item *it) { return it->data; }
 static inline char *item_value(item *it) { return it->data + it->nkey; }
+static inline size_t item_size(const item *it) { return ITEM_HEADER + it->nkey + it->nbytes; }
 
 #endif

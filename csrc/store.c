@@ -9,64 +9,72 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define ITEM(s, ref) ((item *)slabs_ptr(&(s)->mem, (ref)))
+
 static inline uint64_t charge(const item *it) {
     return (uint64_t)it->nkey + it->nbytes + STORE_ITEM_OVERHEAD;
 }
 
 /* ---- LRU list --------------------------------------------------------------------------- */
 
-static void lru_link_head(store *s, item *it) {
-    it->prev = NULL;
+static void lru_link_head(store *s, item_ref ref, item *it) {
+    it->prev = SLAB_NIL;
     it->next = s->head;
-    if (s->head)
-        s->head->prev = it;
-    s->head = it;
-    if (!s->tail)
-        s->tail = it;
+    if (s->head != SLAB_NIL)
+        ITEM(s, s->head)->prev = ref;
+    s->head = ref;
+    if (s->tail == SLAB_NIL)
+        s->tail = ref;
 }
 
 static void lru_unlink(store *s, item *it) {
-    if (it->prev)
-        it->prev->next = it->next;
+    if (it->prev != SLAB_NIL)
+        ITEM(s, it->prev)->next = it->next;
     else
         s->head = it->next;
-    if (it->next)
-        it->next->prev = it->prev;
+    if (it->next != SLAB_NIL)
+        ITEM(s, it->next)->prev = it->prev;
     else
         s->tail = it->prev;
-    it->prev = it->next = NULL;
+    it->prev = it->next = SLAB_NIL;
 }
 
-static void lru_bump(store *s, item *it) {
-    if (s->head != it) {
+static void lru_bump(store *s, item_ref ref, item *it) {
+    if (s->head != ref) {
         lru_unlink(s, it);
-        lru_link_head(s, it);
+        lru_link_head(s, ref, it);
     }
 }
 
 /* ---- item life cycle -------------------------------------------------------------------- */
 
-static item *item_alloc(const char *key, size_t nkey, size_t nbytes, uint32_t flags,
-                        uint32_t exptime) {
-    item *it = malloc(offsetof(item, data) + nkey + nbytes);
-    if (!it)
-        return NULL;
-    it->h_next = it->prev = it->next = NULL;
+static item_ref item_alloc(store *s, const char *key, size_t nkey, size_t nbytes, uint32_t flags,
+                           uint32_t exptime) {
+    item_ref ref = slabs_alloc(&s->mem, ITEM_HEADER + nkey + nbytes);
+    if (ref == SLAB_NIL)
+        return SLAB_NIL;
+    item *it = ITEM(s, ref);
+    it->h_next = it->prev = it->next = SLAB_NIL;
+    it->heap_idx = EXPIRY_NONE;
     it->cas = 0;
     it->exptime = exptime;
     it->flags = flags;
     it->nbytes = (uint32_t)nbytes;
-    it->heap_idx = EXPIRY_NONE;
     it->nkey = (uint8_t)nkey;
     it->iflags = 0;
     memcpy(it->data, key, nkey);
-    return it;
+    return ref;
+}
+
+static void item_free(store *s, item_ref ref) {
+    slabs_free(&s->mem, ref, item_size(ITEM(s, ref)));
 }
 
 enum unlink_reason { UNLINK_PLAIN, UNLINK_DEAD, UNLINK_EVICTED };
 
-static void unlink_item(store *s, item *it, int reason) {
-    assoc_remove(&s->table, it, assoc_hash(&s->table, item_key(it), it->nkey));
+static void unlink_item(store *s, item_ref ref, int reason) {
+    item *it = ITEM(s, ref);
+    assoc_remove(&s->table, ref, assoc_hash(&s->table, item_key(it), it->nkey));
     lru_unlink(s, it);
     if (it->exptime)
         expiry_remove(&s->expiry, it);
@@ -80,7 +88,7 @@ static void unlink_item(store *s, item *it, int reason) {
         s->stats.evictions++;
         s->stats.evicted_unfetched += unfetched;
     }
-    free(it);
+    item_free(s, ref);
 }
 
 int store_item_dead(const store *s, const item *it) {
@@ -93,45 +101,46 @@ int store_item_dead(const store *s, const item *it) {
 
 /* Free tail items until need_bytes more bytes and need_items more items fit. */
 static void shrink(store *s, uint64_t need_bytes, uint64_t need_items) {
-    while (s->tail && (s->bytes + need_bytes > s->max_bytes ||
-                       (s->max_items && s->curr_items + need_items > s->max_items))) {
-        item *it = s->tail;
-        unlink_item(s, it, store_item_dead(s, it) ? UNLINK_DEAD : UNLINK_EVICTED);
+    while (s->tail != SLAB_NIL && (s->bytes + need_bytes > s->max_bytes ||
+                                   (s->max_items && s->curr_items + need_items > s->max_items))) {
+        item_ref ref = s->tail;
+        unlink_item(s, ref, store_item_dead(s, ITEM(s, ref)) ? UNLINK_DEAD : UNLINK_EVICTED);
     }
 }
 
 /* Link a fresh item (key and value filled in) at the head, making room first. */
-static int link_item(store *s, item *it) {
+static int link_item(store *s, item_ref ref) {
+    item *it = ITEM(s, ref);
     if (it->exptime && expiry_reserve(&s->expiry) != 0) {
-        free(it);
+        item_free(s, ref);
         return STORE_NO_MEMORY;
     }
     shrink(s, charge(it), 1);
     it->cas = ++s->cas;
-    assoc_insert(&s->table, it, assoc_hash(&s->table, item_key(it), it->nkey));
-    lru_link_head(s, it);
+    assoc_insert(&s->table, ref, assoc_hash(&s->table, item_key(it), it->nkey));
+    lru_link_head(s, ref, it);
     if (it->exptime)
-        expiry_push(&s->expiry, it);
+        expiry_push(&s->expiry, ref);
     s->bytes += charge(it);
     s->curr_items++;
     return STORE_STORED;
 }
 
 /* The live item under key, freeing it if dead (counted as get_expired / get_flushed). */
-static item *lookup(store *s, const char *key, size_t nkey) {
-    item *it = assoc_find(&s->table, key, nkey, assoc_hash(&s->table, key, nkey));
-    if (!it)
-        return NULL;
-    int dead = store_item_dead(s, it);
+static item_ref lookup(store *s, const char *key, size_t nkey) {
+    item_ref ref = assoc_find(&s->table, key, nkey, assoc_hash(&s->table, key, nkey));
+    if (ref == SLAB_NIL)
+        return SLAB_NIL;
+    int dead = store_item_dead(s, ITEM(s, ref));
     if (dead) {
         if (dead == 2)
             s->stats.get_flushed++;
         else
             s->stats.get_expired++;
-        unlink_item(s, it, UNLINK_DEAD);
-        return NULL;
+        unlink_item(s, ref, UNLINK_DEAD);
+        return SLAB_NIL;
     }
-    return it;
+    return ref;
 }
 
 /* ---- public ----------------------------------------------------------------------------- */
@@ -139,9 +148,13 @@ static item *lookup(store *s, const char *key, size_t nkey) {
 int store_init(store *s, uint64_t max_bytes, uint64_t max_items, uint32_t max_item_size,
                const uint8_t seed[16]) {
     memset(s, 0, sizeof(*s));
-    if (assoc_init(&s->table, seed) != 0)
+    if (slabs_init(&s->mem) != 0)
         return -1;
-    expiry_init(&s->expiry);
+    if (assoc_init(&s->table, &s->mem, seed) != 0) {
+        slabs_destroy(&s->mem);
+        return -1;
+    }
+    expiry_init(&s->expiry, &s->mem);
     s->max_bytes = max_bytes;
     s->max_items = max_items;
     s->max_item_size = max_item_size;
@@ -149,15 +162,10 @@ int store_init(store *s, uint64_t max_bytes, uint64_t max_items, uint32_t max_it
 }
 
 void store_destroy(store *s) {
-    item *it = s->head;
-    while (it) {
-        item *next = it->next;
-        free(it);
-        it = next;
-    }
-    s->head = s->tail = NULL;
     assoc_destroy(&s->table);
     expiry_destroy(&s->expiry);
+    slabs_destroy(&s->mem); /* frees every item with its page */
+    s->head = s->tail = SLAB_NIL;
 }
 
 void store_set_time(store *s, uint32_t now) {
@@ -186,19 +194,21 @@ uint32_t store_absolute_expiry(const store *s, int64_t exptime) {
 
 item *store_get(store *s, const char *key, size_t nkey) {
     s->stats.cmd_get++;
-    item *it = lookup(s, key, nkey);
-    if (!it) {
+    item_ref ref = lookup(s, key, nkey);
+    if (ref == SLAB_NIL) {
         s->stats.get_misses++;
         return NULL;
     }
     s->stats.get_hits++;
+    item *it = ITEM(s, ref);
     it->iflags |= ITEM_FETCHED;
-    lru_bump(s, it);
+    lru_bump(s, ref, it);
     return it;
 }
 
 /* Give a live item a new expiry, mark it fetched and make it the most recent. */
-static int retime(store *s, item *it, uint32_t exptime) {
+static int retime(store *s, item_ref ref, uint32_t exptime) {
+    item *it = ITEM(s, ref);
     if (exptime && !it->exptime && expiry_reserve(&s->expiry) != 0)
         return STORE_NO_MEMORY;
     uint32_t old = it->exptime;
@@ -208,35 +218,35 @@ static int retime(store *s, item *it, uint32_t exptime) {
     else if (old)
         expiry_remove(&s->expiry, it);
     else if (exptime)
-        expiry_push(&s->expiry, it);
+        expiry_push(&s->expiry, ref);
     it->iflags |= ITEM_FETCHED;
-    lru_bump(s, it);
+    lru_bump(s, ref, it);
     return STORE_TOUCHED;
 }
 
 item *store_gat(store *s, const char *key, size_t nkey, int64_t exptime) {
     s->stats.cmd_get++;
     s->stats.cmd_touch++;
-    item *it = lookup(s, key, nkey);
-    if (!it) {
+    item_ref ref = lookup(s, key, nkey);
+    if (ref == SLAB_NIL) {
         s->stats.touch_misses++;
         return NULL;
     }
     s->stats.touch_hits++;
-    if (retime(s, it, store_absolute_expiry(s, exptime)) != STORE_TOUCHED)
+    if (retime(s, ref, store_absolute_expiry(s, exptime)) != STORE_TOUCHED)
         return NULL;
-    return it;
+    return ITEM(s, ref);
 }
 
 int store_touch(store *s, const char *key, size_t nkey, int64_t exptime) {
     s->stats.cmd_touch++;
-    item *it = lookup(s, key, nkey);
-    if (!it) {
+    item_ref ref = lookup(s, key, nkey);
+    if (ref == SLAB_NIL) {
         s->stats.touch_misses++;
         return STORE_NOT_FOUND;
     }
     s->stats.touch_hits++;
-    return retime(s, it, store_absolute_expiry(s, exptime));
+    return retime(s, ref, store_absolute_expiry(s, exptime));
 }
 
 static int fits(const store *s, uint64_t size) {
@@ -254,19 +264,20 @@ int store_update(store *s, int mode, const char *key, size_t nkey, const char *v
     if (err) {
         if (mode == STORE_SET) {
             /* memcached drops the old value rather than keep serving stale data. */
-            item *old = assoc_find(&s->table, key, nkey, assoc_hash(&s->table, key, nkey));
-            if (old)
+            item_ref old = assoc_find(&s->table, key, nkey, assoc_hash(&s->table, key, nkey));
+            if (old != SLAB_NIL)
                 unlink_item(s, old, UNLINK_PLAIN);
         }
         return err;
     }
     s->stats.cmd_set++;
-    item *old = lookup(s, key, nkey);
-    item *it;
+    item_ref old_ref = lookup(s, key, nkey);
+    item *old = old_ref != SLAB_NIL ? ITEM(s, old_ref) : NULL;
+    item_ref ref;
     switch (mode) {
     case STORE_ADD:
         if (old) {
-            lru_bump(s, old); /* memcached bumps the item a failed add found */
+            lru_bump(s, old_ref, old); /* memcached bumps the item a failed add found */
             return STORE_NOT_STORED;
         }
         break;
@@ -292,9 +303,11 @@ int store_update(store *s, int mode, const char *key, size_t nkey, const char *v
         uint64_t total = (uint64_t)old->nbytes + nbytes;
         if (fits(s, nkey + total + STORE_ITEM_OVERHEAD))
             return STORE_NOT_STORED;
-        it = item_alloc(key, nkey, (size_t)total, old->flags, old->exptime);
-        if (!it)
+        ref = item_alloc(s, key, nkey, (size_t)total, old->flags, old->exptime);
+        if (ref == SLAB_NIL)
             return STORE_NO_MEMORY;
+        item *it = ITEM(s, ref);
+        old = ITEM(s, old_ref); /* handles are stable, but re-resolve for clarity after alloc */
         if (mode == STORE_APPEND) {
             memcpy(item_value(it), item_value(old), old->nbytes);
             memcpy(item_value(it) + old->nbytes, value, nbytes);
@@ -302,36 +315,36 @@ int store_update(store *s, int mode, const char *key, size_t nkey, const char *v
             memcpy(item_value(it), value, nbytes);
             memcpy(item_value(it) + nbytes, item_value(old), old->nbytes);
         }
-        unlink_item(s, old, UNLINK_PLAIN);
+        unlink_item(s, old_ref, UNLINK_PLAIN);
         goto link;
     }
     default: /* STORE_SET */
         break;
     }
-    it = item_alloc(key, nkey, nbytes, flags, store_absolute_expiry(s, exptime));
-    if (!it)
+    ref = item_alloc(s, key, nkey, nbytes, flags, store_absolute_expiry(s, exptime));
+    if (ref == SLAB_NIL)
         return STORE_NO_MEMORY;
-    memcpy(item_value(it), value, nbytes);
+    memcpy(item_value(ITEM(s, ref)), value, nbytes);
     if (old)
-        unlink_item(s, old, UNLINK_PLAIN);
+        unlink_item(s, old_ref, UNLINK_PLAIN);
 link:
-    err = link_item(s, it);
+    err = link_item(s, ref);
     if (err != STORE_STORED)
         return err;
     s->stats.total_items++;
     if (cas_out)
-        *cas_out = it->cas;
+        *cas_out = ITEM(s, ref)->cas;
     return STORE_STORED;
 }
 
 int store_delete(store *s, const char *key, size_t nkey) {
-    item *it = lookup(s, key, nkey);
-    if (!it) {
+    item_ref ref = lookup(s, key, nkey);
+    if (ref == SLAB_NIL) {
         s->stats.delete_misses++;
         return STORE_NOT_FOUND;
     }
     s->stats.delete_hits++;
-    unlink_item(s, it, UNLINK_PLAIN);
+    unlink_item(s, ref, UNLINK_PLAIN);
     return STORE_DELETED;
 }
 
@@ -378,14 +391,15 @@ int store_parse_counter(const char *p, size_t n, uint64_t *out) {
 
 int store_delta(store *s, const char *key, size_t nkey, int incr, uint64_t delta,
                 uint64_t *result) {
-    item *it = lookup(s, key, nkey);
-    if (!it) {
+    item_ref ref = lookup(s, key, nkey);
+    if (ref == SLAB_NIL) {
         if (incr)
             s->stats.incr_misses++;
         else
             s->stats.decr_misses++;
         return STORE_NOT_FOUND;
     }
+    item *it = ITEM(s, ref);
     uint64_t v;
     if (store_parse_counter(item_value(it), it->nbytes, &v) != 0)
         return STORE_NON_NUMERIC;
@@ -413,19 +427,20 @@ int store_delta(store *s, const char *key, size_t nkey, int incr, uint64_t delta
         if (it->exptime)
             expiry_fix(&s->expiry, it);
         it->iflags |= ITEM_FETCHED;
-        lru_bump(s, it);
+        lru_bump(s, ref, it);
     } else {
         int err = fits(s, nkey + n + STORE_ITEM_OVERHEAD);
         if (err)
             return err;
-        item *fresh = item_alloc(key, nkey, n, it->flags, it->exptime);
-        if (!fresh)
+        item_ref fresh_ref = item_alloc(s, key, nkey, n, it->flags, it->exptime);
+        if (fresh_ref == SLAB_NIL)
             return STORE_NO_MEMORY;
+        item *fresh = ITEM(s, fresh_ref);
         for (size_t i = 0; i < n; i++)
             item_value(fresh)[i] = digits[n - 1 - i];
         fresh->iflags |= ITEM_FETCHED;
-        unlink_item(s, it, UNLINK_PLAIN);
-        err = link_item(s, fresh);
+        unlink_item(s, ref, UNLINK_PLAIN);
+        err = link_item(s, fresh_ref);
         if (err != STORE_STORED)
             return err;
     }
@@ -448,13 +463,14 @@ void store_flush_all(store *s, int64_t delay) {
 
 uint64_t store_reclaim(store *s, uint64_t limit) {
     uint64_t freed = 0;
-    while (freed < limit && s->tail && s->tail->cas < s->flush_cas) {
+    while (freed < limit && s->tail != SLAB_NIL && ITEM(s, s->tail)->cas < s->flush_cas) {
         unlink_item(s, s->tail, UNLINK_DEAD);
         freed++;
     }
-    item *it;
-    while (freed < limit && (it = expiry_first(&s->expiry)) && it->exptime <= s->now) {
-        unlink_item(s, it, UNLINK_DEAD);
+    item_ref ref;
+    while (freed < limit && (ref = expiry_first(&s->expiry)) != SLAB_NIL &&
+           ITEM(s, ref)->exptime <= s->now) {
+        unlink_item(s, ref, UNLINK_DEAD);
         freed++;
     }
     assoc_step(&s->table, 64);
@@ -468,27 +484,35 @@ int store_load(store *s, const char *key, size_t nkey, const char *value, size_t
     uint64_t size = (uint64_t)nkey + nbytes + STORE_ITEM_OVERHEAD;
     if (fits(s, size))
         return 0;
-    item *old = assoc_find(&s->table, key, nkey, assoc_hash(&s->table, key, nkey));
-    if (old)
+    uint64_t hv = assoc_hash(&s->table, key, nkey);
+    item_ref old = assoc_find(&s->table, key, nkey, hv);
+    if (old != SLAB_NIL)
         unlink_item(s, old, UNLINK_PLAIN);
     if (exptime && expiry_reserve(&s->expiry) != 0)
         return STORE_NO_MEMORY;
-    item *it = item_alloc(key, nkey, nbytes, flags, exptime);
-    if (!it)
+    item_ref ref = item_alloc(s, key, nkey, nbytes, flags, exptime);
+    if (ref == SLAB_NIL)
         return STORE_NO_MEMORY;
+    item *it = ITEM(s, ref);
     memcpy(item_value(it), value, nbytes);
     shrink(s, size, 1);
     it->cas = cas;
-    assoc_insert(&s->table, it, assoc_hash(&s->table, key, nkey));
-    lru_link_head(s, it);
+    assoc_insert(&s->table, ref, hv);
+    lru_link_head(s, ref, it);
     if (exptime)
-        expiry_push(&s->expiry, it);
+        expiry_push(&s->expiry, ref);
     s->bytes += size;
     s->curr_items++;
     if (cas > s->cas)
         s->cas = cas;
     s->stats.total_items++;
     return 1;
+}
+
+item *store_oldest(store *s) { return s->tail != SLAB_NIL ? ITEM(s, s->tail) : NULL; }
+
+item *store_newer(store *s, const item *it) {
+    return it->prev != SLAB_NIL ? ITEM(s, it->prev) : NULL;
 }
 
 void store_reset_stats(store *s) { memset(&s->stats, 0, sizeof(s->stats)); }

@@ -15,6 +15,7 @@
  *     is made, or by store_reclaim(). Flushed items are never moved (a lookup frees them), so
  *     they all sit at the tail end of the LRU list.
  *   - A returned item pointer stays valid only until the next call that may modify the store.
+ *   - Items are slab chunks (slabs.c) named by 32-bit handles; see item.h for the layout.
  */
 #ifndef PYCACHE_STORE_H
 #define PYCACHE_STORE_H
@@ -25,6 +26,7 @@
 #include "assoc.h"
 #include "expiry.h"
 #include "item.h"
+#include "slabs.h"
 
 #define STORE_ITEM_OVERHEAD 48 /* charged per item on top of key and value; see semantics.py */
 #define STORE_MAX_KEY 250
@@ -53,9 +55,10 @@ typedef struct store_stats {
 } store_stats;
 
 typedef struct store {
+    slabs mem; /* every item lives here; assoc and expiry resolve handles through it */
     assoc table;
     expiry_heap expiry;
-    item *head, *tail;
+    item_ref head, tail; /* SLAB_NIL when empty */
     uint64_t bytes, max_bytes;
     uint64_t curr_items, max_items; /* max_items 0 = no limit */
     uint32_t max_item_size;
@@ -94,6 +97,9 @@ uint64_t store_reclaim(store *s, uint64_t limit);
  * too large), STORE_NO_MEMORY. */
 int store_load(store *s, const char *key, size_t nkey, const char *value, size_t nbytes,
                uint32_t flags, uint32_t exptime, uint64_t cas);
+/* Walk the LRU list from the tail (least recent) towards the head; NULL at the end. */
+item *store_oldest(store *s);
+item *store_newer(store *s, const item *it);
 /* 0 alive, 1 expired, 2 flushed. */
 int store_item_dead(const store *s, const item *it);
 void store_reset_stats(store *s);

@@ -316,10 +316,10 @@ cdef class Store:
         """
         self._tick()
         cdef uint64_t version = self._version
-        cdef item *it = self._s.tail
+        cdef item *it = store_oldest(&self._s)
         cdef item *newer
         while it != NULL:
-            newer = it.prev
+            newer = store_newer(&self._s, it)
             if not store_item_dead(&self._s, it):
                 entry = (PyBytes_FromStringAndSize(item_key(it), it.nkey),
                          PyBytes_FromStringAndSize(item_value(it), it.nbytes),

@@ -4,8 +4,6 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
 cdef extern from "item.h":
     ctypedef struct item:
-        item *prev
-        item *next
         uint64_t cas
         uint32_t exptime
         uint32_t flags
@@ -55,8 +53,6 @@ cdef extern from "store.h":
 
     ctypedef struct store:
         assoc table
-        item *head
-        item *tail
         uint64_t bytes, max_bytes, curr_items, max_items
         uint32_t max_item_size
         uint32_t now
@@ -82,4 +78,6 @@ cdef extern from "store.h":
     int store_load(store *s, const char *key, size_t nkey, const char *value, size_t nbytes,
                    uint32_t flags, uint32_t exptime, uint64_t cas)
     int store_item_dead(const store *s, const item *it)
+    item *store_oldest(store *s)
+    item *store_newer(store *s, const item *it)
     void store_reset_stats(store *s)

@@ -1,0 +1,73 @@
+/*
+ * slabs.h - the item allocator: 32-bit handles into 64 KiB pages, one size class per page.
+ *
+ *   handle (uint32)
+ *     0                           SLAB_NIL (page 0 is never used)
+ *     0 | page:18 | unit:13       small chunk at pages[page].mem + unit * 8
+ *     1 | index:31                large chunk: large[index], one malloc() each
+ *
+ *   page (64 KiB, class c, chunk size 8 * (c + 1))
+ *     [chunk][chunk][chunk] ... [chunk][tail < one chunk]
+ *      ^ free chunks are chained through their first 4 bytes (handle of the next, 0 = end);
+ *        chunks past `bump` were never handed out
+ *
+ * Why: an item links to three others (hash chain, LRU prev and next) and buckets point at items;
+ * 4-byte handles instead of 8-byte pointers, and 8-byte chunk granularity with no per-chunk
+ * header, are what bring a small item under 160 bytes of RSS (malloc costs 8-24 bytes per item).
+ *
+ * Invariants:
+ *   - A page with a free chunk (on its free list or past bump) is on its class's partial list;
+ *     a full page is on no list; a page whose last chunk is freed is released to the system.
+ *   - live counts the chunks handed out and not freed; for a page, 0 < live <= capacity.
+ *   - Chunks are 8-byte aligned, so an item's 64-bit CAS is aligned.
+ */
+#ifndef PYCACHE_SLABS_H
+#define PYCACHE_SLABS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SLAB_NIL 0u
+#define SLAB_PAGE_SIZE (64u * 1024u)
+#define SLAB_UNIT 8u
+#define SLAB_UNIT_BITS 13 /* 64 KiB / 8 */
+#define SLAB_MAX_PAGES (1u << 18)
+#define SLAB_MAX_SMALL 4096u /* larger chunks are malloc()ed one by one */
+#define SLAB_CLASSES (SLAB_MAX_SMALL / SLAB_UNIT)
+#define SLAB_LARGE_BIT 0x80000000u
+
+typedef uint32_t slab_ref;
+
+typedef struct slab_page {
+    char *mem;          /* NULL when the page id is unused */
+    uint32_t free_head; /* handle of the first free chunk, or SLAB_NIL */
+    uint32_t next, prev; /* partial list of the class (page ids), or the free id list */
+    uint16_t bump;      /* chunks below this index were handed out at least once */
+    uint16_t live;
+    uint16_t cls;
+    uint16_t on_partial;
+} slab_page;
+
+typedef struct slabs {
+    slab_page *pages; /* indexed by page id; pages[0] is never used */
+    uint32_t npages, pages_cap;
+    uint32_t free_page_ids; /* chain of unused ids through slab_page.next */
+    uint32_t partial[SLAB_CLASSES];
+    void **large;
+    uint32_t nlarge, large_cap;
+    uint32_t free_large; /* chain of unused large indices, stored in large[] itself */
+    uint64_t bytes_held; /* pages and large chunks currently allocated */
+} slabs;
+
+int slabs_init(slabs *a);
+void slabs_destroy(slabs *a);
+slab_ref slabs_alloc(slabs *a, size_t size); /* SLAB_NIL when out of memory */
+void slabs_free(slabs *a, slab_ref ref, size_t size); /* size as passed to slabs_alloc */
+
+static inline void *slabs_ptr(const slabs *a, slab_ref ref) {
+    if (ref & SLAB_LARGE_BIT)
+        return a->large[ref & ~SLAB_LARGE_BIT];
+    return a->pages[ref >> SLAB_UNIT_BITS].mem + (size_t)(ref & ((1u << SLAB_UNIT_BITS) - 1)) * SLAB_UNIT;
+}
+
+#endif
