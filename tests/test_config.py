@@ -1,0 +1,231 @@
+"""The pure configuration layer: flags, environment, TOML file, precedence and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pycache_d.config import (
+    Config,
+    ConfigError,
+    ConfigSource,
+    Endpoint,
+    describe_size,
+    from_env,
+    from_flags,
+    load,
+    validate,
+)
+
+MiB = 1024 * 1024
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "pycache-d.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_match_memcached_spirit() -> None:
+    _, cfg = load([], {})
+    assert cfg == Config()
+    assert (cfg.port, cfg.listen, cfg.unix_mode) == (11211, ("127.0.0.1",), 0o700)
+    assert (cfg.memory_limit, cfg.max_item_size, cfg.max_items) == (64 * MiB, MiB, 0)
+    assert (cfg.max_connections, cfg.backend, cfg.verbose, cfg.config) == (1024, "auto", 0, None)
+    assert cfg.endpoints == (Endpoint(host="127.0.0.1", port=11211),)
+
+
+def test_short_and_long_flags() -> None:
+    argv = ["-p", "0", "-l", "::1", "-l", "unix:/tmp/x.sock", "-m", "128", "-c", "10", "-I", "2m", "-vv"]
+    _, cfg = load(argv + ["--max-items", "5", "--backend", "python", "--unix-mode", "0755"], {})
+    assert cfg.port == 0
+    assert cfg.listen == ("::1", "unix:/tmp/x.sock")
+    assert cfg.memory_limit == 128 * MiB
+    assert cfg.max_connections == 10
+    assert cfg.max_item_size == 2 * MiB
+    assert cfg.verbose == 2
+    assert cfg.max_items == 5
+    assert cfg.backend == "python"
+    assert cfg.unix_mode == 0o755
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("10.0.0.1", Endpoint(host="10.0.0.1", port=7)),
+        ("10.0.0.1:99", Endpoint(host="10.0.0.1", port=99)),
+        ("::1", Endpoint(host="::1", port=7)),
+        ("[::1]", Endpoint(host="::1", port=7)),
+        ("[::1]:99", Endpoint(host="::1", port=99)),
+        ("localhost", Endpoint(host="localhost", port=7)),
+        ("unix:/run/pc.sock", Endpoint(path="/run/pc.sock")),
+    ],
+)
+def test_listen_address_forms(text: str, expected: Endpoint) -> None:
+    _, cfg = load(["-p", "7", "-l", text], {})
+    assert cfg.endpoints == (expected,)
+
+
+def test_endpoint_str_brackets_ipv6() -> None:
+    assert str(Endpoint(host="::1", port=5)) == "[::1]:5"
+    assert str(Endpoint(host="127.0.0.1", port=5)) == "127.0.0.1:5"
+    assert str(Endpoint(path="/x")) == "unix:/x"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("-I", "1024", 1024),
+        ("-I", "512k", 512 * 1024),
+        ("-I", "1M", MiB),
+        ("-m", "1", MiB),
+        ("-m", "2g", 2048 * MiB),
+        ("-m", "4096k", 4 * MiB),
+    ],
+)
+def test_size_suffixes(flag: str, value: str, expected: int) -> None:
+    _, cfg = load([flag, value], {})
+    assert (cfg.max_item_size if flag == "-I" else cfg.memory_limit) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-p", "http"], "--port: expected an integer, got 'http'"),
+        (["-p", "65536"], "--port: must be 0..65535, got 65536"),
+        (["-m", "0"], "--memory-limit: expected a positive size"),
+        (["-I", "100"], "--max-item-size: must be between 1k and 1024m"),
+        (["-I", "2m", "-m", "1"], "--max-item-size: max item size (2097152 bytes) exceeds the memory limit"),
+        (["-c", "0"], "--max-connections: must be 1..1000000, got 0"),
+        (["--max-items", "-1"], "--max-items: must be >= 0, got -1"),
+        (["--backend", "rust"], "--backend: expected auto, native or python, got 'rust'"),
+        (["--unix-mode", "999"], "--unix-mode: expected octal permissions like 0700, got '999'"),
+        (["-l", "[::1"], "--listen: bad address '[::1'"),
+        (["-l", "host:99999"], "--listen: must be 0..65535, got 99999"),
+        (["-l", "unix:"], "--listen: unix: needs a socket path"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["-p"], "argument -p/--port: expected one argument"),
+        (["stray"], "unrecognized arguments: stray"),
+        (["--mem", "5"], "unrecognized arguments: --mem"),  # no abbreviations: they hide typos
+    ],
+)
+def test_bad_flags_name_the_option(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(argv, {})
+    text = str(info.value)
+    assert text.startswith(message)
+    assert "\n" not in text
+
+
+def test_only_given_flags_are_recorded() -> None:
+    assert from_flags(["-p", "5", "-v"]) == {"port": "5", "verbose": 1}
+    assert from_flags([]) == {}
+
+
+def test_environment_names_and_empty_values() -> None:
+    env = {"PYCACHE_D_PORT": "99", "PYCACHE_D_MEMORY_LIMIT": "", "PYCACHE_D_LISTEN": "a, unix:/b"}
+    assert from_env(env) == {"port": "99", "listen": "a, unix:/b"}
+    _, cfg = load([], env)
+    assert cfg.port == 99
+    assert cfg.listen == ("a", "unix:/b")
+    assert cfg.memory_limit == 64 * MiB
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"^PYCACHE_D_MAX_CONNECTIONS: expected an integer, got 'many'$"):
+        load([], {"PYCACHE_D_MAX_CONNECTIONS": "many"})
+
+
+def test_file_keys_and_types(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'port = 1234\nlisten = ["127.0.0.2", "unix:/tmp/s"]\nunix_mode = 0o770\nmemory_limit = 32\n'
+        'max_items = 9\nmax_connections = 3\nmax_item_size = "64k"\nbackend = "python"\nverbose = 1\n',
+    )
+    _, cfg = load(["--config", path], {})
+    assert cfg == Config(
+        port=1234,
+        listen=("127.0.0.2", "unix:/tmp/s"),
+        unix_mode=0o770,
+        memory_limit=32 * MiB,
+        max_items=9,
+        max_connections=3,
+        max_item_size=64 * 1024,
+        backend="python",
+        verbose=1,
+        config=path,
+    )
+
+
+def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None:
+    path = write(tmp_path, "port = 1\nmemory_limit = 10\nmax_items = 100\nmax_connections = 7\n")
+    env = {"PYCACHE_D_CONFIG": path, "PYCACHE_D_PORT": "2", "PYCACHE_D_MEMORY_LIMIT": "20"}
+    _, cfg = load(["-p", "3"], env)
+    assert cfg.port == 3  # flag beats env and file
+    assert cfg.memory_limit == 20 * MiB  # env beats file
+    assert cfg.max_items == 100  # file beats default
+    assert cfg.max_item_size == MiB  # default
+    assert cfg.config == path
+
+
+def test_config_flag_beats_config_env(tmp_path: Path) -> None:
+    a = write(tmp_path, "port = 1\n")
+    b = tmp_path / "b.toml"
+    b.write_text("port = 2\n")
+    _, cfg = load(["--config", str(b)], {"PYCACHE_D_CONFIG": a})
+    assert cfg.port == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("port = 'x'\n", ": port: expected an integer, got 'x'"),
+        ("port = true\n", ": port: expected an integer, got True"),
+        ("memory-limit = 5\n", ": unknown key 'memory-limit' (did you mean 'memory_limit'?)"),
+        ("colour = 5\n", ": unknown key 'colour'"),
+        ("config = 'other.toml'\n", ": unknown key 'config'"),
+        ("port = \n", ": invalid TOML: "),
+        ("listen = [1, 2]\n", ": listen: expected an address or a list of addresses, got [1, 2]"),
+    ],
+)
+def test_bad_file_names_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load(["--config", path], {})
+    assert str(info.value).startswith(path + message)
+
+
+def test_missing_file_is_one_clear_error(tmp_path: Path) -> None:
+    path = str(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match=r"nope.toml: cannot read config file: No such file or directory$"):
+        load(["--config", path], {})
+
+
+def test_source_rereads_the_file_but_keeps_flags_and_env(tmp_path: Path) -> None:
+    path = write(tmp_path, "memory_limit = 10\nmax_items = 1\n")
+    source, cfg = load(["--config", path, "--max-items", "5"], {})
+    assert (cfg.memory_limit, cfg.max_items) == (10 * MiB, 5)
+    Path(path).write_text("memory_limit = 30\nmax_items = 2\n")
+    again = source.resolve()
+    assert (again.memory_limit, again.max_items) == (30 * MiB, 5)
+    assert isinstance(source, ConfigSource)
+    assert source.path == path
+
+
+def test_config_is_frozen() -> None:
+    cfg = Config()
+    with pytest.raises(AttributeError):
+        cfg.port = 1  # type: ignore[misc]
+
+
+def test_verbosity_counts_and_caps() -> None:
+    assert validate([("flag", {"verbose": 5})]).verbose == 2
+    assert load(["-v"], {})[1].verbose == 1
+    assert load(["--verbose", "--verbose"], {})[1].verbose == 2
+    assert load([], {"PYCACHE_D_VERBOSE": "1"})[1].verbose == 1
+
+
+def test_describe_size() -> None:
+    sizes = (64 * MiB, 512 * 1024, 1000, 2048 * MiB)
+    assert [describe_size(n) for n in sizes] == ["64m", "512k", "1000", "2g"]
