@@ -136,6 +136,54 @@ def start_memcached(extra: list[str] | None = None, port: int | None = None) -> 
     return Daemon("memcached", f"127.0.0.1:{port}", proc, args)
 
 
+def wait_for_unix(path: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until the unix socket at ``path`` accepts connections (or the process died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DaemonUnavailable(f"exited with status {proc.returncode}")
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(path)
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise DaemonUnavailable(f"{path} not accepting after {timeout}s")
+
+
+def start_unix(path: str, backend: str = "python") -> tuple[Daemon, str | None]:
+    """Start a daemon listening on the unix socket ``path`` only: pycache-d, else ``memcached -s``."""
+    candidates = [
+        (
+            f"pycache-d/{backend}",
+            [sys.executable, "-m", "pycache_d", "-l", f"unix:{path}", "--backend", backend],
+        ),
+        ("memcached", [shutil.which("memcached") or "memcached", "-s", path, "-U", "0"]),
+    ]
+    reason = None
+    for kind, args in candidates:
+        if kind == "memcached" and os.geteuid() == 0:
+            args += ["-u", "root"]
+        try:
+            proc = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+        except OSError as exc:
+            raise DaemonUnavailable(f"cannot run {args[0]}: {exc}") from None
+        try:
+            wait_for_unix(path, STARTUP_TIMEOUT, proc)
+            if proc.stderr is not None:
+                proc.stderr.close()  # nothing reads it from now on; a full pipe must not block it
+            return Daemon(kind, f"unix:{path}", proc, args), reason
+        except DaemonUnavailable as exc:
+            if proc.poll() is None:
+                proc.kill()
+            _, err = proc.communicate()
+            tail = err.decode(errors="replace").strip().splitlines()[-1:] or [str(exc)]
+            reason = f"pycache-d on a unix socket could not start ({tail[0]}); using memcached -s"
+    raise DaemonUnavailable(reason or "no daemon could listen on a unix socket")
+
+
 def start_daemon(backend: str, extra: list[str] | None = None, port: int = 0) -> tuple[Daemon, str | None]:
     """Start pycache-d with ``backend``, else memcached; return it and the fallback reason (or None).
 

@@ -1,0 +1,260 @@
+"""Failures: refused and silent servers, restarts, retries, ejection, pool bounds, unix sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from conftest import note_fallback
+from daemon import Daemon, DaemonUnavailable, free_port, start_unix, wait_for_port
+
+from pycache_client import (
+    AsyncClient,
+    CacheConnectionError,
+    CacheTimeoutError,
+    Client,
+    PoolExhaustedError,
+)
+from pycache_client.hashring import HashRing
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP port that accepts connections (kernel backlog) but never answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        yield f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def scripted_server(replies: list[bytes | None]) -> str:
+    """Serve one connection per entry: read a request, then send the bytes (None: just close)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+
+    def serve() -> None:
+        with srv:
+            for reply in replies:
+                conn, _ = srv.accept()
+                with conn:
+                    conn.recv(65536)
+                    if reply is not None:
+                        conn.sendall(reply)
+                        conn.recv(65536)  # wait until the client is done with it
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"127.0.0.1:{srv.getsockname()[1]}"
+
+
+def test_connection_refused_is_a_connection_error() -> None:
+    address = f"127.0.0.1:{free_port()}"
+    with Client(address) as c, pytest.raises(CacheConnectionError, match=address):
+        c.get("k")
+
+    async def main() -> None:
+        async with AsyncClient(address) as ac:
+            with pytest.raises(CacheConnectionError, match="cannot connect"):
+                await ac.get("k")
+
+    asyncio.run(main())
+
+
+def test_silent_server_times_out_within_the_timeout(silent_server: str) -> None:
+    with Client(silent_server, timeout=0.3) as c:
+        t0 = time.monotonic()
+        with pytest.raises(CacheTimeoutError):
+            c.get("k")
+        assert time.monotonic() - t0 < 1.0
+
+    async def main() -> float:
+        async with AsyncClient(silent_server, timeout=0.3) as ac:
+            t0 = time.monotonic()
+            with pytest.raises(TimeoutError):  # CacheTimeoutError is also a TimeoutError
+                await ac.set("k", "v")
+            return time.monotonic() - t0
+
+    assert asyncio.run(main()) < 1.0
+
+
+def test_pool_exhausted_when_every_connection_is_busy(silent_server: str) -> None:
+    async def main() -> list[BaseException | None]:
+        async with AsyncClient(silent_server, timeout=0.5, max_pool_size=1, pool_timeout=0.1) as ac:
+            results = await asyncio.gather(ac.get("a"), ac.get("b"), return_exceptions=True)
+            return [r if isinstance(r, BaseException) else None for r in results]
+
+    first, second = asyncio.run(main())
+    assert type(first) is CacheTimeoutError
+    assert type(second) is PoolExhaustedError
+
+
+def test_reads_are_retried_writes_are_not() -> None:
+    # The first connection is closed without a reply, the second answers.
+    address = scripted_server([None, b"END\r\n"])
+    with Client(address, retries=1) as c:
+        assert c.get("k", "miss") == "miss"
+    address = scripted_server([None, b"STORED\r\n"])
+    with Client(address, retries=1) as c, pytest.raises(CacheConnectionError, match="closed"):
+        c.set("k", "v")
+    address = scripted_server([None, b"END\r\n"])
+    with Client(address, retries=0) as c, pytest.raises(CacheConnectionError):
+        c.get("k")
+
+
+def test_reconnects_after_daemon_restart(start: Callable[..., Daemon]) -> None:
+    first = start()
+    port = first.port
+    with Client(first.address, retries=1) as c:
+        c.set("k", "v1")
+        assert c.get("k") == "v1"
+        first.stop()
+        with pytest.raises(CacheConnectionError):
+            c.set("k", "v2")
+        second = start(port=port)
+        assert c.get("k") is None  # a new, empty daemon: the stale connection was replaced
+        assert c.set("k", "v3") is True
+        assert c.get("k") == "v3"
+        assert second.proc.poll() is None
+
+    async def main() -> None:
+        async with AsyncClient(second.address) as ac:
+            assert await ac.get("k") == "v3"
+            second.stop()
+            await asyncio.sleep(0.1)
+            with pytest.raises(CacheConnectionError):
+                await ac.get("k")
+            third = start(port=port)
+            assert third.port == port
+            assert await ac.get("k") is None
+            assert await ac.set("k", 1) is True
+
+    asyncio.run(main())
+
+
+def test_several_servers_shard_by_ketama(start: Callable[..., Daemon]) -> None:
+    daemons = [start(), start(), start()]
+    names = [d.address for d in daemons]
+    ring = HashRing((n, n, 1) for n in names)
+    keys = [f"key{i}" for i in range(300)]
+    with Client(names) as c:
+        assert c.set_many({k: k for k in keys}) == []
+        assert c.get_many(keys) == {k: k for k in keys}
+        assert set(c.version()) == set(names)
+    for d in daemons:
+        with Client(d.address) as single:
+            mine = [k for k in keys if ring.get(k.encode()) == d.address]
+            assert 50 < len(mine) < 150
+            assert single.get_many(keys) == {k: k for k in mine}
+
+
+def test_dead_server_is_ejected_and_its_keys_remapped(start: Callable[..., Daemon]) -> None:
+    live = [start(), start()]
+    dead = f"127.0.0.1:{free_port()}"
+    keys = [f"key{i}" for i in range(200)]
+    with Client([live[0].address, dead, live[1].address], dead_timeout=60) as c:
+        with pytest.raises(CacheConnectionError):
+            c.set_many({k: k for k in keys})  # the keys owned by the dead server fail once
+        assert dead not in [a.name for a in c.servers.live()]
+        assert c.set_many({k: k for k in keys}) == []
+        assert c.get_many(keys) == {k: k for k in keys}
+
+
+def test_ejected_server_comes_back_after_dead_timeout(start: Callable[..., Daemon]) -> None:
+    a = start()
+    port = free_port()
+    with Client([a.address, f"127.0.0.1:{port}"], dead_timeout=0.3, retries=1) as c:
+        keys = [f"k{i}" for i in range(100)]
+        c.get_many(keys)  # the failure ejects the dead server; the retry goes to the live one
+        assert len(c.servers.live()) == 1
+        b = start(port=port)
+        time.sleep(0.35)
+        assert len(c.servers.live()) == 2
+        assert c.set_many({k: 1 for k in keys}) == []
+        with Client(b.address) as only_b:
+            assert only_b.get_many(keys)  # some keys went back to the revived server
+
+
+def test_async_client_under_load_shares_a_bounded_pool(daemon: Daemon) -> None:
+    tasks, ops_per_task, pool_size = 300, 20, 8
+
+    async def worker(ac: AsyncClient, n: int) -> int:
+        ok = 0
+        for i in range(ops_per_task):
+            key = f"load:{n}:{i % 5}"
+            await ac.set(key, {"n": n, "i": i})
+            ok += (await ac.get(key)) == {"n": n, "i": i}
+            ok += (await ac.incr(f"load:counter:{n % 10}")) is None or True
+        return ok
+
+    async def main() -> tuple[list[int], int, int]:
+        async with AsyncClient(daemon.address, max_pool_size=pool_size, timeout=10) as ac:
+            await ac.set_many({f"load:counter:{i}": 0 for i in range(10)})
+            results = await asyncio.gather(*(worker(ac, n) for n in range(tasks)))
+            counters = await ac.get_many([f"load:counter:{i}" for i in range(10)])
+            pool = ac.pool(daemon.address)
+            assert pool.idle <= pool_size
+            return results, sum(counters.values()), pool.opened
+
+    results, total_incr, opened = asyncio.run(main())
+    assert results == [2 * ops_per_task] * tasks
+    assert total_incr == tasks * ops_per_task  # no lost increments under concurrency
+    assert 1 <= opened <= pool_size
+
+
+def test_threads_share_a_blocking_client(daemon: Daemon) -> None:
+    errors: list[BaseException] = []
+    with Client(daemon.address, max_pool_size=3, timeout=5) as c:
+        c.set("counter", 0)
+
+        def work() -> None:
+            try:
+                for _ in range(200):
+                    c.incr("counter")
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert c.get("counter") == 1200
+        assert c.pool(daemon.address).idle <= 3
+
+
+def test_unix_socket_address() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "cache.sock")
+        d, reason = start_unix(path)
+        note_fallback(reason)
+        try:
+            with Client(f"unix:{path}") as c:
+                assert c.set("u", "unix") is True
+                assert c.get("u") == "unix"
+                assert list(c.version()) == [f"unix:{path}"]
+
+            async def main() -> Any:
+                async with AsyncClient(f"unix:{path}") as ac:
+                    return await ac.get("u")
+
+            assert asyncio.run(main()) == "unix"
+        finally:
+            d.stop()
+
+
+def test_wait_for_port_reports_dead_process() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    proc.wait()
+    with pytest.raises(DaemonUnavailable, match="status 3"):
+        wait_for_port(free_port(), 1.0, proc)
