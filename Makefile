@@ -26,7 +26,7 @@ ext: $(STAMP)
 	@if [ -z "$$PYCACHE_D_NO_EXTENSIONS" ]; then $(MAKE) --no-print-directory pycache_d/_native$(EXT_SUFFIX); fi
 
 pycache_d/_native$(EXT_SUFFIX): $(NATIVE_SRC) | $(STAMP)
-	$(PY) setup.py --quiet build_ext --inplace
+	$(PY) setup.py --quiet build_clib build_ext --inplace
 
 # Debian packages some tests and benchmarks use (memcached as an oracle, memcaslap). Installed
 # when we are root; otherwise those tests skip and say why.

@@ -54,7 +54,8 @@ def main() -> int:
         r = measure(backend, args.items)
         verdict = "ok" if r["per_item"] <= bar else "OVER BAR"
         ok &= r["per_item"] <= bar
-        print(f"  {backend:<7} {r['per_item']:7.1f} bytes/item  (RSS +{r['rss_bytes'] / 2**20:.1f} MiB; bar {bar}) {verdict}")
+        mib = r["rss_bytes"] / 2**20
+        print(f"  {backend:<7} {r['per_item']:7.1f} bytes/item  (RSS +{mib:.1f} MiB; bar {bar}) {verdict}")
     return 0 if ok else 1
 
 

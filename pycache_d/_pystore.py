@@ -365,7 +365,9 @@ class Store:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def _update(self, mode: int, key: bytes, value: bytes, flags: int, exptime: int, cas_unique: int = 0) -> Result:
+    def _update(
+        self, mode: int, key: bytes, value: bytes, flags: int, exptime: int, cas_unique: int = 0
+    ) -> Result:
         _check_key(key)
         value = bytes(value)
         _check_range("flags", flags, 0, U32_MAX)
@@ -525,13 +527,13 @@ class Store:
         heap = self._expiry
         while freed < limit and heap and heap[0][0] <= now:
             exptime, cas, key = heapq.heappop(heap)
-            rec = data.get(key)
-            if rec is None:
+            found = data.get(key)
+            if found is None:
                 continue
-            c, _f, e, _x = _unpack(rec)
+            c, _f, e, _x = _unpack(found)
             if c != cas or e != exptime:
                 continue  # stale entry: the item was rewritten or touched since
-            self._unlink(key, rec, reclaimed=True)
+            self._unlink(key, found, reclaimed=True)
             freed += 1
         return freed
 

@@ -42,5 +42,7 @@ def store_class(backend: str = "auto") -> Any:
         return BACKENDS[backend]
     except KeyError:
         if backend == "native":
-            raise ValueError("the native backend is not built (PYCACHE_D_NO_EXTENSIONS or no compiler)") from None
+            raise ValueError(
+                "the native backend is not built (PYCACHE_D_NO_EXTENSIONS or no compiler)"
+            ) from None
         raise ValueError(f"unknown backend {backend!r}: expected auto, native or python") from None

@@ -6,7 +6,6 @@ import gc
 import resource
 
 import pytest
-
 from conftest import FakeClock
 
 
