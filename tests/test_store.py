@@ -474,3 +474,22 @@ def test_hash_table_grows_and_keeps_every_item(store):
         store.delete(b"key:%d" % i)
     assert store.get(b"key:1") == b"1" and store.get(b"key:2") is None
     assert len(store) == n // 2
+
+
+def test_native_hash_table_expands_in_slices():
+    """Growth moves a few buckets per insert: no single call rehashes the whole table."""
+    from conftest import backend_class
+
+    store = backend_class("native")(1 << 30)
+    i = 0
+    while not store.stats()["hash_is_expanding"]:
+        store.set(b"k%d" % i, b"v")
+        i += 1
+    power = store.stats()["hash_power_level"]
+    assert power > 10 and i > 1.5 * 2 ** (power - 1)
+    store.set(b"one-more", b"v")
+    assert store.stats()["hash_is_expanding"] == 1  # still migrating after another insert
+    while store.stats()["hash_is_expanding"]:
+        store.set(b"k%d" % i, b"v")
+        i += 1
+    assert all(store.get(b"k%d" % j) == b"v" for j in range(i))
