@@ -1,0 +1,118 @@
+"""What a protocol session may ask of the server it runs in.
+
+A :class:`~pycache_d.session.Session` knows nothing of sockets; for ``stats``, ``version`` and
+``verbosity`` it asks a :class:`ServerContext`. The defaults here serve a standalone session (tests,
+fuzzing, benchmarks); the daemon subclasses it and overrides what it knows better (connections,
+ports). Every session of one server shares one context, so the server-wide counters kept here
+(``cmd_meta``, ``store_too_large``, ``store_no_memory``) add up across connections.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import __version__
+from .clock import MonotonicClock
+from .semantics import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEM_SIZE
+
+#: Server-wide counters the session increments and ``stats reset`` clears.
+COUNTER_NAMES = ("cmd_meta", "store_too_large", "store_no_memory")
+
+
+def _rusage(seconds: float) -> str:
+    """Format CPU time as memcached does: seconds.microseconds."""
+    whole = int(seconds)
+    return f"{whole}.{int((seconds - whole) * 1_000_000):06d}"
+
+
+class ServerContext:
+    """What a session may ask of the server it runs in; the defaults serve a standalone session.
+
+    Args:
+        store: when given, ``stats settings`` reports its backend and limits.
+        clock: the store's clock, for the TTLs meta commands report (see :mod:`pycache_d.meta`).
+
+    Subclasses must call ``super().__init__()``: it sets the start time and the counters.
+    """
+
+    #: The version string of ``version`` and ``stats``.
+    version: str = __version__
+    #: Set by the ``verbosity`` command (memcached caps it at 2). A class attribute, so a subclass
+    #: may make it a property without the base ``__init__`` writing to it.
+    verbosity: int = 0
+
+    def __init__(self, store: Any = None, clock: Callable[[], int] | None = None) -> None:
+        self._store = store
+        self._started = time.monotonic()
+        self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+        self.clock: Callable[[], int] = clock if clock is not None else MonotonicClock()
+        #: Per-item meta state the store does not keep (stale, win token, TTL), shared by every
+        #: session of this server: key -> [cas, exptime, bits, last_access]. See meta.py.
+        self.marks: dict[bytes, list[int]] = {}
+
+    def general_stats(self) -> list[tuple[str, object]]:
+        """Return the server part of ``stats``, in memcached's order."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return [
+            ("pid", os.getpid()),
+            ("uptime", int(time.monotonic() - self._started)),
+            ("time", int(time.time())),
+            ("version", self.version),
+            ("pointer_size", struct.calcsize("P") * 8),
+            ("rusage_user", _rusage(usage.ru_utime)),
+            ("rusage_system", _rusage(usage.ru_stime)),
+            ("max_connections", 1024),
+            ("curr_connections", 1),
+            ("total_connections", 1),
+            ("rejected_connections", 0),
+            ("connection_structures", 1),
+            ("threads", 1),
+        ]
+
+    def settings_stats(self) -> list[tuple[str, object]]:
+        """Return ``stats settings``, in memcached's order (ours last)."""
+        store = self._store
+        return [
+            ("maxbytes", store.max_bytes if store is not None else DEFAULT_MAX_BYTES),
+            ("maxconns", 1024),
+            ("tcpport", 0),
+            ("udpport", 0),
+            ("inter", "NULL"),
+            ("verbosity", self.verbosity),
+            ("oldest", 0),
+            ("evictions", "on"),
+            ("domain_socket", "NULL"),
+            ("umask", "700"),
+            ("shutdown_command", "no"),
+            ("num_threads", 1),
+            ("stat_key_prefix", ":"),
+            ("detail_enabled", "no"),
+            ("cas_enabled", "yes"),
+            ("tcp_backlog", 1024),
+            ("binding_protocol", "ascii"),
+            ("auth_enabled_sasl", "no"),
+            ("auth_enabled_ascii", "no"),
+            ("item_size_max", store.max_item_size if store is not None else DEFAULT_MAX_ITEM_SIZE),
+            ("maxconns_fast", "yes"),
+            ("flush_enabled", "yes"),
+            ("dump_enabled", "no"),
+            ("lru_segmented", "no"),
+            ("idle_timeout", 0),
+            ("track_sizes", "no"),
+            ("maxitems", store.max_items if store is not None else 0),
+            ("backend", store.backend if store is not None else "python"),
+        ]
+
+    def conns_stats(self) -> list[tuple[str, object]]:
+        """Return ``stats conns`` (a standalone session has no connections to show)."""
+        return []
+
+    def reset_stats(self) -> None:
+        """Clear the server-side counters, the part of ``stats reset`` the store does not do."""
+        for name in self.counters:
+            self.counters[name] = 0

@@ -1,0 +1,450 @@
+"""One client's memcached text-protocol session: bytes in, bytes out, a store behind it (sans-IO).
+
+The session knows nothing of sockets or event loops (the h11 idea): the server hands it whatever it
+read with :meth:`Session.feed` and sends back what it returns, and closes the connection once
+:attr:`Session.closing` is set. Everything is decided on the bytes alone, so a request split at any
+byte boundary, or many requests pipelined into one read, produce exactly the same replies.
+
+Framing, as memcached 1.6 does it (``proto_text.c``, ``try_read_command_ascii``):
+
+* A command line ends at ``\\n``; one ``\\r`` before it is dropped. The line stops at its first NUL
+  byte (memcached works on C strings) and is split on spaces only; a tab is part of a token.
+* A line longer than :data:`MAX_LINE` bytes closes the connection without a reply, unless it is a
+  ``get``/``gets`` (multi-gets may be long); those are bounded by :data:`MAX_GET_LINE` here.
+* A storage command is followed by a data block of exactly ``<bytes>`` + 2 bytes. If its last two
+  bytes are not ``\\r\\n`` the reply is ``CLIENT_ERROR bad data chunk`` and parsing resumes right
+  after those bytes, as memcached does (the rest usually reads as a bad command: ``ERROR``).
+* A block too large for the store (``-I``) is swallowed as it streams in, never buffered, and
+  answered ``SERVER_ERROR object too large for cache``.
+
+APPSEC: the input buffer is bounded. Between feeds it holds at most one incomplete command line
+(<= :data:`MAX_GET_LINE` bytes) or one incomplete data block (<= the store's ``max_item_size`` + 2
+bytes plus its command line); anything longer is either swallowed or closes the connection.
+
+``noreply`` is honoured where memcached honours it, and, as in memcached, it also silences the
+errors of a command whose line was well-formed enough to be recognised.
+
+Meta commands (``mg``, ``ms``, ``md``, ``ma``, ``mn``, ``me``) live in :mod:`pycache_d.meta`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import meta, session_stats, wire
+from .context import ServerContext
+from .errors import InvalidKey, ItemTooLarge, OutOfMemory, Result, StoreError
+from .semantics import ITEM_OVERHEAD, MAX_KEY_LENGTH
+from .wire import parse_i32, parse_u32, parse_u64
+
+#: memcached closes a connection whose buffered input holds no ``\n`` within 2048 bytes.
+MAX_LINE = 2048
+#: Our bound on a ``get``/``gets`` line (memcached grows its buffer without limit for them).
+MAX_GET_LINE = 1024 * 1024
+#: ``<bytes>`` above this is a bad command line (memcached: ``vlen > INT_MAX - 2``).
+_MAX_VLEN = 2**31 - 1 - 2
+#: Only these prefixes may exceed MAX_LINE, after at most 100 leading spaces (memcached's rule).
+_LONG_OK = (b"get ", b"gets ")
+
+_NOT_FOUND = Result.NOT_FOUND.wire
+
+# Storage modes of a pending data block.
+_SET, _ADD, _REPLACE, _APPEND, _PREPEND, _CAS = range(6)
+_STORAGE = {b"set": _SET, b"add": _ADD, b"replace": _REPLACE, b"append": _APPEND, b"prepend": _PREPEND}
+
+
+class Session:
+    """A memcached text-protocol session over ``store`` (any :data:`~pycache_d.store.BACKENDS` class).
+
+    Args:
+        store: the item store; only its public API is used.
+        ctx: the server this session runs in; sessions of one server share one context.
+    """
+
+    def __init__(self, store: Any, ctx: ServerContext | None = None) -> None:
+        self.store = store
+        self.ctx = ctx if ctx is not None else ServerContext(store)
+        #: True once the connection must be closed after the bytes last returned are sent.
+        self.closing = False
+        self._buf = b""  # unprocessed input: an incomplete line or data block
+        self._scanned = 0  # leading bytes of _buf known to hold no b"\n"
+        self._need = 0  # length of the pending data block (<bytes> + 2), when _pending is set
+        self._pending: tuple[Any, ...] | None = None  # the storage command awaiting its data block
+        self._swallow = 0  # bytes of a rejected data block still to discard
+        self._dispatch = {
+            b"get": self._get,
+            b"gets": self._gets,
+            b"gat": self._gat,
+            b"gats": self._gats,
+            b"set": self._storage,
+            b"add": self._storage,
+            b"replace": self._storage,
+            b"append": self._storage,
+            b"prepend": self._storage,
+            b"cas": self._cas,
+            b"delete": self._delete,
+            b"incr": self._arith,
+            b"decr": self._arith,
+            b"touch": self._touch,
+            b"flush_all": self._flush_all,
+            b"version": self._version,
+            b"verbosity": self._verbosity,
+            b"quit": self._quit,
+            b"stats": self._stats,
+            b"mg": self._meta,
+            b"ms": self._meta,
+            b"md": self._meta,
+            b"ma": self._meta,
+            b"mn": self._meta,
+            b"me": self._meta,
+        }
+
+    # -- framing ------------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> bytes:
+        """Consume bytes read from the client; return the reply bytes to send (possibly b"")."""
+        if self.closing:
+            return b""
+        buf = self._buf + data if self._buf else bytes(data)
+        out: list[bytes] = []
+        pos = 0
+        end = len(buf)
+        while pos < end and not self.closing:
+            if self._swallow:
+                taken = min(self._swallow, end - pos)
+                self._swallow -= taken
+                pos += taken
+                continue
+            if self._pending is not None:
+                if end - pos < self._need:
+                    break  # PERF: the block is sliced once, when it is complete
+                block = buf[pos : pos + self._need]
+                pos += self._need
+                self._complete(block, out)
+                continue
+            eol = buf.find(b"\n", pos + self._scanned)
+            if eol < 0:
+                self._scanned = end - pos
+                if self._scanned > MAX_LINE and self._too_long(buf, pos, end):
+                    self.closing = True
+                break
+            self._scanned = 0
+            if eol - pos > MAX_LINE and self._too_long(buf, pos, eol):
+                # NOTE: memcached only notices when the line arrives in pieces; we decide on the
+                # line alone so the outcome never depends on how the bytes were split.
+                self.closing = True
+                break
+            line = buf[pos:eol] if eol - pos < 2 or buf[eol - 1] != 13 else buf[pos : eol - 1]
+            pos = eol + 1
+            self._command(line, out)
+        self._buf = buf[pos:] if pos < end and not self.closing else b""
+        return b"".join(out)
+
+    @staticmethod
+    def _too_long(buf: bytes, pos: int, end: int) -> bool:
+        """Return True if the over-long line at ``pos`` must close the connection."""
+        body = buf[pos:end].lstrip(b" ")
+        if end - pos - len(body) > 100 or not body.startswith(_LONG_OK):
+            return True
+        return end - pos > MAX_GET_LINE
+
+    def _command(self, line: bytes, out: list[bytes]) -> None:
+        """Tokenise one command line and run it."""
+        nul = line.find(b"\0")
+        if nul >= 0:
+            line = line[:nul]
+        toks = line.split(b" ")
+        if b"" in toks:
+            toks = [t for t in toks if t]
+        if not toks or len(toks[0]) < 2:
+            out.append(wire.ERROR)
+            return
+        handler = self._dispatch.get(toks[0])
+        if handler is None:
+            # memcached drops HTTP requests silently, but only those whose command word matched
+            # none of its command families (first letters m?, g, s, a, c, i, d, t).
+            first = toks[0][0]
+            if (
+                toks[-1].startswith(b"HTTP/")
+                and first not in b"gsacidt"
+                and not (first == 0x6D and len(toks[0]) == 2)
+            ):
+                self.closing = True
+                return
+            out.append(wire.ERROR)
+            return
+        handler(toks, out)
+
+    # -- retrieval ----------------------------------------------------------------------------
+
+    def _get(self, toks: list[bytes], out: list[bytes]) -> None:
+        self._retrieve(toks, 1, out, False, None)
+
+    def _gets(self, toks: list[bytes], out: list[bytes]) -> None:
+        self._retrieve(toks, 1, out, True, None)
+
+    def _gat(self, toks: list[bytes], out: list[bytes]) -> None:
+        self._touch_retrieve(toks, out, False)
+
+    def _gats(self, toks: list[bytes], out: list[bytes]) -> None:
+        self._touch_retrieve(toks, out, True)
+
+    def _touch_retrieve(self, toks: list[bytes], out: list[bytes], with_cas: bool) -> None:
+        if len(toks) < 2:
+            out.append(wire.ERROR)
+            return
+        exptime = parse_i32(toks[1])
+        if exptime is None:
+            out.append(wire.BAD_EXPTIME)
+            return
+        self._retrieve(toks, 2, out, with_cas, exptime)
+
+    def _retrieve(
+        self, toks: list[bytes], first: int, out: list[bytes], with_cas: bool, exptime: int | None
+    ) -> None:
+        """Answer get/gets (``exptime`` None) or gat/gats for the keys from ``toks[first]`` on."""
+        if len(toks) < 2:
+            out.append(wire.ERROR)
+            return
+        store = self.store
+        parts: list[bytes] = []
+        for i in range(first, len(toks)):
+            key = toks[i]
+            if len(key) > MAX_KEY_LENGTH:
+                # memcached stops here and drops what it had gathered for this command.
+                out.append(wire.BAD_FORMAT)
+                return
+            try:
+                item = store.get_item(key) if exptime is None else store.gat(key, exptime)
+            except InvalidKey:
+                continue  # holds a control byte: the store can never have stored it
+            if item is not None:
+                value, flags, cas = item
+                if exptime is not None and self.ctx.marks:
+                    meta.retime(self, key, exptime)
+                if with_cas:
+                    parts.append(b"VALUE %s %d %d %d\r\n" % (key, flags, len(value), cas))
+                else:
+                    parts.append(b"VALUE %s %d %d\r\n" % (key, flags, len(value)))
+                parts.append(value)
+                parts.append(b"\r\n")
+        out += parts
+        out.append(wire.END)
+
+    # -- storage ------------------------------------------------------------------------------
+
+    def _storage(self, toks: list[bytes], out: list[bytes]) -> None:
+        if len(toks) not in (5, 6):
+            out.append(wire.ERROR)
+            return
+        self._start_storage(toks, out, _STORAGE[toks[0]], 0)
+
+    def _cas(self, toks: list[bytes], out: list[bytes]) -> None:
+        if len(toks) not in (6, 7):
+            out.append(wire.ERROR)
+            return
+        self._start_storage(toks, out, _CAS, 1)
+
+    def _start_storage(self, toks: list[bytes], out: list[bytes], mode: int, has_cas: int) -> None:
+        """Check a storage command line and wait for its data block (or swallow it)."""
+        noreply = toks[-1] == b"noreply"
+        key = toks[1]
+        if len(key) > MAX_KEY_LENGTH:
+            if not noreply:
+                out.append(wire.BAD_FORMAT)
+            return
+        flags = parse_u32(toks[2])
+        exptime = parse_i32(toks[3])
+        vlen = parse_i32(toks[4])
+        cas_unique = parse_u64(toks[5]) if has_cas else 0
+        if (
+            flags is None
+            or exptime is None
+            or vlen is None
+            or cas_unique is None
+            or not 0 <= vlen <= _MAX_VLEN
+        ):
+            if not noreply:
+                out.append(wire.BAD_FORMAT)
+            return
+        if len(key) + vlen + ITEM_OVERHEAD > self.store.max_item_size:
+            self.ctx.counters["store_too_large"] += 1
+            if mode == _SET:
+                self._drop(key)
+            self._swallow = vlen + 2
+            if not noreply:
+                out.append(ItemTooLarge.wire)
+            return
+        self._need = vlen + 2
+        self._pending = (mode, key, flags, exptime, cas_unique, noreply)
+
+    def _drop(self, key: bytes) -> None:
+        """Make the store forget ``key`` after a too-large set, as memcached does.
+
+        The store drops the old value itself when a set is too large; we hand it the smallest such
+        value rather than buffer the client's block.
+        """
+        try:
+            self.store.set(key, bytes(self.store.max_item_size - len(key) - ITEM_OVERHEAD + 1))
+        except StoreError:
+            pass
+
+    def _complete(self, block: bytes, out: list[bytes]) -> None:
+        """Finish the pending storage command with its data block (value + b"\\r\\n")."""
+        pending = self._pending
+        assert pending is not None
+        self._pending = None
+        if pending[0] == meta.PENDING_MS:
+            meta.complete_ms(self, pending, block, out)
+            return
+        mode, key, flags, exptime, cas_unique, noreply = pending
+        if block[-2:] != b"\r\n":
+            reply = wire.BAD_DATA_CHUNK
+        else:
+            value = block[:-2]
+            store = self.store
+            try:
+                if mode == _SET:
+                    result = store.set(key, value, flags, exptime)
+                elif mode == _ADD:
+                    result = store.add(key, value, flags, exptime)
+                elif mode == _REPLACE:
+                    result = store.replace(key, value, flags, exptime)
+                elif mode == _APPEND:
+                    result = store.append(key, value)
+                elif mode == _PREPEND:
+                    result = store.prepend(key, value)
+                else:
+                    result = store.cas(key, value, flags, exptime, cas_unique)
+                reply = result.wire
+            except StoreError as exc:
+                self.count_error(exc)
+                reply = exc.wire
+        if not noreply:
+            out.append(reply)
+
+    def count_error(self, exc: StoreError) -> None:
+        """Count a rejected store in the server-wide counters memcached keeps for them."""
+        if isinstance(exc, OutOfMemory):
+            self.ctx.counters["store_no_memory"] += 1
+        elif isinstance(exc, ItemTooLarge):
+            self.ctx.counters["store_too_large"] += 1
+
+    # -- other item commands ------------------------------------------------------------------
+
+    def _delete(self, toks: list[bytes], out: list[bytes]) -> None:
+        n = len(toks)
+        if not 2 <= n <= 4:
+            out.append(wire.ERROR)
+            return
+        noreply = toks[-1] == b"noreply"
+        if n > 2:
+            # The legacy "delete <key> 0" (a hold time of zero) is still accepted, nothing else.
+            zero = toks[2] == b"0"
+            if not ((n == 3 and (zero or noreply)) or (n == 4 and zero and noreply)):
+                if not noreply:
+                    out.append(wire.DELETE_USAGE)
+                return
+        key = toks[1]
+        if len(key) > MAX_KEY_LENGTH:
+            reply = wire.BAD_FORMAT
+        else:
+            try:
+                reply = self.store.delete(key).wire
+            except InvalidKey:
+                reply = _NOT_FOUND
+        if not noreply:
+            out.append(reply)
+
+    def _arith(self, toks: list[bytes], out: list[bytes]) -> None:
+        if len(toks) not in (3, 4):
+            out.append(wire.ERROR)
+            return
+        noreply = toks[-1] == b"noreply"
+        key = toks[1]
+        delta = parse_u64(toks[2])
+        if len(key) > MAX_KEY_LENGTH:
+            reply = wire.BAD_FORMAT
+        elif delta is None:
+            reply = wire.BAD_DELTA
+        else:
+            try:
+                number = self.store.incr(key, delta) if toks[0] == b"incr" else self.store.decr(key, delta)
+                reply = _NOT_FOUND if number is None else b"%d\r\n" % number
+            except InvalidKey:
+                reply = _NOT_FOUND
+            except StoreError as exc:
+                reply = exc.wire
+        if not noreply:
+            out.append(reply)
+
+    def _touch(self, toks: list[bytes], out: list[bytes]) -> None:
+        if len(toks) not in (3, 4):
+            out.append(wire.ERROR)
+            return
+        noreply = toks[-1] == b"noreply"
+        key = toks[1]
+        exptime = parse_i32(toks[2])
+        if len(key) > MAX_KEY_LENGTH:
+            reply = wire.BAD_FORMAT
+        elif exptime is None:
+            reply = wire.BAD_EXPTIME
+        else:
+            try:
+                reply = self.store.touch(key, exptime).wire
+            except InvalidKey:
+                reply = _NOT_FOUND
+            if self.ctx.marks:
+                meta.retime(self, key, exptime)
+        if not noreply:
+            out.append(reply)
+
+    # -- server commands ----------------------------------------------------------------------
+
+    def _flush_all(self, toks: list[bytes], out: list[bytes]) -> None:
+        n = len(toks)
+        if n > 3:
+            out.append(wire.ERROR)
+            return
+        noreply = toks[-1] == b"noreply"
+        delay = 0
+        if n != (2 if noreply else 1):
+            parsed = parse_i32(toks[1])
+            if parsed is None:
+                if not noreply:
+                    out.append(wire.BAD_EXPTIME)
+                return
+            delay = parsed
+        self.store.flush_all(delay)
+        if not noreply:
+            out.append(wire.OK)
+
+    def _version(self, toks: list[bytes], out: list[bytes]) -> None:
+        out.append(b"VERSION %s\r\n" % self.ctx.version.encode())
+
+    def _verbosity(self, toks: list[bytes], out: list[bytes]) -> None:
+        n = len(toks)
+        if n not in (2, 3):
+            out.append(wire.ERROR)
+            return
+        if n == 2 and toks[1] == b"noreply":
+            out.append(wire.OK)  # memcached answers this one, and changes nothing
+            return
+        noreply = toks[-1] == b"noreply"
+        level = parse_u32(toks[1])
+        if level is None:
+            reply = wire.BAD_FORMAT
+        else:
+            self.ctx.verbosity = min(level, 2)
+            reply = wire.OK
+        if not noreply:
+            out.append(reply)
+
+    def _quit(self, toks: list[bytes], out: list[bytes]) -> None:
+        self.closing = True
+
+    def _stats(self, toks: list[bytes], out: list[bytes]) -> None:
+        out.append(session_stats.reply(self.store, self.ctx, toks))
+
+    def _meta(self, toks: list[bytes], out: list[bytes]) -> None:
+        meta.dispatch(self, toks, out)

@@ -1,0 +1,116 @@
+"""The memcached text protocol's vocabulary: the session-level reply table and C-exact number parsing.
+
+The store's outcomes and errors carry their own reply lines (:mod:`pycache_d.errors`); this module
+holds the ones only the protocol layer produces, so every reply string lives in one of two tables.
+
+Numbers are parsed as memcached 1.6 parses them (``util.c``: ``safe_strtoul``, ``safe_strtol``,
+``safe_strtoull``), because clients do send ``+5``, ``05`` or ``4294967296`` and expect what
+memcached does with them: leading C whitespace and a sign are accepted, the number must end at the
+end of the token or at a whitespace byte, values are truncated to the C type after the range check
+of the wider C ``long``. Python's ``int()`` differs (it accepts ``1_000`` and trailing spaces), so
+it is only used once the token is known to be plain digits.
+"""
+
+from __future__ import annotations
+
+# -- replies the session produces (protocol.txt, "Error strings" and the command sections) ---------
+
+ERROR = b"ERROR\r\n"
+END = b"END\r\n"
+OK = b"OK\r\n"
+RESET = b"RESET\r\n"
+MN = b"MN\r\n"
+EN = b"EN\r\n"
+BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
+BAD_DATA_CHUNK = b"CLIENT_ERROR bad data chunk\r\n"
+BAD_EXPTIME = b"CLIENT_ERROR invalid exptime argument\r\n"
+BAD_DELTA = b"CLIENT_ERROR invalid numeric delta argument\r\n"
+DELETE_USAGE = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
+DETAIL_USAGE = b"CLIENT_ERROR usage: stats detail on|off|dump\r\n"
+TOO_LARGE = b"SERVER_ERROR object too large for cache\r\n"
+# Meta commands (proto_text.c, process_m*_command and _meta_flag_preparse).
+META_KEY_DECODE = b"CLIENT_ERROR error decoding key\r\n"
+META_OPAQUE_TOO_LONG = b"CLIENT_ERROR opaque token too long\r\n"
+META_INVALID_FLAG = b"CLIENT_ERROR invalid flag\r\n"
+META_DUPLICATE_FLAG = b"CLIENT_ERROR duplicate flag\r\n"
+META_INVALID_OR_DUPLICATE = b"CLIENT_ERROR invalid or duplicate flag\r\n"
+META_BAD_TOKEN = b"CLIENT_ERROR bad token in command line format\r\n"
+META_MS_MODE = b"CLIENT_ERROR invalid mode for ms M token\r\n"
+META_MA_MODE = b"CLIENT_ERROR invalid mode for ma M token\r\n"
+
+# -- C-compatible number parsing ------------------------------------------------------------------
+
+_C_SPACE = b" \t\n\v\f\r"
+_U64 = 2**64
+_I64_MAX = 2**63 - 1
+
+
+def _strto(tok: bytes) -> tuple[bool, int] | None:
+    """Parse like strtoull/strtol: return ``(negative, magnitude)`` or None if nothing parsed or
+    the number does not end at the end of the token or at a whitespace byte."""
+    n = len(tok)
+    i = 0
+    while i < n and tok[i] in _C_SPACE:
+        i += 1
+    negative = False
+    if i < n and tok[i] in b"+-":
+        negative = tok[i] == 0x2D
+        i += 1
+    start = i
+    while i < n and 0x30 <= tok[i] <= 0x39:
+        i += 1
+    if i == start or (i < n and tok[i] not in _C_SPACE):
+        return None
+    return negative, int(tok[start:i])
+
+
+def parse_u32(tok: bytes) -> int | None:
+    """Parse a 32-bit unsigned number as ``safe_strtoul`` does (client flags, verbosity)."""
+    if tok.isdigit() and len(tok) < 10:
+        return int(tok)
+    parsed = _strto(tok)
+    if parsed is None:
+        return None
+    negative, value = parsed
+    if value >= _U64:
+        return None  # ERANGE
+    if negative:
+        value = -value % _U64
+        if value > _I64_MAX:
+            return None  # a negative number written with '-'
+    # NOTE: memcached range-checks the 64-bit unsigned long and then stores it in a uint32_t.
+    return value & 0xFFFFFFFF
+
+
+def parse_i32(tok: bytes) -> int | None:
+    """Parse a 32-bit signed number as ``safe_strtol`` does (expiration times, lengths)."""
+    if tok.isdigit() and len(tok) < 10:
+        return int(tok)
+    parsed = _strto(tok)
+    if parsed is None:
+        return None
+    negative, value = parsed
+    if negative:
+        value = -value
+    if not -(2**63) <= value <= _I64_MAX:
+        return None  # ERANGE on the 64-bit long
+    # NOTE: the long is then truncated into an int32_t, as memcached does.
+    value &= 0xFFFFFFFF
+    return value - 2**32 if value >= 2**31 else value
+
+
+def parse_u64(tok: bytes) -> int | None:
+    """Parse a 64-bit unsigned number as ``safe_strtoull`` does (CAS uniques, deltas)."""
+    if tok.isdigit() and len(tok) < 20:
+        return int(tok)
+    parsed = _strto(tok)
+    if parsed is None:
+        return None
+    negative, value = parsed
+    if value >= _U64:
+        return None
+    if negative:
+        value = -value % _U64
+        if value > _I64_MAX:
+            return None
+    return value
