@@ -43,6 +43,10 @@ static item_ref *bucket_of(const assoc *t, uint64_t hv) {
 item_ref assoc_find(const assoc *t, const char *key, size_t nkey, uint64_t hv) {
     for (item_ref ref = *bucket_of(t, hv); ref != SLAB_NIL;) {
         const item *it = ITEM(t, ref);
+        /* PERF: the compare and, on a hit, the value copy read the next cache lines of the
+         * item; fetch them now so the misses overlap instead of queueing. */
+        __builtin_prefetch((const char *)it + 64);
+        __builtin_prefetch((const char *)it + 128);
         if (it->nkey == nkey && memcmp(item_key(it), key, nkey) == 0)
             return ref;
         ref = it->h_next;
