@@ -9,14 +9,14 @@ the same arguments and results; :class:`Client`'s docstrings describe both.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from . import ops
 from .address import Address
 from .aiopool import AsyncConnectionPool
 from .errors import CacheConnectionError, PoolExhaustedError
-from .ops import Key, Plan
+from .ops import Key, KeyMapping, Plan
 from .pool import ConnectionPool
 from .protocol import Command, Reply
 from .serde import JsonSerde, Serde
@@ -176,7 +176,7 @@ class Client(_ClientBase):
         """Store ``value`` under ``key`` for ``ttl`` seconds (0: no expiry); return True."""
         return self._execute(ops.store(b"set", self.serde, key, value, ttl))
 
-    def set_many(self, mapping: Mapping[Key, Any], ttl: int = 0) -> list[Key]:
+    def set_many(self, mapping: KeyMapping, ttl: int = 0) -> list[Key]:
         """Store every pair; return the keys that were not stored (empty on success)."""
         return self._execute(ops.set_many(self.serde, mapping, ttl))
 
@@ -315,7 +315,7 @@ class AsyncClient(_ClientBase):
         """See :meth:`Client.set`."""
         return await self._execute(ops.store(b"set", self.serde, key, value, ttl))
 
-    async def set_many(self, mapping: Mapping[Key, Any], ttl: int = 0) -> list[Key]:
+    async def set_many(self, mapping: KeyMapping, ttl: int = 0) -> list[Key]:
         """See :meth:`Client.set_many`."""
         return await self._execute(ops.set_many(self.serde, mapping, ttl))
 

@@ -21,6 +21,8 @@ from .serde import Serde
 
 T = TypeVar("T")
 Key = str | bytes
+#: set_many accepts a mapping keyed by str, by bytes, or by both.
+KeyMapping = Mapping[str, Any] | Mapping[bytes, Any] | Mapping[Key, Any]
 
 #: protocol.txt: an exptime over 30 days is a unix timestamp, not a relative number of seconds.
 MAX_RELATIVE_TTL = 60 * 60 * 24 * 30
@@ -159,14 +161,14 @@ def store(verb: bytes, serde: Serde, key: Key, value: Any, ttl: int = 0) -> Plan
     return Plan([protocol.storage(verb, raw, flags, ttl_value(ttl), data)], _stored, [raw])
 
 
-def set_many(serde: Serde, mapping: Mapping[Key, Any], ttl: int = 0) -> Plan[list[Key]]:
+def set_many(serde: Serde, mapping: KeyMapping, ttl: int = 0) -> Plan[list[Key]]:
     """Plan one ``set`` per pair: returns the keys that were *not* stored (empty on success)."""
-    keys = list(mapping)
+    keys: list[Key] = list(mapping)
     exptime = ttl_value(ttl)
     commands, routes = [], []
     for key in keys:
         raw = encode_key(key)
-        data, flags = serde.serialize(mapping[key])
+        data, flags = serde.serialize(mapping[key])  # type: ignore[index]
         commands.append(protocol.storage(b"set", raw, flags, exptime, data))
         routes.append(raw)
 
