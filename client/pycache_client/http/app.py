@@ -8,6 +8,7 @@ Routes (JSON unless said otherwise; errors are ``{"title", "description"}`` with
     PUT    /api/storage/{key}         raw body (?ttl=)    -> 204
     DELETE /api/storage/{key}                             -> 204 (404: missing)
     POST   /api/storage/{key}/incr    (?by=N)             -> 200 {"key": K, "value": n}; also /decr
+                                                             (409: stored value not a number)
     GET    /api/stats                                     -> 200 {"servers": {server: {stat: v}}}
     GET    /healthz | /readyz | /metrics | /openapi.json
 

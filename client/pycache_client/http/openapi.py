@@ -8,7 +8,7 @@ from .. import __version__
 
 # Printable ASCII without space or "/", and not only dots: what a path segment can carry
 # unchanged. The API accepts any valid memcached key (UTF-8, up to 250 bytes) percent-encoded.
-KEY_PATTERN = r"^[!-.0-~]*[!-\-0-~][!-.0-~]*$"
+KEY_PATTERN = r"^[\x21-\x2e\x30-\x7e]*[\x21-\x2d\x30-\x7e][\x21-\x2e\x30-\x7e]*$"
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -21,6 +21,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "invalid key, ttl or body",
         404: "no such key",
+        409: "the stored value is not a decimal number",
         413: "value larger than the daemon's item size or the body limit",
         415: "unsupported Content-Type",
         503: "cache daemon unreachable or timed out",
@@ -51,11 +52,24 @@ _ANY_BODY = {
     "description": "the stored value, with the Content-Type it was stored with",
     "content": {"*/*": {}},
 }
+
+
+# Explicit key names via patternProperties + additionalProperties false: schema-valid bodies
+# then only hold valid keys (propertyNames is not honoured by every generator).
+def _pairs(value: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "minProperties": 1,
+        "patternProperties": {KEY_PATTERN: value},
+        "additionalProperties": False,
+    }
+
+
 _COUNTER = {
     "parameters": [_KEY_PARAM, _BY_PARAM],
     "responses": {
         "200": _json({"$ref": "#/components/schemas/Counter"}, "the new value"),
-        **_errors(400, 404, 503),
+        **_errors(400, 404, 409, 503),
     },
 }
 
@@ -95,14 +109,8 @@ def build_spec() -> dict[str, Any]:
                     "requestBody": {
                         "required": True,
                         "content": {
-                            "application/x-www-form-urlencoded": {
-                                "schema": {
-                                    "type": "object",
-                                    "minProperties": 1,
-                                    "additionalProperties": {"type": "string"},
-                                }
-                            },
-                            "application/json": {"schema": {"type": "object", "minProperties": 1}},
+                            "application/x-www-form-urlencoded": {"schema": _pairs({"type": "string"})},
+                            "application/json": {"schema": _pairs({})},
                         },
                     },
                     "responses": {
@@ -119,13 +127,14 @@ def build_spec() -> dict[str, Any]:
                 },
             },
             "/api/storage/{key}": {
-                "parameters": [_KEY_PARAM],
                 "get": {
+                    "parameters": [_KEY_PARAM],
                     "summary": "Read one value",
                     "responses": {"200": _ANY_BODY, **_errors(400, 404, 503)},
                 },
                 "head": {
                     "summary": "Headers of one value",
+                    "parameters": [_KEY_PARAM],
                     "responses": {
                         "200": {"description": "exists"},
                         "400": {"description": "invalid key"},
@@ -135,15 +144,17 @@ def build_spec() -> dict[str, Any]:
                 },
                 "put": {
                     "summary": "Store one value (raw body, Content-Type kept)",
-                    "parameters": [_TTL_PARAM],
+                    "parameters": [_KEY_PARAM, _TTL_PARAM],
                     "requestBody": {
-                        "required": True,
+                        # An empty body is a valid (empty) value.
+                        "required": False,
                         "content": {"application/octet-stream": {}, "text/plain": {}},
                     },
                     "responses": {"204": {"description": "stored"}, **_errors(400, 413, 503)},
                 },
                 "delete": {
                     "summary": "Delete one key",
+                    "parameters": [_KEY_PARAM],
                     "responses": {"204": {"description": "deleted"}, **_errors(400, 404, 503)},
                 },
             },

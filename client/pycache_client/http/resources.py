@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 import falcon
 import falcon.asgi
 
-from ..errors import CacheConnectionError, CacheError
+from ..errors import CacheClientError, CacheConnectionError, CacheError
 from ..keys import encode_key
 from ..protocol import stats as stats_command
 from .metrics import HttpMetrics, render
@@ -155,17 +155,21 @@ class Counter:
         assert by is not None
         client = self._cache.client
         op: Callable[[str, int], Any] = client.incr if verb == "incr" else client.decr
-        value = await op(key, by)
+        try:
+            value = await op(key, by)
+        except CacheClientError as exc:
+            # The request was fine; the stored value is not a number: a conflict with its state.
+            raise falcon.HTTPConflict(description=str(exc)) from None
         if value is None:
             raise falcon.HTTPNotFound(description=f"no such key: {key}")
         resp.media = {"key": key, "value": value}
 
     async def on_post_incr(self, req: Req, resp: Resp, key: str) -> None:
-        """Add ``by``; 404 if missing; 400 if the value is not a decimal number."""
+        """Add ``by``; 404 if missing; 409 if the value is not a decimal number."""
         await self._apply(req, resp, key, "incr")
 
     async def on_post_decr(self, req: Req, resp: Resp, key: str) -> None:
-        """Subtract ``by`` (clamped at 0); 404 if missing; 400 if not a decimal number."""
+        """Subtract ``by`` (clamped at 0); 404 if missing; 409 if not a decimal number."""
         await self._apply(req, resp, key, "decr")
 
 
