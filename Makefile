@@ -22,10 +22,11 @@ $(STAMP): pyproject.toml setup.py $(wildcard client/pyproject.toml)
 	touch $@
 
 # Rebuild the extension in place whenever a C, Cython or build file changed.
+EXTENSIONS = pycache_d/_native$(EXT_SUFFIX) pycache_d/_csession$(EXT_SUFFIX)
 ext: $(STAMP)
-	@if [ -z "$$PYCACHE_D_NO_EXTENSIONS" ]; then $(MAKE) --no-print-directory pycache_d/_native$(EXT_SUFFIX); fi
+	@if [ -z "$$PYCACHE_D_NO_EXTENSIONS" ]; then $(MAKE) --no-print-directory $(EXTENSIONS); fi
 
-pycache_d/_native$(EXT_SUFFIX): $(NATIVE_SRC) | $(STAMP)
+$(EXTENSIONS) &: $(NATIVE_SRC) | $(STAMP)
 	$(PY) setup.py --quiet build_clib build_ext --inplace
 
 # Debian packages some tests and benchmarks use (memcached as an oracle, memcaslap). Installed

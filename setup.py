@@ -45,10 +45,19 @@ def extensions() -> list:
         extra_link_args=san,
         define_macros=macros,
     )
+    session = Extension(
+        "pycache_d._csession",
+        sources=["pycache_d/_csession.pyx"],
+        include_dirs=["csrc"],
+        libraries=["pycache_store"],
+        extra_compile_args=[*opt, *san],
+        extra_link_args=san,
+        define_macros=macros,
+    )
     directives = {"language_level": "3", "embedsignature": True}
     if DEBUG:
         directives["linetrace"] = True
-    return cythonize([native], compiler_directives=directives, annotate=ANNOTATE)
+    return cythonize([native, session], compiler_directives=directives, annotate=ANNOTATE)
 
 
 setup(

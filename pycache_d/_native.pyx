@@ -69,13 +69,11 @@ cdef inline tuple _triple(item *it):
 
 
 cdef class Store:
-    """An exact LRU cache with memcached's semantics, in C. Same API as the python backend."""
+    """An exact LRU cache with memcached's semantics, in C. Same API as the python backend.
 
-    cdef store _s
-    cdef object _clock
-    cdef double _clock_base
-    cdef uint64_t _version  # bumped by every call, so an items() walk can tell it must stop
-    cdef readonly str backend
+    Its C fields are declared in _native.pxd, so the compiled session can drive the C store
+    directly without going through Python calls.
+    """
 
     def __cinit__(self):
         self._s.table.old = NULL
@@ -97,7 +95,7 @@ cdef class Store:
     def __dealloc__(self):
         store_destroy(&self._s)
 
-    cdef inline void _tick(self) except *:
+    cdef void _tick(self) except *:
         cdef timespec ts
         self._version += 1
         if self._clock is None:

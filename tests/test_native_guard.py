@@ -44,3 +44,12 @@ def test_unknown_or_missing_backend_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown backend"):
         store.store_class("rust")
     assert store.store_class("python") is store.PyStore
+
+
+@pytest.mark.skipif(bool(os.environ.get("PYCACHE_D_NO_EXTENSIONS")), reason="extensions disabled on purpose")
+def test_native_store_gets_the_compiled_session():
+    from pycache_d import sessions
+
+    assert sessions.NativeSession is not None, "pycache_d._csession did not import"
+    assert type(sessions.new_session(store.NativeStore())).__name__ == "NativeSession"
+    assert type(sessions.new_session(store.PyStore())).__name__ == "Session"

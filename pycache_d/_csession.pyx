@@ -1,0 +1,454 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, always_allow_keywords=False
+"""The compiled memcached session: hot commands parsed and answered in C, the rest in Python.
+
+The fast path handles the commands that make up nearly all traffic (get, gets, set, add,
+replace, append, prepend, cas, delete, incr, decr) when their line is plainly well formed:
+single-space-separated tokens, legal keys, plain decimal numbers, a complete data block ending
+in \\r\\n and an item within the size limit. It drives the C store directly and writes replies
+into one C buffer, so a command creates no Python object; one bytes object is returned per feed.
+
+Everything else (other commands, any oddity, any error path) is handed, from the start of its
+line onwards, to a pure-Python :class:`~pycache_d.session.Session` over the same store and
+context, which then owns the connection's input until it is idle again. That session is the
+definition of the protocol; this one only takes the shortcuts it can prove equal, and the
+differential tests feed both the same bytes and demand the same replies.
+
+APPSEC: input kept between feeds is bounded like the Python session's: one partial line of at
+most MAX_LINE bytes, or one storage command with its partial data block, whose item is known to
+fit within the store's max_item_size.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdlib cimport free, realloc
+from libc.string cimport memchr, memcmp, memcpy, memmove
+
+from ._native cimport Store
+from ._store_c cimport *
+
+from . import session as _session
+from .errors import ItemTooLarge, NonNumericValue, OutOfMemory
+
+cdef size_t MAX_LINE = _session.MAX_LINE
+cdef size_t MAX_TOKENS = 8  # longest fast-path command: cas <key> <flags> <exptime> <bytes> <cas> noreply
+
+cdef enum:
+    NEED_MORE = -1  # the command's data block is not complete yet
+    DELEGATE = -2   # hand this line and all after it to the Python session
+
+cdef enum cmd_kind:
+    C_GET, C_GETS, C_SET, C_ADD, C_REPLACE, C_APPEND, C_PREPEND, C_CAS, C_DELETE, C_INCR, C_DECR, C_OTHER
+
+
+cdef struct buffer:
+    char *data
+    size_t len
+    size_t cap
+
+
+cdef int buf_reserve(buffer *b, size_t extra) except -1:
+    cdef size_t cap
+    cdef char *grown
+    if b.len + extra <= b.cap:
+        return 0
+    cap = b.cap * 2 if b.cap else 4096
+    if cap < b.len + extra:
+        cap = b.len + extra
+    grown = <char *>realloc(b.data, cap)
+    if grown == NULL:
+        raise MemoryError()
+    b.data = grown
+    b.cap = cap
+    return 0
+
+
+cdef inline void shrink(buffer *b):
+    """Give back a buffer that grew for one large value, so idle connections stay small."""
+    cdef char *smaller
+    if b.cap > 65536 and b.len <= 4096:
+        smaller = <char *>realloc(b.data, 4096)
+        if smaller != NULL:
+            b.data = smaller
+            b.cap = 4096
+
+
+cdef inline int buf_put(buffer *b, const char *p, size_t n) except -1:
+    buf_reserve(b, n)
+    memcpy(b.data + b.len, p, n)
+    b.len += n
+    return 0
+
+
+cdef inline int buf_u64(buffer *b, uint64_t v) except -1:
+    cdef char tmp[24]
+    cdef int i = 24
+    while True:
+        i -= 1
+        tmp[i] = <char>(48 + v % 10)
+        v //= 10
+        if v == 0:
+            break
+    return buf_put(b, tmp + i, 24 - i)
+
+
+cdef inline bint plain_number(const char *p, size_t n, size_t max_digits, uint64_t *out):
+    """Parse a token of 1..max_digits ASCII digits; anything else is left to the slow path,
+    whose C-exact parser accepts more (signs, whitespace, wrap-around)."""
+    cdef uint64_t v = 0
+    cdef size_t i
+    if n == 0 or n > max_digits:
+        return False
+    for i in range(n):
+        if p[i] < 48 or p[i] > 57:
+            return False
+        v = v * 10 + <uint64_t>(p[i] - 48)
+    out[0] = v
+    return True
+
+
+cdef inline bint plain_key(const char *p, size_t n):
+    cdef size_t i
+    cdef unsigned char c
+    if n == 0 or n > STORE_MAX_KEY:
+        return False
+    for i in range(n):
+        c = <unsigned char>p[i]
+        if c <= 0x20 or c == 0x7F:
+            return False
+    return True
+
+
+cdef cmd_kind classify(const char *p, size_t n):
+    if n == 3:
+        if memcmp(p, b"get", 3) == 0:
+            return C_GET
+        if memcmp(p, b"set", 3) == 0:
+            return C_SET
+        if memcmp(p, b"add", 3) == 0:
+            return C_ADD
+        if memcmp(p, b"cas", 3) == 0:
+            return C_CAS
+    elif n == 4:
+        if memcmp(p, b"gets", 4) == 0:
+            return C_GETS
+        if memcmp(p, b"incr", 4) == 0:
+            return C_INCR
+        if memcmp(p, b"decr", 4) == 0:
+            return C_DECR
+    elif n == 6:
+        if memcmp(p, b"delete", 6) == 0:
+            return C_DELETE
+        if memcmp(p, b"append", 6) == 0:
+            return C_APPEND
+    elif n == 7:
+        if memcmp(p, b"replace", 7) == 0:
+            return C_REPLACE
+        if memcmp(p, b"prepend", 7) == 0:
+            return C_PREPEND
+    return C_OTHER
+
+
+cdef tuple STORE_REPLIES = ()  # Result -> reply line, filled in at import
+
+
+cdef class NativeSession:
+    """A memcached text-protocol session over a native store, with the same API as Session."""
+
+    cdef readonly Store store
+    cdef store *s
+    cdef readonly object ctx
+    cdef object slow
+    cdef bint slow_active
+    cdef bint _closing
+    cdef buffer pending  # input kept between feeds
+    cdef buffer out
+
+    def __init__(self, Store store not None, ctx=None):
+        self.slow = _session.Session(store, ctx)
+        self.store = store
+        self.s = &store._s
+        self.ctx = self.slow.ctx
+
+    def __dealloc__(self):
+        free(self.pending.data)
+        free(self.out.data)
+
+    @property
+    def closing(self):
+        """True once the connection must be closed after the bytes last returned are sent."""
+        return self._closing
+
+    def feed(self, data):
+        """Consume bytes read from the client; return the reply bytes to send (possibly b"")."""
+        cdef const char *p
+        cdef size_t n
+        cdef Py_ssize_t pos
+        if self._closing:
+            return b""
+        if self.slow_active:
+            return self._to_slow(data)
+        if type(data) is not bytes:
+            data = bytes(data)
+        self.store._tick()
+        self.out.len = 0
+        if self.pending.len:
+            buf_put(&self.pending, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+            p = self.pending.data
+            n = self.pending.len
+        else:
+            p = PyBytes_AS_STRING(data)
+            n = PyBytes_GET_SIZE(data)
+        pos = self._run(p, n)
+        if pos < 0:
+            # Delegated: everything from -pos - 1 on went to the Python session.
+            return self._flush_and_delegate(p, n, <size_t>(-pos - 1))
+        if p == self.pending.data:
+            memmove(self.pending.data, self.pending.data + pos, n - <size_t>pos)
+            self.pending.len = n - <size_t>pos
+        elif <size_t>pos < n:
+            self.pending.len = 0
+            buf_put(&self.pending, p + pos, n - <size_t>pos)
+        reply = PyBytes_FromStringAndSize(self.out.data, self.out.len)
+        shrink(&self.pending)
+        shrink(&self.out)
+        return reply
+
+    cdef object _flush_and_delegate(self, const char *p, size_t n, size_t start):
+        head = PyBytes_FromStringAndSize(self.out.data, self.out.len)
+        rest = PyBytes_FromStringAndSize(p + start, n - start)
+        self.pending.len = 0
+        return head + self._to_slow(rest)
+
+    cdef object _to_slow(self, data):
+        slow = self.slow
+        reply = slow.feed(data)
+        self._closing = slow.closing
+        self.slow_active = not _idle(slow)
+        return reply
+
+    cdef Py_ssize_t _run(self, const char *p, size_t n) except? -3:
+        """Answer complete commands in p[:n]; return where the unconsumed input starts, or
+        -(start + 1) when the input from start on must go to the Python session."""
+        cdef size_t pos = 0, eol, lend
+        cdef const char *nl
+        cdef Py_ssize_t r
+        while pos < n:
+            nl = <const char *>memchr(p + pos, 10, n - pos)
+            if nl == NULL:
+                if n - pos > MAX_LINE:
+                    return -<Py_ssize_t>pos - 1
+                break
+            eol = <size_t>(nl - p)
+            if eol - pos > MAX_LINE:
+                return -<Py_ssize_t>pos - 1
+            lend = eol
+            if lend > pos and p[lend - 1] == 13:
+                lend -= 1
+            r = self._line(p, pos, lend, eol + 1, n)
+            if r == NEED_MORE:
+                break
+            if r == DELEGATE:
+                return -<Py_ssize_t>pos - 1
+            pos = <size_t>r
+        return <Py_ssize_t>pos
+
+    cdef Py_ssize_t _line(self, const char *p, size_t start, size_t lend, size_t next_pos,
+                          size_t n) except? -3:
+        """Run the command on p[start:lend]; its data block, if any, starts at next_pos."""
+        cdef const char *tok[8]
+        cdef size_t tlen[8]
+        cdef size_t ntok = 0, i = start, j
+        cdef cmd_kind kind
+        if memchr(p + start, 0, lend - start) != NULL:
+            return DELEGATE  # the Python session truncates at the NUL, as memcached does
+        # Tokenise on runs of spaces; get/gets lines are walked again below, key by key.
+        while i < lend and ntok < MAX_TOKENS:
+            while i < lend and p[i] == 32:
+                i += 1
+            if i == lend:
+                break
+            j = i
+            while j < lend and p[j] != 32:
+                j += 1
+            tok[ntok] = p + i
+            tlen[ntok] = j - i
+            ntok += 1
+            i = j
+        if ntok == 0:
+            return DELEGATE
+        kind = classify(tok[0], tlen[0])
+        if kind == C_GET or kind == C_GETS:
+            return self._get(p, <size_t>(tok[0] - p) + tlen[0], lend, kind == C_GETS, next_pos)
+        while i < lend and p[i] == 32:
+            i += 1
+        if i < lend:
+            return DELEGATE  # more tokens than any fast command takes
+        if kind == C_DELETE:
+            return self._delete(tok, tlen, ntok, next_pos)
+        if kind == C_INCR or kind == C_DECR:
+            return self._arith(tok, tlen, ntok, kind == C_INCR, next_pos)
+        if kind == C_OTHER:
+            return DELEGATE
+        return self._storage(kind, tok, tlen, ntok, p, next_pos, n)
+
+    cdef Py_ssize_t _get(self, const char *p, size_t i, size_t lend, bint with_cas,
+                         size_t next_pos) except? -3:
+        cdef size_t j, k, nkeys = 0
+        cdef item *it
+        cdef buffer *out = &self.out
+        # First pass: every key must be plain, or the slow path decides what to answer.
+        k = i
+        while True:
+            while k < lend and p[k] == 32:
+                k += 1
+            if k == lend:
+                break
+            j = k
+            while j < lend and p[j] != 32:
+                j += 1
+            if not plain_key(p + k, j - k):
+                return DELEGATE
+            nkeys += 1
+            k = j
+        if nkeys == 0:
+            return DELEGATE
+        k = i
+        while True:
+            while k < lend and p[k] == 32:
+                k += 1
+            if k == lend:
+                break
+            j = k
+            while j < lend and p[j] != 32:
+                j += 1
+            it = store_get(self.s, p + k, j - k)
+            if it != NULL:
+                buf_put(out, b"VALUE ", 6)
+                buf_put(out, p + k, j - k)
+                buf_put(out, b" ", 1)
+                buf_u64(out, it.flags)
+                buf_put(out, b" ", 1)
+                buf_u64(out, it.nbytes)
+                if with_cas:
+                    buf_put(out, b" ", 1)
+                    buf_u64(out, it.cas)
+                buf_put(out, b"\r\n", 2)
+                buf_put(out, item_value(it), it.nbytes)
+                buf_put(out, b"\r\n", 2)
+            k = j
+        buf_put(out, b"END\r\n", 5)
+        return <Py_ssize_t>next_pos
+
+    cdef Py_ssize_t _storage(self, cmd_kind kind, const char **tok, size_t *tlen, size_t ntok,
+                             const char *p, size_t next_pos, size_t n) except? -3:
+        cdef bint has_cas = kind == C_CAS
+        cdef size_t base = 6 if has_cas else 5
+        cdef bint noreply
+        cdef uint64_t flags, exptime, vlen, cas_in = 0
+        cdef int rc, mode
+        if ntok != base and ntok != base + 1:
+            return DELEGATE
+        noreply = ntok == base + 1
+        if noreply and not (tlen[base] == 7 and memcmp(tok[base], b"noreply", 7) == 0):
+            return DELEGATE
+        if not plain_key(tok[1], tlen[1]):
+            return DELEGATE
+        if not (plain_number(tok[2], tlen[2], 9, &flags) and plain_number(tok[3], tlen[3], 9, &exptime)
+                and plain_number(tok[4], tlen[4], 9, &vlen)):
+            return DELEGATE
+        if has_cas and not plain_number(tok[5], tlen[5], 19, &cas_in):
+            return DELEGATE
+        if tlen[1] + vlen + STORE_ITEM_OVERHEAD > self.s.max_item_size:
+            return DELEGATE  # the Python session swallows the block as it streams in
+        if n - next_pos < vlen + 2:
+            return NEED_MORE
+        if p[next_pos + vlen] != 13 or p[next_pos + vlen + 1] != 10:
+            return DELEGATE  # bad data chunk
+        mode = STORE_SET
+        if kind == C_ADD:
+            mode = STORE_ADD
+        elif kind == C_REPLACE:
+            mode = STORE_REPLACE
+        elif kind == C_APPEND:
+            mode = STORE_APPEND
+        elif kind == C_PREPEND:
+            mode = STORE_PREPEND
+        elif kind == C_CAS:
+            mode = STORE_CAS
+        rc = store_update(self.s, mode, tok[1], tlen[1], p + next_pos, vlen, <uint32_t>flags,
+                          <int64_t>exptime, cas_in, NULL)
+        if not noreply:
+            self._reply(rc)
+        elif rc < 0:
+            self._count_error(rc)
+        return <Py_ssize_t>(next_pos + vlen + 2)
+
+    cdef int _reply(self, int rc) except -1:
+        cdef bytes line
+        if rc >= 0:
+            line = <bytes>STORE_REPLIES[rc]
+        else:
+            line = self._count_error(rc)
+        return buf_put(&self.out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
+
+    cdef bytes _count_error(self, int rc):
+        """Count a rejected store as the Python session does and return memcached's reply."""
+        if rc == STORE_NO_MEMORY:
+            self.ctx.counters["store_no_memory"] += 1
+            return OutOfMemory.wire
+        if rc == STORE_TOO_LARGE:
+            self.ctx.counters["store_too_large"] += 1
+            return ItemTooLarge.wire
+        return NonNumericValue.wire
+
+    cdef Py_ssize_t _delete(self, const char **tok, size_t *tlen, size_t ntok, size_t next_pos) except? -3:
+        cdef bint noreply = ntok == 3
+        if ntok != 2 and not (noreply and tlen[2] == 7 and memcmp(tok[2], b"noreply", 7) == 0):
+            return DELEGATE
+        if not plain_key(tok[1], tlen[1]):
+            return DELEGATE
+        cdef int rc = store_delete(self.s, tok[1], tlen[1])
+        if not noreply:
+            self._reply(rc)
+        return <Py_ssize_t>next_pos
+
+    cdef Py_ssize_t _arith(self, const char **tok, size_t *tlen, size_t ntok, bint incr,
+                           size_t next_pos) except? -3:
+        cdef uint64_t delta, result = 0
+        cdef bint noreply = ntok == 4
+        if ntok != 3 and not (noreply and tlen[3] == 7 and memcmp(tok[3], b"noreply", 7) == 0):
+            return DELEGATE
+        if not plain_key(tok[1], tlen[1]) or not plain_number(tok[2], tlen[2], 19, &delta):
+            return DELEGATE
+        cdef int rc = store_delta(self.s, tok[1], tlen[1], incr, delta, &result)
+        cdef bytes line
+        if not noreply:
+            if rc == STORE_STORED:
+                buf_u64(&self.out, result)
+                buf_put(&self.out, b"\r\n", 2)
+            elif rc == STORE_NOT_FOUND:
+                self._reply(rc)
+            else:
+                # The Python session answers these with the error's wire text and counts nothing.
+                line = OutOfMemory.wire if rc == STORE_NO_MEMORY else (
+                    ItemTooLarge.wire if rc == STORE_TOO_LARGE else NonNumericValue.wire)
+                buf_put(&self.out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
+        return <Py_ssize_t>next_pos
+
+
+def _init_replies():
+    global STORE_REPLIES
+    from .errors import Result
+
+    STORE_REPLIES = tuple(r.wire for r in sorted(Result))
+
+
+_init_replies()
+
+
+def _idle(slow):
+    """Whether the Python session holds no partial command, so the fast path may resume."""
+    idle = getattr(slow, "idle", None)
+    if idle is not None:
+        return idle
+    return not slow._buf and slow._pending is None and not slow._swallow

@@ -1,0 +1,154 @@
+"""The compiled session answers exactly as the Python session does, byte for byte.
+
+The Python session is the definition of the protocol; the compiled one takes shortcuts for the
+hot commands and hands everything else over. Same bytes in, same bytes out, same store after.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import FakeClock, backend_class
+from pycache_d.session import Session
+
+pytestmark = pytest.mark.asan
+
+if os.environ.get("PYCACHE_D_NO_EXTENSIONS"):
+    pytest.skip("extensions disabled on purpose", allow_module_level=True)
+
+from pycache_d._csession import NativeSession  # noqa: E402
+
+KEYS = [b"a", b"b", b"ctr", b"k" * 250, b"k" * 251, b"tab\tkey", b"\xc3\xa9"]
+key = st.sampled_from(KEYS)
+value = st.binary(max_size=24)
+noreply = st.sampled_from([b"", b"", b"", b" noreply", b" noreplyx"])
+number = st.one_of(
+    st.sampled_from(
+        [b"0", b"1", b"5", b"100", b"-1", b"+3", b"007", b"4294967296", b"x", b"18446744073709551615"]
+    ),
+    st.integers(0, 2**32).map(lambda i: b"%d" % i),
+)
+
+
+@st.composite
+def storage(draw):
+    name = draw(st.sampled_from([b"set", b"add", b"replace", b"append", b"prepend", b"cas"]))
+    v = draw(value)
+    length = len(v) if draw(st.integers(0, 9)) else len(v) + draw(st.sampled_from([-1, 1, 3]))
+    cas = b" " + draw(number) if name == b"cas" else b""
+    flags = draw(st.sampled_from([b"0", b"7", b"4294967295", b"x"]))
+    exptime = draw(st.sampled_from([b"0", b"0", b"10", b"-1", b"2592001"]))
+    sep = draw(st.sampled_from([b" ", b" ", b"  "]))
+    line = b"%s%s%s %s %s %d%s%s\r\n" % (
+        name,
+        sep,
+        draw(key),
+        flags,
+        exptime,
+        max(length, 0),
+        cas,
+        draw(noreply),
+    )
+    return line + v + draw(st.sampled_from([b"\r\n", b"\r\n", b"\r\n", b"xx", b"\n"]))
+
+
+command = st.one_of(
+    storage(),
+    st.lists(key, max_size=4).map(lambda ks: b"get " + b" ".join(ks) + b"\r\n"),
+    st.lists(key, min_size=1, max_size=3).map(lambda ks: b"gets " + b" ".join(ks) + b"\r\n"),
+    st.tuples(key, noreply).map(lambda t: b"delete %s%s\r\n" % t),
+    st.tuples(st.sampled_from([b"incr", b"decr"]), key, number, noreply).map(lambda t: b"%s %s %s%s\r\n" % t),
+    st.just(b"set ctr 0 0 2\r\n42\r\n"),
+    st.sampled_from(
+        [
+            b"get\r\n",
+            b"bogus\r\n",
+            b"GET a\r\n",
+            b"version\r\n",
+            b"touch a 100\r\n",
+            b"gat 100 a b\r\n",
+            b"gats 0 ctr\r\n",
+            b"mg a v f c\r\n",
+            b"ms a 2\r\nhi\r\n",
+            b"flush_all\r\n",
+            b"delete a 0\r\n",
+            b"set big 0 0 3000\r\n" + b"x" * 3000 + b"\r\n",
+            b"get a\x00b\r\n",
+            b"\r\n",
+            b"stats settings\r\n",
+        ]
+    ),
+)
+
+
+def run(session, stream: bytes, cuts: list[int]) -> bytes:
+    out = []
+    start = 0
+    for cut in sorted(set(cuts)) + [len(stream)]:
+        if cut <= start:
+            continue
+        out.append(session.feed(stream[start:cut]))
+        start = cut
+        if session.closing:
+            break
+    return b"".join(out)
+
+
+def pair(clock):
+    store_cls = backend_class("native")
+    make = lambda: store_cls(6000, max_item_size=2048, clock=clock)  # noqa: E731
+    return Session(make()), NativeSession(make())
+
+
+# "stats" output carries a process id and times, and the session's own counters; compare what
+# must be equal and leave the rest to the exact-bytes tests of each command.
+def normalise(reply: bytes) -> bytes:
+    return b"\r\n".join(line for line in reply.split(b"\r\n") if not line.startswith(b"STAT "))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    commands=st.lists(command, min_size=1, max_size=25),
+    cuts=st.lists(st.integers(0, 4000), max_size=8),
+)
+def test_compiled_session_matches_python_session(commands, cuts):
+    clock = FakeClock()
+    slow, fast = pair(clock)
+    stream = b"".join(commands)
+    expected = run(slow, stream, [])
+    got = run(fast, stream, cuts)
+    assert normalise(got) == normalise(expected)
+    assert fast.closing == slow.closing
+    assert list(fast.store.items()) == list(slow.store.items())
+    fast_stats, slow_stats = fast.store.stats(), slow.store.stats()
+    assert fast_stats == slow_stats
+
+
+def test_split_at_every_byte_boundary():
+    stream = (
+        b"set a 0 0 5\r\nhello\r\nget a b\r\ngets a\r\nset n 3 0 2\r\n10\r\nincr n 5\r\n"
+        b"decr n 100\r\nappend a 0 0 1\r\n!\r\nget a n\r\ndelete a\r\nbogus\r\ndelete a noreply\r\n"
+        b"cas n 0 0 1 999\r\nx\r\nget n\r\n"
+    )
+    slow, _ = pair(FakeClock())
+    expected = slow.feed(stream)
+    assert expected.count(b"END\r\n") == 4 and b"ERROR\r\n" in expected
+    for cut in range(1, len(stream)):
+        _, fast = pair(FakeClock())
+        assert fast.feed(stream[:cut]) + fast.feed(stream[cut:]) == expected, cut
+    _, fast = pair(FakeClock())
+    assert b"".join(fast.feed(stream[i : i + 1]) for i in range(len(stream))) == expected
+
+
+def test_hands_over_and_takes_back():
+    """An odd line goes to the Python session; once it is idle the fast path resumes."""
+    _, fast = pair(FakeClock())
+    assert fast.feed(b"set a 0 0 1\r\nx\r\nms b 2 T0\r\n") == b"STORED\r\n"  # ms awaits its block
+    assert fast.feed(b"hi\r\n") == b"HD\r\n"
+    assert fast.feed(b"get a b\r\n") == b"VALUE a 0 1\r\nx\r\nVALUE b 0 2\r\nhi\r\nEND\r\n"
+    assert fast.feed(b"quit\r\n") == b""
+    assert fast.closing
