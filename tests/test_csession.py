@@ -12,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FakeClock, backend_class
 from pycache_d.session import Session
+
+from conftest import FakeClock, backend_class
 
 pytestmark = pytest.mark.asan
 

@@ -7,11 +7,12 @@ operations so items expire, flushes land and the reclaimer finds work.
 from __future__ import annotations
 
 import pytest
-from conftest import FakeClock, backend_class
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pycache_d.errors import StoreError
+
+from conftest import FakeClock, backend_class
 
 pytestmark = pytest.mark.asan
 

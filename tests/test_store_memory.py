@@ -6,6 +6,7 @@ import gc
 import resource
 
 import pytest
+
 from conftest import FakeClock
 
 
