@@ -45,8 +45,11 @@ LOW_WATER = 64 * 1024
 MAX_UNSENT = 64 * 1024 * 1024
 #: A paused client that drains nothing for this long is disconnected (checked at this interval).
 STALL_TIMEOUT = 30.0
-#: Input is fed to the session in slices this big, so backpressure can stop between them.
-FEED_SLICE = 64 * 1024
+#: Input is fed to the session in slices of at most this many bytes (a whole uvloop read)...
+FEED_SLICE = 256 * 1024
+#: ...and of at most as many lines as, at the replies' recent size, make HIGH_WATER bytes of
+#: replies (at least one line, at first this many): see Connection._cut().
+FIRST_LINES = 16
 
 #: memcached 1.6's reply to a client over the connection limit (memcached.c, conn_listening).
 TOO_MANY_CONNECTIONS = b"ERROR Too many open connections\r\n"
@@ -92,6 +95,7 @@ class Connection(asyncio.Protocol):
         self._closing = False
         self._stall_timer: asyncio.TimerHandle | None = None
         self._stall_size = 0
+        self._lines = FIRST_LINES  # lines per slice fed to the session, see _cut()
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -166,8 +170,9 @@ class Connection(asyncio.Protocol):
         debug = log.isEnabledFor(logging.DEBUG)
         pos, end = 0, len(data)
         while pos < end:
-            chunk = data if end <= FEED_SLICE else data[pos : pos + FEED_SLICE]
-            pos += len(chunk)
+            cut = self._cut(data, pos, end)
+            chunk = data if pos == 0 and cut == end else data[pos:cut]
+            pos = cut
             if debug:
                 log.debug("conn %d: > %d bytes %r", self.fd, len(chunk), bytes(chunk[:80]))
             try:
@@ -181,6 +186,7 @@ class Connection(asyncio.Protocol):
                 if debug:
                     log.debug("conn %d: < %d bytes %r", self.fd, len(reply), reply[:80])
                 self.transport.write(reply)
+            self._learn(chunk, len(reply))
             if self.session.closing:
                 self.close()
                 return
@@ -193,6 +199,30 @@ class Connection(asyncio.Protocol):
                     return
         if self._eof and not self._pending:
             self.close()
+
+    def _cut(self, data: bytes, pos: int, end: int) -> int:
+        """Return where the next slice of input to feed ends.
+
+        PERF/APPSEC: a session answers everything complete in what it is fed, and a few bytes of
+        ``get`` can ask for megabytes, so the slice is bounded in lines as well as bytes: at most
+        ``_lines`` newlines, the number that made about HIGH_WATER bytes of replies at the size
+        replies have had lately. Cheap traffic is fed in whole reads; a client pipelining gets
+        of large items is fed a few at a time, so backpressure can stop it between slices. (The
+        split point never changes the replies: the session handles a request cut anywhere.)
+        """
+        stop = min(end, pos + FEED_SLICE)
+        lines = self._lines
+        if data.count(b"\n", pos, stop) <= lines:
+            return stop
+        at = pos
+        for _ in range(lines):
+            at = data.index(b"\n", at) + 1
+        return at
+
+    def _learn(self, chunk: bytes, reply_len: int) -> None:
+        """Size the next slice from the reply bytes per input line of this one."""
+        per_line = reply_len // max(1, chunk.count(b"\n"))
+        self._lines = max(1, min(FEED_SLICE, HIGH_WATER // max(1, per_line)))
 
     def close(self) -> None:
         """Close after the buffered replies are written (the transport flushes first)."""

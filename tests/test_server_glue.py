@@ -1,0 +1,341 @@
+"""The event-loop glue in-process, on uvloop and on asyncio, with a stand-in session.
+
+These tests drive :class:`pycache_d.server.Server` directly so its bounds (backpressure, the
+stall and unsent-bytes limits, max connections, shutdown) can be provoked with small numbers
+and checked from inside. The real daemon, with the real session, is tested in test_server.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvloop
+
+from pycache_d import server as servermod
+from pycache_d.config import ConfigSource, load
+from pycache_d.server import TOO_MANY_CONNECTIONS, Server
+from pycache_d.store import BACKENDS
+
+MiB = 1024 * 1024
+BIG = 1 * MiB
+
+
+class StandInSession:
+    """A stand-in for the protocol session: ``ping`` -> ``pong``, ``big`` -> 1 MiB, ``quit``, ``boom``.
+
+    Counts the requests it has answered so tests can see when the server stopped feeding it.
+    """
+
+    instances: list[StandInSession] = []
+
+    def __init__(self, store: Any, ctx: Any = None) -> None:
+        self.store, self.ctx = store, ctx
+        self.closing = False
+        self.buf = b""
+        self.answered = 0
+        StandInSession.instances.append(self)
+
+    def feed(self, data: bytes) -> bytes:
+        self.buf += data
+        out = []
+        while b"\n" in self.buf and not self.closing:
+            line, self.buf = self.buf.split(b"\n", 1)
+            line = line.rstrip(b"\r")
+            self.answered += 1
+            if line == b"ping":
+                out.append(b"pong\r\n")
+            elif line == b"big":
+                out.append(b"B" * (BIG - 2) + b"\r\n")
+            elif line == b"quit":
+                self.closing = True
+            elif line == b"boom":
+                raise RuntimeError("stand-in session failure")
+            else:
+                out.append(b"ERROR\r\n")
+        return b"".join(out)
+
+
+SERVERS: list[Server] = []
+
+LOOPS = [pytest.param(uvloop.new_event_loop, id="uvloop"), pytest.param(asyncio.new_event_loop, id="asyncio")]
+
+
+@pytest.fixture(params=LOOPS)
+def run(request: pytest.FixtureRequest) -> Callable[[Callable[[], Awaitable[None]]], None]:
+    """Run an async test body on each event loop."""
+
+    def runner(body: Callable[[], Awaitable[None]]) -> None:
+        StandInSession.instances.clear()
+        SERVERS.clear()
+
+        async def guarded() -> None:
+            try:
+                await asyncio.wait_for(body(), 30)
+            finally:
+                for srv in SERVERS:  # a failed test must not leave the loop unclosable
+                    await shut(srv)
+
+        with asyncio.Runner(loop_factory=request.param) as r:
+            r.run(guarded())
+
+    return runner
+
+
+async def started(*argv: str, source: ConfigSource | None = None) -> Server:
+    _, cfg = load(["-p", "0", "-l", "127.0.0.1", "--backend", "python", *argv], {})
+    store = BACKENDS["python"](cfg.memory_limit, max_item_size=cfg.max_item_size)
+    srv = Server(cfg, store, source=source, session_factory=StandInSession)
+    await srv.start()
+    SERVERS.append(srv)
+    return srv
+
+
+async def connect(srv: Server) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = srv.bound[0].host, srv.bound[0].port
+    return await asyncio.open_connection(host, port)
+
+
+async def shut(srv: Server) -> None:
+    if not srv._stopping.is_set():
+        srv.stop()
+        await srv.serve_until_stopped()
+
+
+async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def test_moves_bytes_and_closes_when_the_session_says(run: Any) -> None:
+    async def body() -> None:
+        srv = await started()
+        r, w = await connect(srv)
+        w.write(b"ping\r\nping\r\nquit\r\nping\r\n")
+        assert await r.read() == b"pong\r\npong\r\n"  # then EOF: nothing after quit
+        await until(lambda: not srv.connections)
+        assert srv.total_connections == 1
+        w.close()
+        await shut(srv)
+
+    run(body)
+
+
+def test_client_that_does_not_read_is_paused_and_others_are_served(run: Any) -> None:
+    async def body() -> None:
+        srv = await started()
+        r1, w1 = await connect(srv)
+        w1.write(b"big\r\n" * 200)  # 200 MiB of replies, never read
+        await until(lambda: any(c.state() == "conn_mwrite" for c in srv.connections))
+        hog = StandInSession.instances[0]
+        # Reading and feeding stopped long before all 200 requests were answered.
+        await asyncio.sleep(0.2)
+        assert hog.answered < 100
+        r2, w2 = await connect(srv)
+        for _ in range(3):
+            w2.write(b"ping\r\n")
+            assert await asyncio.wait_for(r2.readline(), 2) == b"pong\r\n"
+        # The hog's unsent replies stay bounded.
+        hog_conn = next(c for c in srv.connections if c.session is hog)
+        assert hog_conn.transport.get_write_buffer_size() <= servermod.MAX_UNSENT
+        w1.close()
+        w2.close()
+        await shut(srv)
+
+    run(body)
+
+
+def test_paused_client_gets_every_reply_in_order_once_it_reads(run: Any) -> None:
+    async def body() -> None:
+        srv = await started()
+        r, w = await connect(srv)
+        w.write(b"big\r\n" * 20 + b"ping\r\n")
+        await until(lambda: any(c.state() == "conn_mwrite" for c in srv.connections))
+        data = await r.readexactly(20 * BIG + 6)
+        assert data.count(b"\r\n") == 21
+        assert data.endswith(b"B\r\npong\r\n")
+        w.close()
+        await shut(srv)
+
+    run(body)
+
+
+def test_stalled_client_is_disconnected(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(servermod, "STALL_TIMEOUT", 0.2)
+
+    async def body() -> None:
+        srv = await started()
+        _r, w = await connect(srv)
+        w.write(b"big\r\n" * 50)
+        await until(lambda: any(c.state() == "conn_mwrite" for c in srv.connections))
+        await until(lambda: not srv.connections, timeout=3)
+        w.close()
+        await shut(srv)
+
+    run(body)
+
+
+def test_client_over_the_unsent_bound_is_disconnected(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(servermod, "MAX_UNSENT", 4 * MiB)
+
+    async def body() -> None:
+        srv = await started()
+        r, w = await connect(srv)
+        w.write(b"big\r\n" * 64)  # one read asks for 64 MiB: past the bound in one feed
+        await until(lambda: not srv.connections, timeout=5)
+        received = 0
+        try:
+            while chunk := await r.read(1 << 20):
+                received += len(chunk)
+        except ConnectionError:
+            pass
+        assert received < 64 * BIG
+        w.close()
+        await shut(srv)
+
+    run(body)
+
+
+def test_max_connections_refuses_like_memcached(run: Any) -> None:
+    async def body() -> None:
+        srv = await started("-c", "2")
+        a = await connect(srv)
+        b = await connect(srv)
+        await until(lambda: len(srv.connections) == 2)
+        r3, w3 = await connect(srv)
+        assert await r3.read() == TOO_MANY_CONNECTIONS
+        assert srv.rejected_connections == 1
+        assert srv.total_connections == 2
+        a[1].close()
+        await until(lambda: len(srv.connections) == 1)
+        r4, w4 = await connect(srv)
+        w4.write(b"ping\r\n")
+        assert await r4.readline() == b"pong\r\n"
+        for w in (b[1], w3, w4):
+            w.close()
+        await shut(srv)
+
+    run(body)
+
+
+def test_session_failure_is_contained(run: Any, caplog: pytest.LogCaptureFixture) -> None:
+    async def body() -> None:
+        srv = await started()
+        r, w = await connect(srv)
+        w.write(b"ping\r\n")
+        assert await r.readline() == b"pong\r\n"
+        w.write(b"boom\r\nping\r\n")  # the failing read's replies are lost; the client is told
+        assert await r.read() == b"SERVER_ERROR internal error\r\n"
+        r2, w2 = await connect(srv)
+        w2.write(b"ping\r\n")
+        assert await r2.readline() == b"pong\r\n"
+        w.close()
+        w2.close()
+        await shut(srv)
+
+    run(body)
+    assert "session failed" in caplog.text
+
+
+def test_shutdown_finishes_in_flight_replies_then_closes(run: Any) -> None:
+    async def body() -> None:
+        srv = await started()
+        r, w = await connect(srv)
+        w.write(b"big\r\n" * 8 + b"ping\r\n")
+        await until(lambda: any(c.state() == "conn_mwrite" for c in srv.connections))
+        srv.stop()
+        stopping = asyncio.ensure_future(srv.serve_until_stopped())
+        await asyncio.sleep(0.05)
+        # No new clients once stopping...
+        with pytest.raises(OSError):
+            await connect(srv)
+        # ...but every reply already asked for arrives, then EOF.
+        data = await r.read(-1)
+        assert len(data) == 8 * BIG + 6
+        assert data.endswith(b"pong\r\n")
+        await stopping
+        w.close()
+
+    run(body)
+
+
+def test_reclaimer_frees_expired_items_in_the_background(run: Any) -> None:
+    async def body() -> None:
+        srv = await started()
+        for i in range(3 * servermod.RECLAIM_SLICE):
+            srv.store.set(b"k%d" % i, b"v", 0, -1)  # already expired
+        srv.store.set(b"live", b"v")
+        await until(lambda: len(srv.store) == 1, timeout=3)
+        assert srv.store.stats()["reclaimed"] == 3 * servermod.RECLAIM_SLICE
+        await shut(srv)
+
+    run(body)
+
+
+def test_context_reports_the_daemon(run: Any) -> None:
+    async def body() -> None:
+        srv = await started("-c", "7", "-m", "5")
+        r, w = await connect(srv)
+        w.write(b"ping\r\n")
+        await r.readline()
+        settings = dict(srv.ctx.settings_stats())
+        assert settings["maxconns"] == 7
+        assert settings["maxbytes"] == 5 * MiB
+        assert settings["tcpport"] == srv.bound[0].port
+        assert settings["backend"] == "python"
+        general = dict(srv.ctx.general_stats())
+        assert (general["curr_connections"], general["total_connections"]) == (1, 1)
+        conns = dict(srv.ctx.conns_stats())
+        states = [v for k, v in conns.items() if k.endswith(":state")]
+        assert sorted(states) == ["conn_listening", "conn_parse_cmd"]
+        assert any(str(v).startswith("tcp:127.0.0.1:") for k, v in conns.items() if k.endswith(":addr"))
+        w.close()
+        await shut(srv)
+
+    run(body)
+
+
+def test_verbosity_sets_the_log_level(run: Any) -> None:
+    async def body() -> None:
+        srv = await started()
+        logger = logging.getLogger("pycache_d")
+        srv.ctx.verbosity = 2
+        assert logger.getEffectiveLevel() == logging.DEBUG
+        assert dict(srv.ctx.settings_stats())["verbosity"] == 2
+        srv.ctx.verbosity = 0
+        assert not logger.isEnabledFor(logging.INFO)
+        await shut(srv)
+
+    run(body)
+
+
+def test_reload_applies_live_settings_and_survives_a_bad_file(
+    run: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("memory_limit = 8\nmax_connections = 5\n")
+    source, _ = load(["--config", str(path)], {})
+
+    async def body() -> None:
+        srv = await started("--config", str(path), source=source)
+        assert srv.store.max_bytes == 8 * MiB
+        path.write_text("memory_limit = 16\nmax_connections = 6\nmax_items = 3\nport = 1\n")
+        srv.reload()
+        assert (srv.store.max_bytes, srv.max_connections, srv.store.max_items) == (16 * MiB, 6, 3)
+        path.write_text("memory_limit = 'lots'\n")
+        srv.reload()
+        assert srv.store.max_bytes == 16 * MiB
+        await shut(srv)
+
+    caplog.set_level(logging.INFO, logger="pycache_d")
+    run(body)
+    assert "memory_limit 8m -> 16m" in caplog.text
+    assert "port changed" in caplog.text
+    assert "reload failed, keeping the current settings" in caplog.text
