@@ -360,8 +360,8 @@ class Server:
         config: the validated settings it starts with.
         store: the item store every session shares.
         source: where ``config`` came from, re-read on SIGHUP (None: SIGHUP only logs).
-        session_factory: ``(store, ctx) -> session``; the real :class:`~pycache_d.session.Session`
-            unless a test passes a stand-in.
+        session_factory: ``(store, ctx) -> session``; :func:`pycache_d.sessions.new_session`
+            (the compiled session for the native store) unless a test passes a stand-in.
 
     Create it inside the running event loop.
     """
@@ -375,9 +375,9 @@ class Server:
         session_factory: Callable[[Any, Any], Any] | None = None,
     ) -> None:
         if session_factory is None:
-            from .session import Session
+            from .sessions import new_session
 
-            session_factory = Session
+            session_factory = new_session
         self.config = config
         self.store = store
         self.source = source
