@@ -1,24 +1,56 @@
-"""asyncio connections and a pool of them, one pool per server (the twin of :mod:`.pool`)."""
+"""asyncio connections that pipeline concurrent requests, and a bounded pool of them.
+
+Unlike the blocking pool, where a connection serves one request at a time, an asyncio
+connection is shared: every task appends its commands to the connection's queue, the writes of
+one event-loop iteration leave in a single ``send`` and the replies, which memcached sends in
+request order (protocol.txt, "Commands"), resolve the waiting tasks in that order.
+
+PERF: this coalescing is what keeps a cache-backed HTTP route near the speed of one that does no
+I/O: 32 concurrent requests cost one write and usually one read syscall instead of 32 each,
+and the daemon, too, parses them from one read.
+
+Invariant: ``_queue`` holds, in write order, every request whose replies have not all been
+parsed, including cancelled ones (their replies are still parsed, then dropped), so the parser
+and the queue always agree on which reply comes next. Anything that breaks that agreement
+(a timeout, a malformed reply, EOF) closes the connection and fails every queued request.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from operator import attrgetter
+from typing import cast
 
 from .address import Address
-from .errors import CacheConnectionError, CacheTimeoutError, PoolExhaustedError
-from .pool import PIPELINE_WINDOW, READ_SIZE
-from .protocol import NEED_DATA, Command, Reply, ReplyParser
+from .errors import CacheConnectionError, CacheError, CacheTimeoutError
+from .protocol import NEED_DATA, Command, ProtocolError, Reply, ReplyParser
+
+#: Requests in flight on a connection before the pool opens another one (up to max_size).
+PIPELINE_DEPTH = 32
 
 
-class AsyncConnection:
-    """One asyncio stream to a server, with its reply parser; closed on any failure."""
+class _Pending:
+    __slots__ = ("commands", "future", "replies")
 
-    def __init__(self, address: Address, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Wrap an open stream; use :meth:`open`."""
+    def __init__(self, commands: list[Command], future: asyncio.Future[list[Reply]]) -> None:
+        self.commands = commands
+        self.future = future
+        self.replies: list[Reply] = []
+
+
+class AsyncConnection(asyncio.Protocol):
+    """One connection to a server, shared by any number of concurrent requests."""
+
+    def __init__(self, address: Address) -> None:
+        """Prepare the protocol; use :meth:`open`."""
         self.address = address
-        self._reader = reader
-        self._writer: asyncio.StreamWriter | None = writer
+        self._transport: asyncio.Transport | None = None
         self._parser = ReplyParser()
+        self._queue: deque[_Pending] = deque()
+        self._wbuf: list[bytes] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._error: CacheError | None = None
 
     @classmethod
     async def open(cls, address: Address, connect_timeout: float) -> AsyncConnection:
@@ -28,80 +60,123 @@ class AsyncConnection:
             CacheTimeoutError: the connect took longer than ``connect_timeout``.
             CacheConnectionError: the connect failed.
         """
+        loop = asyncio.get_running_loop()
+        conn = cls(address)
         try:
             async with asyncio.timeout(connect_timeout):
                 if address.path is not None:
-                    reader, writer = await asyncio.open_unix_connection(address.path)
+                    await loop.create_unix_connection(lambda: conn, address.path)
                 else:
-                    reader, writer = await asyncio.open_connection(address.host, address.port)
+                    assert address.host is not None
+                    await loop.create_connection(lambda: conn, address.host, address.port)
         except TimeoutError:
             raise CacheTimeoutError(f"timed out connecting to {address} after {connect_timeout}s") from None
         except OSError as exc:
             raise CacheConnectionError(f"cannot connect to {address}: {exc.strerror or exc}") from None
-        return cls(address, reader, writer)
+        return conn
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
+        # NOTE: uvloop's transports are not asyncio.Transport subclasses, only duck-typed ones.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:  # noqa: D102
+        self._parser.feed(data)
+        try:
+            while self._queue:
+                pending = self._queue[0]
+                while len(pending.replies) < len(pending.commands):
+                    reply = self._parser.next_reply(pending.commands[len(pending.replies)].expect)
+                    if reply is NEED_DATA:
+                        return
+                    pending.replies.append(reply)
+                self._queue.popleft()
+                if not pending.future.done():  # a cancelled request's replies are dropped
+                    pending.future.set_result(pending.replies)
+            if self._parser.buffered:
+                raise ProtocolError("reply bytes with no request waiting for them")
+        except ProtocolError as exc:
+            self._fail(CacheConnectionError(f"{self.address}: {exc}; connection dropped"))
+
+    def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
+        self._fail(CacheConnectionError(f"{self.address} closed the connection"))
+
+    # -- API -------------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Return how many requests wait for replies."""
+        return len(self._queue)
 
     @property
     def closed(self) -> bool:
-        """Return True once the connection was closed."""
-        return self._writer is None
-
-    def close(self) -> None:
-        """Close the stream without waiting; idempotent."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        """Return True once the connection failed or was closed."""
+        return self._error is not None
 
     def is_stale(self) -> bool:
-        """Return True if the server closed this idle connection or it holds stray bytes."""
-        return (
-            self._writer is None
-            or self._writer.is_closing()
-            or self._reader.at_eof()
-            or self._parser.buffered > 0
-        )
+        """Return True if this connection cannot take requests any more."""
+        return self._error is not None or self._transport is None or self._transport.is_closing()
+
+    def close(self) -> None:
+        """Close the connection; requests still waiting fail with CacheConnectionError."""
+        self._fail(CacheConnectionError(f"connection to {self.address} closed by the client"))
+
+    def _fail(self, error: CacheError) -> None:
+        if self._error is None:
+            self._error = error
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._transport is not None:
+            self._transport.close()
+        queue, self._queue = self._queue, deque()
+        for pending in queue:
+            if not pending.future.done():
+                # A fresh instance per waiter: one exception raised in many tasks would collect
+                # all their tracebacks.
+                pending.future.set_exception(type(error)(str(error)))
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if self._wbuf and self._transport is not None and self._error is None:
+            data = b"".join(self._wbuf)
+            self._wbuf.clear()
+            self._transport.write(data)
 
     async def request(self, commands: list[Command], timeout: float) -> list[Reply]:
-        """Send ``commands`` and return their replies in order, all within ``timeout`` seconds.
+        """Queue ``commands`` and return their replies in order, within ``timeout`` seconds.
 
         Raises:
-            CacheTimeoutError: the whole exchange took longer than ``timeout``.
-            CacheConnectionError: the connection broke.
-            ProtocolError: the server's reply was malformed.
+            CacheTimeoutError: no complete reply within ``timeout``; the connection is closed
+                (its position in the stream is unknown) and its other requests fail too.
+            CacheConnectionError: the connection broke or replied with garbage.
         """
-        writer = self._writer
-        if writer is None:
-            raise CacheConnectionError(f"connection to {self.address} is closed")
-        replies: list[Reply] = []
+        if self._error is not None:
+            raise type(self._error)(str(self._error))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Reply]] = loop.create_future()
+        self._queue.append(_Pending(commands, future))
+        self._wbuf.extend(c.data for c in commands)
+        if self._flush_handle is None:
+            # PERF: one write per loop iteration for everything queued in it.
+            self._flush_handle = loop.call_soon(self._flush)
         try:
             async with asyncio.timeout(timeout):
-                for start in range(0, len(commands), PIPELINE_WINDOW):
-                    window = commands[start : start + PIPELINE_WINDOW]
-                    writer.write(b"".join(c.data for c in window))
-                    await writer.drain()
-                    for command in window:
-                        while (reply := self._parser.next_reply(command.expect)) is NEED_DATA:
-                            data = await self._reader.read(READ_SIZE)
-                            if not data:
-                                raise CacheConnectionError(f"{self.address} closed the connection")
-                            self._parser.feed(data)
-                        replies.append(reply)
+                return await future
         except TimeoutError:
-            self.close()
+            self._fail(CacheTimeoutError(f"no reply from {self.address} within {timeout}s"))
             raise CacheTimeoutError(f"no reply from {self.address} within {timeout}s") from None
-        except OSError as exc:
-            self.close()
-            raise CacheConnectionError(
-                f"connection to {self.address} failed: {exc.strerror or exc}"
-            ) from None
-        except BaseException:
-            # Includes cancellation: a half-read reply leaves the stream out of sync.
-            self.close()
-            raise
-        return replies
 
 
 class AsyncConnectionPool:
-    """At most ``max_size`` connections to one server, shared by tasks of one event loop."""
+    """Up to ``max_size`` pipelined connections to one server, for the tasks of one event loop.
+
+    A request goes to the open connection with the fewest requests in flight; a new connection
+    is opened only when every open one has ``pipeline_depth`` in flight (so light load stays on
+    one connection and coalesces best). Connections are opened one at a time, and waiting for
+    that counts against ``connect_timeout``.
+    """
 
     def __init__(
         self,
@@ -110,67 +185,76 @@ class AsyncConnectionPool:
         connect_timeout: float = 1.0,
         timeout: float = 1.0,
         pool_timeout: float | None = None,
+        pipeline_depth: int = PIPELINE_DEPTH,
     ) -> None:
-        """Configure the pool; connections open lazily, on the loop that first uses the pool."""
+        """Configure the pool; connections open lazily, on the loop that first uses the pool.
+
+        ``pool_timeout`` is accepted for symmetry with the blocking pool and unused: requests
+        never wait for a free connection, they queue on one.
+        """
         if max_size < 1:
             raise ValueError("max_size must be >= 1")
         self.address = address
         self.max_size = max_size
         self.connect_timeout = connect_timeout
         self.timeout = timeout
-        self.pool_timeout = timeout if pool_timeout is None else pool_timeout
-        self._slots = asyncio.Semaphore(max_size)
-        self._idle: list[AsyncConnection] = []
+        self.pipeline_depth = pipeline_depth
+        self._conns: list[AsyncConnection] = []
+        self._open_lock: asyncio.Lock | None = None
         self._closed = False
         #: Connections opened so far (for tests and metrics: shows the pool really bounds them).
         self.opened = 0
 
     @property
-    def idle(self) -> int:
-        """Return how many open connections wait in the pool."""
-        return len(self._idle)
+    def size(self) -> int:
+        """Return how many connections are open."""
+        return sum(not c.is_stale() for c in self._conns)
 
     async def run(self, commands: list[Command]) -> list[Reply]:
         """Send ``commands`` on a pooled connection and return their replies.
 
         Raises:
-            PoolExhaustedError: no connection became free within ``pool_timeout``.
-            CacheConnectionError: connecting or the exchange failed (the connection is dropped).
+            CacheConnectionError: connecting or the exchange failed (also CacheTimeoutError).
         """
-        try:
-            async with asyncio.timeout(self.pool_timeout):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise PoolExhaustedError(
-                f"all {self.max_size} connections to {self.address} busy for {self.pool_timeout}s"
-            ) from None
-        try:
-            conn = await self._checkout()
-            replies = await conn.request(commands, self.timeout)
-            if self._closed:
-                conn.close()
-            else:
-                self._idle.append(conn)
-            return replies
-        finally:
-            self._slots.release()
+        conn = self._usable()
+        if conn is None:
+            conn = await self._open()
+        return await conn.request(commands, self.timeout)
 
-    async def _checkout(self) -> AsyncConnection:
-        while True:
-            if self._closed:
-                raise CacheConnectionError("client is closed")
-            if not self._idle:
+    def _usable(self) -> AsyncConnection | None:
+        if self._closed:
+            raise CacheConnectionError("client is closed")
+        if any(c.is_stale() for c in self._conns):
+            self._conns = [c for c in self._conns if not c.is_stale()]
+        best = min(self._conns, key=attrgetter("pending"), default=None)
+        if best is not None and (best.pending < self.pipeline_depth or len(self._conns) >= self.max_size):
+            return best
+        return None
+
+    async def _open(self) -> AsyncConnection:
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        try:
+            async with asyncio.timeout(self.connect_timeout), self._open_lock:
+                # Another task may have opened one while this one waited.
+                conn = self._usable()
+                if conn is not None:
+                    return conn
                 conn = await AsyncConnection.open(self.address, self.connect_timeout)
-                self.opened += 1
-                return conn
-            conn = self._idle.pop()
-            if not conn.is_stale():
-                return conn
+        except TimeoutError:
+            raise CacheTimeoutError(
+                f"timed out connecting to {self.address} after {self.connect_timeout}s"
+            ) from None
+        if self._closed:
             conn.close()
+            raise CacheConnectionError("client is closed")
+        self._conns.append(conn)
+        self.opened += 1
+        return conn
 
     def close(self) -> None:
-        """Close every idle connection; busy ones are closed when they come back."""
+        """Close every connection; requests in flight fail with CacheConnectionError."""
         self._closed = True
-        idle, self._idle = self._idle, []
-        for conn in idle:
+        conns, self._conns = self._conns, []
+        for conn in conns:
             conn.close()

@@ -20,7 +20,6 @@ from pycache_client import (
     CacheConnectionError,
     CacheTimeoutError,
     Client,
-    PoolExhaustedError,
 )
 from pycache_client.hashring import HashRing
 
@@ -84,15 +83,36 @@ def test_silent_server_times_out_within_the_timeout(silent_server: str) -> None:
     assert asyncio.run(main()) < 1.0
 
 
-def test_pool_exhausted_when_every_connection_is_busy(silent_server: str) -> None:
-    async def main() -> list[BaseException | None]:
-        async with AsyncClient(silent_server, timeout=0.5, max_pool_size=1, pool_timeout=0.1) as ac:
-            results = await asyncio.gather(ac.get("a"), ac.get("b"), return_exceptions=True)
-            return [r if isinstance(r, BaseException) else None for r in results]
+def test_blocking_pool_exhausted_when_every_connection_is_busy(silent_server: str) -> None:
+    with Client(silent_server, timeout=0.5, max_pool_size=1, pool_timeout=0.1) as c:
+        errors: list[BaseException] = []
 
-    first, second = asyncio.run(main())
-    assert type(first) is CacheTimeoutError
-    assert type(second) is PoolExhaustedError
+        def get() -> None:
+            try:
+                c.get("a")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=get) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(type(e).__name__ for e in errors) == ["CacheTimeoutError", "PoolExhaustedError"]
+
+
+def test_async_requests_queue_on_a_pipelined_connection(silent_server: str) -> None:
+    async def main() -> tuple[list[BaseException | None], int]:
+        async with AsyncClient(silent_server, timeout=0.3, max_pool_size=1) as ac:
+            results = await asyncio.gather(*(ac.get(f"k{i}") for i in range(5)), return_exceptions=True)
+            return [r if isinstance(r, BaseException) else None for r in results], ac.pool(
+                silent_server
+            ).opened
+
+    results, opened = asyncio.run(main())
+    # All five shared the pool's one connection; its timeout failed every request on it.
+    assert opened == 1
+    assert [type(r) for r in results] == [CacheTimeoutError] * 5
 
 
 def test_reads_are_retried_writes_are_not() -> None:
@@ -199,7 +219,7 @@ def test_async_client_under_load_shares_a_bounded_pool(daemon: Daemon) -> None:
             results = await asyncio.gather(*(worker(ac, n) for n in range(tasks)))
             counters = await ac.get_many([f"load:counter:{i}" for i in range(10)])
             pool = ac.pool(daemon.address)
-            assert pool.idle <= pool_size
+            assert pool.size <= pool_size
             return results, sum(counters.values()), pool.opened
 
     results, total_incr, opened = asyncio.run(main())
@@ -258,3 +278,18 @@ def test_wait_for_port_reports_dead_process() -> None:
     proc.wait()
     with pytest.raises(DaemonUnavailable, match="status 3"):
         wait_for_port(free_port(), 1.0, proc)
+
+
+def test_async_client_on_uvloop(daemon: Daemon) -> None:
+    # uvicorn runs the HTTP API on uvloop when it is installed; its transports differ from asyncio's.
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> Any:
+        async with AsyncClient(daemon.address) as ac:
+            await ac.set_many({f"u{i}": i for i in range(50)})
+            results = await asyncio.gather(*(ac.get(f"u{i}") for i in range(50)))
+            return results, ac.pool(daemon.address).opened
+
+    results, opened = uvloop.run(main())
+    # 50 requests in flight at once, 32 per connection before another opens: two connections.
+    assert results == list(range(50)) and opened == 2
