@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon import Daemon, free_port, wait_for_port
+from daemon import Daemon, free_port, stop_process, wait_for_port
 
 from pycache_client import Client
 
@@ -26,13 +26,7 @@ class HttpServer:
         self.url = f"http://127.0.0.1:{port}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
 
 
 def start_http(args: list[str], env: dict[str, str] | None = None, port: int | None = None) -> HttpServer:
