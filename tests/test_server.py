@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from pymemcache.client.base import Client
 
-from pycache_d.server import MAX_UNSENT
+from pycache_d.connection import MAX_UNSENT
 
 # The daemon fixtures (daemon, daemon_backend, daemon_factory) live in tests/daemon.py, loaded as
 # a plugin; registered for assertion rewriting first because this module imports it too.
@@ -220,6 +220,23 @@ def test_unix_socket_in_use_is_refused(daemon_factory: Factory, tmp_path: Path) 
     result = run_daemon("-l", f"unix:{path}")
     assert result.returncode == 1
     assert f"cannot listen on unix:{path}: address already in use" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("listen", "reason"),
+    [
+        ("unix:{tmp}/missing-dir/pc.sock", "no such file or directory"),
+        ("unix:{tmp}/plain-file", "the file exists and is not a socket"),
+        ("no-such-host.invalid", "cannot listen on no-such-host.invalid:0: "),
+    ],
+)
+def test_unusable_listen_address_exits_1(tmp_path: Path, listen: str, reason: str) -> None:
+    (tmp_path / "plain-file").write_text("precious")
+    result = run_daemon("-p", "0", "-l", listen.format(tmp=tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert reason in result.stderr
+    assert (tmp_path / "plain-file").read_text() == "precious"
 
 
 def test_several_listeners_and_ipv6(daemon_factory: Factory) -> None:

@@ -1,4 +1,4 @@
-"""The event-loop glue in-process, on uvloop and on asyncio, with a stand-in session.
+"""The event-loop glue (server, connection) in-process, on uvloop and on asyncio, with a stand-in session.
 
 These tests drive :class:`pycache_d.server.Server` directly so its bounds (backpressure, the
 stall and unsent-bytes limits, max connections, shutdown) can be provoked with small numbers
@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import uvloop
 
-from pycache_d import server as servermod
+from pycache_d import connection, server
 from pycache_d.config import ConfigSource, load
-from pycache_d.server import TOO_MANY_CONNECTIONS, Server
+from pycache_d.connection import TOO_MANY_CONNECTIONS
+from pycache_d.server import Server
 from pycache_d.store import BACKENDS
 
 MiB = 1024 * 1024
@@ -144,7 +145,7 @@ def test_client_that_does_not_read_is_paused_and_others_are_served(run: Any) -> 
             assert await asyncio.wait_for(r2.readline(), 2) == b"pong\r\n"
         # The hog's unsent replies stay bounded.
         hog_conn = next(c for c in srv.connections if c.session is hog)
-        assert hog_conn.transport.get_write_buffer_size() <= servermod.MAX_UNSENT
+        assert hog_conn.transport.get_write_buffer_size() <= connection.MAX_UNSENT
         w1.close()
         w2.close()
         await shut(srv)
@@ -168,7 +169,7 @@ def test_paused_client_gets_every_reply_in_order_once_it_reads(run: Any) -> None
 
 
 def test_stalled_client_is_disconnected(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(servermod, "STALL_TIMEOUT", 0.2)
+    monkeypatch.setattr(connection, "STALL_TIMEOUT", 0.2)
 
     async def body() -> None:
         srv = await started()
@@ -183,7 +184,7 @@ def test_stalled_client_is_disconnected(run: Any, monkeypatch: pytest.MonkeyPatc
 
 
 def test_client_over_the_unsent_bound_is_disconnected(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(servermod, "MAX_UNSENT", 4 * MiB)
+    monkeypatch.setattr(connection, "MAX_UNSENT", 4 * MiB)
 
     async def body() -> None:
         srv = await started()
@@ -269,11 +270,11 @@ def test_shutdown_finishes_in_flight_replies_then_closes(run: Any) -> None:
 def test_reclaimer_frees_expired_items_in_the_background(run: Any) -> None:
     async def body() -> None:
         srv = await started()
-        for i in range(3 * servermod.RECLAIM_SLICE):
+        for i in range(3 * server.RECLAIM_SLICE):
             srv.store.set(b"k%d" % i, b"v", 0, -1)  # already expired
         srv.store.set(b"live", b"v")
         await until(lambda: len(srv.store) == 1, timeout=3)
-        assert srv.store.stats()["reclaimed"] == 3 * servermod.RECLAIM_SLICE
+        assert srv.store.stats()["reclaimed"] == 3 * server.RECLAIM_SLICE
         await shut(srv)
 
     run(body)

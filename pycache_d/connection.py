@@ -1,0 +1,252 @@
+"""One client connection: a Protocol that moves bytes between a socket and a session, within bounds.
+
+The memcached protocol lives in :mod:`pycache_d.session` (sans-IO); nothing here parses a
+command. A :class:`Connection` feeds what it reads to its session and writes back what the session
+returns, and it is where the per-client bounds are enforced:
+
+* Backpressure: once a client's unsent replies pass ``HIGH_WATER`` the transport calls
+  ``pause_writing`` and we stop reading from that client (and stop feeding its session) until
+  they drain below ``LOW_WATER``. A client that pipelines requests without reading its replies
+  therefore stalls itself, not the daemon. Input is fed in slices sized so that each makes about
+  ``HIGH_WATER`` of replies (:meth:`Connection._cut`), so the pause takes effect between slices.
+* Hard bounds, past which the client is disconnected: more than ``MAX_UNSENT`` (64 MiB) of
+  unsent replies (one line, e.g. a multi-get of many large items, can ask for more than any
+  slice), or ``STALL_TIMEOUT`` (30 s) paused without reading a single byte.
+* Input held back while paused is at most one read (the transport stops reading at once);
+  the session bounds its own buffer (line length, item size).
+* ``--max-connections``: like memcached 1.6, a client over the limit is sent
+  ``ERROR Too many open connections`` and closed.
+
+Idle clients cost nothing: no timers run for a connection unless it is paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from .config import Endpoint
+from .log import log, notice
+
+if TYPE_CHECKING:
+    from .server import Server
+
+#: Unsent reply bytes above which reading from a client pauses, and below which it resumes.
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+#: A client with more unsent reply bytes than this is disconnected.
+MAX_UNSENT = 64 * 1024 * 1024
+#: A paused client that drains nothing for this long is disconnected (checked at this interval).
+STALL_TIMEOUT = 30.0
+#: Input is fed to the session in slices of at most this many bytes (a whole uvloop read)...
+FEED_SLICE = 256 * 1024
+#: ...and of at most as many lines as, at the replies' recent size, make HIGH_WATER bytes of
+#: replies (at least one line, at first this many): see Connection._cut().
+FIRST_LINES = 16
+#: During shutdown, a connection is done once it has received nothing for this long.
+SHUTDOWN_QUIET = 0.1
+
+#: memcached 1.6's reply to a client over the connection limit (memcached.c, conn_listening).
+TOO_MANY_CONNECTIONS = b"ERROR Too many open connections\r\n"
+#: Sent when the session raises: a bug, but one client's request must not take the daemon down.
+INTERNAL_ERROR = b"SERVER_ERROR internal error\r\n"
+
+
+class Connection(asyncio.Protocol):
+    """One client: moves bytes between its transport and its session, within bounds."""
+
+    def __init__(self, server: Server, listener: Endpoint) -> None:
+        self.server = server
+        self.listener = listener
+        self.transport: Any = None
+        self.session: Any = None
+        self.fd = -1
+        self.peer = "?"
+        self.last_active = time.monotonic()
+        self._paused = False
+        self._pending = b""  # input read but not yet fed, held while paused
+        self._eof = False
+        self._closing = False
+        self._stall_timer: asyncio.TimerHandle | None = None
+        self._stall_size = 0
+        self._lines = FIRST_LINES  # lines per slice fed to the session, see _cut()
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
+        self.peer = _peer_name(transport.get_extra_info("peername"), self.listener)
+        server = self.server
+        if len(server.connections) >= server.max_connections:
+            # NOTE: memcached answers before reading anything and does not count the client
+            # in curr/total_connections, only in rejected_connections.
+            self._closing = True
+            transport.write(TOO_MANY_CONNECTIONS)
+            transport.close()
+            server.note_rejected(self.peer)
+            return
+        server.connections.add(self)
+        server.total_connections += 1
+        transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
+        self.session = server.new_session()
+        log.info("conn %d: opened from %s", self.fd, self.peer)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.last_active = time.monotonic()
+        if self._paused or self._pending:
+            # Read before the pause took effect: keep it in order behind what is waiting.
+            self._pending += data
+            return
+        self._feed(data)
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        # Keep the transport open while input is waiting to be fed; _feed() closes it after.
+        return bool(self._pending)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._cancel_stall_timer()
+        if self.session is not None:
+            self.server.connections.discard(self)
+            log.info("conn %d: closed%s", self.fd, f" ({exc})" if exc else "")
+
+    def pause_writing(self) -> None:
+        # The transport's buffer passed HIGH_WATER: stop reading until the client catches up.
+        self._paused = True
+        if not self._closing:
+            self.transport.pause_reading()
+        self._stall_size = self.transport.get_write_buffer_size()
+        self._stall_timer = self.server.loop.call_later(STALL_TIMEOUT, self._check_stall)
+        log.info("conn %d: paused, %d bytes unsent", self.fd, self._stall_size)
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._cancel_stall_timer()
+        log.info("conn %d: resumed", self.fd)
+        if self._closing:
+            return
+        if self._pending:
+            pending, self._pending = self._pending, b""
+            self._feed(pending)
+        if not self._paused and not self._closing:
+            self.transport.resume_reading()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        """Feed ``data`` to the session slice by slice, stopping early if the client pauses."""
+        debug = log.isEnabledFor(logging.DEBUG)
+        pos, end = 0, len(data)
+        while pos < end:
+            cut, lines = self._cut(data, pos, end)
+            chunk = data if pos == 0 and cut == end else data[pos:cut]
+            pos = cut
+            if debug:
+                log.debug("conn %d: > %d bytes %r", self.fd, len(chunk), bytes(chunk[:80]))
+            try:
+                reply = self.session.feed(chunk)
+            except Exception:
+                log.exception("conn %d: session failed; closing the connection", self.fd)
+                self.transport.write(INTERNAL_ERROR)
+                self.close()
+                return
+            if reply:
+                if debug:
+                    log.debug("conn %d: < %d bytes %r", self.fd, len(reply), reply[:80])
+                self.transport.write(reply)
+            self._learn(chunk, lines, len(reply))
+            if self.session.closing:
+                self.close()
+                return
+            if self._paused:
+                if self.transport.get_write_buffer_size() > MAX_UNSENT:
+                    self._disconnect(f"more than {MAX_UNSENT >> 20} MiB of replies unsent")
+                    return
+                if pos < end:
+                    self._pending = data[pos:]
+                    return
+        if self._eof and not self._pending:
+            self.close()
+
+    def _cut(self, data: bytes, pos: int, end: int) -> tuple[int, int]:
+        """Return where the next slice of input to feed ends, and its newlines (-1: not counted).
+
+        PERF/APPSEC: a session answers everything complete in what it is fed, and a few bytes of
+        ``get`` can ask for megabytes, so the slice is bounded in lines as well as bytes: at most
+        ``_lines`` newlines, the number that made about HIGH_WATER bytes of replies at the size
+        replies have had lately. Cheap traffic is fed in whole reads; a client pipelining gets
+        of large items is fed a few at a time, so backpressure can stop it between slices. (The
+        split point never changes the replies: the session handles a request cut anywhere.)
+        """
+        stop = min(end, pos + FEED_SLICE)
+        lines = self._lines
+        if stop - pos <= lines:
+            return stop, -1  # cannot hold more lines than bytes
+        found = data.count(b"\n", pos, stop)
+        if found <= lines:
+            return stop, found
+        at = pos
+        for _ in range(lines):
+            at = data.index(b"\n", at) + 1
+        return at, lines
+
+    def _learn(self, chunk: bytes, lines: int, reply_len: int) -> None:
+        """Size the next slice from the reply bytes per input line of this one."""
+        if lines < 0:
+            lines = chunk.count(b"\n")
+        per_line = reply_len // max(1, lines)
+        self._lines = max(1, min(FEED_SLICE, HIGH_WATER // max(1, per_line)))
+
+    def close(self) -> None:
+        """Close after the buffered replies are written (the transport flushes first)."""
+        self._closing = True
+        self._pending = b""
+        self.transport.close()
+
+    def _disconnect(self, why: str) -> None:
+        notice("conn %d: disconnecting %s: %s", self.fd, self.peer, why)
+        self._closing = True
+        self._pending = b""
+        self.transport.abort()
+
+    def _check_stall(self) -> None:
+        self._stall_timer = None
+        if not self._paused or self._closing:
+            return
+        size = self.transport.get_write_buffer_size()
+        if size >= self._stall_size:
+            self._disconnect(f"read nothing of {size} unsent bytes in {STALL_TIMEOUT:g} s")
+            return
+        self._stall_size = size
+        self._stall_timer = self.server.loop.call_later(STALL_TIMEOUT, self._check_stall)
+
+    def _cancel_stall_timer(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+
+    def finish_if_idle(self, now: float) -> None:
+        """During shutdown: close once the client is quiet and nothing is waiting to be fed."""
+        if not self._closing and not self._pending and now - self.last_active >= SHUTDOWN_QUIET:
+            self.close()
+
+    def state(self) -> str:
+        """The memcached-style state name shown in ``stats conns``."""
+        if self._closing:
+            return "conn_closing"
+        return "conn_mwrite" if self._paused else "conn_parse_cmd"
+
+
+def _peer_name(peer: Any, listener: Endpoint) -> str:
+    if listener.is_unix:
+        return f"unix:{listener.path}"
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return str(Endpoint(host=str(peer[0]), port=int(peer[1])))
+    return str(peer)

@@ -1,0 +1,84 @@
+"""Listening sockets: unix-socket binding with permissions, and the open-file limit.
+
+TCP listeners are plain ``loop.create_server`` calls in :mod:`pycache_d.server`; what needs care
+is here.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import stat
+
+from .log import log
+
+#: File descriptors kept for listeners, logs and the loop on top of --max-connections.
+RESERVED_FDS = 64
+
+
+class ListenError(Exception):
+    """Raised when a listening socket cannot be opened (address in use, permission, ...)."""
+
+
+def bind_unix(path: str, mode: int) -> socket.socket:
+    """Bind a unix stream socket at ``path`` with permissions ``mode``, replacing a stale one.
+
+    Raises:
+        ListenError: ``path`` is something else than a socket, or a live daemon listens on it.
+        OSError: binding failed (no such directory, permission denied, ...).
+    """
+    in_use = ListenError(f"cannot listen on unix:{path}: address already in use")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise ListenError(f"cannot listen on unix:{path}: the file exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)  # a live daemon with a full backlog still counts as in use
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            os.unlink(path)  # stale: left behind by a daemon that did not exit cleanly
+        except OSError:
+            raise in_use from None
+        else:
+            raise in_use
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # APPSEC: the umask makes the socket file born with at most ``mode``, so it is never
+    # reachable more widely, even for the instant before the chmod.
+    old_umask = os.umask(~mode & 0o777)
+    try:
+        sock.bind(path)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, mode)
+    return sock
+
+
+def raise_fd_limit(max_connections: int) -> None:
+    """Raise the soft open-file limit to fit ``max_connections`` (memcached does the same)."""
+    want = max_connections + RESERVED_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return
+    new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (ValueError, OSError):
+        new = soft
+    if new < want:
+        log.warning(
+            "max_connections %d needs %d file descriptors but the limit is %d; "
+            "accepting may fail before the limit is reached",
+            max_connections,
+            want,
+            new,
+        )
