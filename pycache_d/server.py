@@ -206,8 +206,11 @@ class Server:
         except OSError as e:
             # NOTE: the errno's text, not the loop's message, which differs between uvloop and
             # asyncio; name lookups fail with negative (gai) codes and carry their own text.
-            gai = isinstance(e, socket.gaierror) or not e.errno
-            reason = (e.strerror or str(e) if gai else os.strerror(e.errno)).lower()
+            if e.errno and not isinstance(e, socket.gaierror):
+                reason = os.strerror(e.errno)
+            else:
+                reason = e.strerror or str(e)
+            reason = reason.lower()
             raise ListenError(f"cannot listen on {endpoint}: {reason}") from None
         self._servers.append(srv)
         for sock in srv.sockets:
