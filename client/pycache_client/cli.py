@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from .client import Client
-from .errors import CacheClientError, CacheError, InvalidKeyError
+from .errors import CacheClientError, CacheError
 from .serde import JsonSerde, RawSerde
 
 EXIT_OK, EXIT_MISS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
@@ -126,9 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         print(f"{PROG}: error: {exc} (see {PROG} --help)", file=sys.stderr)
         return EXIT_USAGE
-    except (InvalidKeyError, CacheClientError, ValueError) as exc:
+    except (CacheClientError, ValueError) as exc:
+        # Raised before sending (key, ttl, delta): a usage error. A CLIENT_ERROR *reply* (e.g.
+        # incr on a non-numeric value) is a command that failed.
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE if not isinstance(exc, CacheClientError) or _is_local(exc) else EXIT_FAILED
+        return EXIT_FAILED if isinstance(exc, CacheClientError) and exc.wire else EXIT_USAGE
     except CacheError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -139,12 +141,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # NOTE: `pycache-cli stats | head` closes stdout early; that is not an error to report.
         sys.stderr.close()
         return EXIT_OK
-
-
-def _is_local(exc: CacheClientError) -> bool:
-    # Errors raised before sending (key, ttl, delta) are usage errors; a CLIENT_ERROR reply from
-    # the server (e.g. incr on a non-numeric value) is a failed command.
-    return not str(exc).startswith(("CLIENT_ERROR", "ERROR"))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,13 @@ from __future__ import annotations
 
 
 class CacheError(Exception):
-    """Base class of every exception raised by pycache_client."""
+    """Base class of every exception raised by pycache_client.
+
+    ``wire`` is the server's reply line (without CRLF) when the error is the server's answer,
+    and None when the client raised it itself (bad key, timeout, ...).
+    """
+
+    wire: bytes | None = None
 
 
 class CacheConnectionError(CacheError):
@@ -80,4 +86,6 @@ def error_for_line(line: bytes) -> CacheError:
     cls = _EXACT.get(line)
     if cls is None:
         cls = CacheClientError if line.startswith(b"CLIENT_ERROR") else CacheServerError
-    return cls(line.decode("utf-8", "replace"))
+    error = cls(line.decode("utf-8", "replace"))
+    error.wire = line
+    return error

@@ -238,12 +238,7 @@ def touch(key: Key, ttl: int) -> Plan[bool]:
 
 def flush_all(delay: int = 0) -> Plan[None]:
     """Plan ``flush_all`` on every server."""
-    return Plan([protocol.flush_all(ttl_value(delay))], check_all_none, broadcast=True)
-
-
-def check_all_none(replies: list[Reply]) -> None:
-    """Raise the first error reply; return None."""
-    check_all(replies)
+    return Plan([protocol.flush_all(ttl_value(delay))], check_all, broadcast=True)
 
 
 def stats(names: Sequence[str], group: str | None = None) -> Plan[dict[str, dict[str, str]]]:

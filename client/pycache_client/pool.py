@@ -73,8 +73,10 @@ class Connection:
         """
         if self._sock is None:
             return True
-        readable, _, _ = select.select([self._sock], [], [], 0)
-        return bool(readable) or self._parser.buffered > 0
+        # NOTE: poll, not select: select fails on descriptors >= 1024 (FD_SETSIZE).
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
+        return bool(poller.poll(0)) or self._parser.buffered > 0
 
     def request(self, commands: list[Command]) -> list[Reply]:
         """Send ``commands`` and return their replies in order, all within ``timeout`` seconds.

@@ -166,6 +166,8 @@ def start_unix(path: str, backend: str = "python") -> tuple[Daemon, str | None]:
         ("memcached", [shutil.which("memcached") or "memcached", "-s", path, "-U", "0"]),
     ]
     reason = None
+    if os.environ.get("PYCACHE_TEST_DAEMON") == "memcached":
+        candidates = candidates[1:]
     for kind, args in candidates:
         if kind == "memcached" and os.geteuid() == 0:
             args += ["-u", "root"]
@@ -192,8 +194,11 @@ def start_unix(path: str, backend: str = "python") -> tuple[Daemon, str | None]:
 def start_daemon(backend: str, extra: list[str] | None = None, port: int = 0) -> tuple[Daemon, str | None]:
     """Start pycache-d with ``backend``, else memcached; return it and the fallback reason (or None).
 
-    ``extra`` holds options both understand (``-I``, ``-m``, ...).
+    ``extra`` holds options both understand (``-I``, ``-m``, ...). ``PYCACHE_TEST_DAEMON=memcached``
+    skips pycache-d, to run the client's tests against memcached on purpose.
     """
+    if os.environ.get("PYCACHE_TEST_DAEMON") == "memcached":
+        return start_memcached(extra, port or None), "PYCACHE_TEST_DAEMON=memcached; using memcached"
     try:
         return start_pycache_d(backend, extra, port), None
     except DaemonUnavailable as exc:

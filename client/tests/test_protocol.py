@@ -75,6 +75,7 @@ def test_error_lines_are_returned_in_order_not_raised() -> None:
     stream = b"SERVER_ERROR object too large for cache\r\nCLIENT_ERROR bad data chunk\r\nERROR\r\nSTORED\r\n"
     replies = parse_all(stream, [Expect.STATUS] * 4)
     assert type(replies[0]) is ValueTooLargeError
+    assert replies[0].wire == b"SERVER_ERROR object too large for cache"
     assert type(replies[1]) is CacheClientError and "bad data chunk" in str(replies[1])
     assert type(replies[2]) is CacheClientError
     assert replies[3] == b"STORED"
