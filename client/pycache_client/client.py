@@ -47,10 +47,12 @@ class _ClientBase:
             servers: ``"host:port"``, ``"unix:/path"``, an :class:`Address` or a list of them
                 (a list is sharded by ketama consistent hashing; weights via :class:`Address`).
             serde: the value serialiser, :class:`~pycache_client.serde.JsonSerde` by default.
-            max_pool_size: most connections open to one server at once.
+            max_pool_size: most connections open to one server at once. A blocking connection
+                serves one request at a time; an asyncio one pipelines many (see :mod:`.aiopool`).
             connect_timeout: seconds to wait for a connection.
-            timeout: seconds for one request/reply exchange (``PoolExhaustedError`` after
-                ``pool_timeout``, by default also ``timeout``, waiting for a free connection).
+            timeout: seconds for one request/reply exchange.
+            pool_timeout: blocking client only: seconds to wait for a free connection before
+                ``PoolExhaustedError`` (default: ``timeout``).
             retries: extra attempts for idempotent reads (get, get_many, gets, gat, stats,
                 version) after a connection error or timeout; writes are never retried.
             dead_timeout: seconds a failed server stays ejected from the ring (several servers only).
