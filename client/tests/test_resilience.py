@@ -293,3 +293,20 @@ def test_async_client_on_uvloop(daemon: Daemon) -> None:
     results, opened = uvloop.run(main())
     # 50 requests in flight at once, 32 per connection before another opens: two connections.
     assert results == list(range(50)) and opened == 2
+
+
+def test_cancelled_request_does_not_desync_the_pipeline(daemon: Daemon) -> None:
+    async def main() -> tuple[Any, Any, int]:
+        async with AsyncClient(daemon.address) as ac:
+            await ac.set_many({"a": "A", "b": "B"})
+            task = asyncio.create_task(ac.get("a"))
+            await asyncio.sleep(0)  # the request is queued on the connection...
+            task.cancel()  # ...and abandoned before its reply arrives
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # The reply to the cancelled get is parsed and dropped, so this one gets its own.
+            b = await ac.get("b")
+            a = await ac.get("a")
+            return a, b, ac.pool(daemon.address).opened
+
+    assert asyncio.run(main()) == ("A", "B", 1)
