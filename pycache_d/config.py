@@ -43,6 +43,8 @@ GiB = 1024 * MiB
 
 ENV_PREFIX = "PYCACHE_D_"
 
+_I64_MAX = 2**63 - 1
+
 #: memcached's bounds for -I: at least 1 KiB, at most 1 GiB.
 MIN_ITEM_SIZE = 1 * KiB
 MAX_ITEM_SIZE = 1 * GiB
@@ -125,9 +127,12 @@ def _size(value: object, unit: int) -> int:
             text = text[:-1]
         number = text
     try:
-        return _integer(number, 1) * unit
+        size = _integer(number, 1) * unit
     except ValueError:
         raise ValueError(f"expected a positive size like 64, 512k or 2g, got {value!r}") from None
+    if size > _I64_MAX:  # the stores count bytes in a signed 64-bit integer
+        raise ValueError(f"too large: {value!r}")
+    return size
 
 
 def _port(value: object) -> int:
@@ -197,7 +202,7 @@ PARSERS: dict[str, Callable[[object], Any]] = {
     "listen": _listen,
     "unix_mode": _unix_mode,
     "memory_limit": lambda v: _size(v, MiB),
-    "max_items": lambda v: _integer(v, 0),
+    "max_items": lambda v: _integer(v, 0, _I64_MAX),
     "max_connections": lambda v: _integer(v, 1, 1_000_000),
     "max_item_size": lambda v: _size(v, 1),
     "backend": _backend,

@@ -14,6 +14,7 @@ lifecycle:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import socket
@@ -109,7 +110,8 @@ class DaemonContext(ServerContext):
 
     def reset_stats(self) -> None:
         super().reset_stats()
-        self._server.total_connections = len(self._server.connections)
+        # memcached zeroes both (its stats_reset clears the whole counter struct).
+        self._server.total_connections = 0
         self._server.rejected_connections = 0
 
 
@@ -168,7 +170,8 @@ class Server:
         self._stopping = asyncio.Event()
         self._reclaimer: asyncio.Task[None] | None = None
         self._rejects_unlogged = 0
-        self._last_reject_log = 0.0
+        self._last_rejected_peer = ""
+        self._reject_log_timer: asyncio.TimerHandle | None = None
 
     def new_session(self) -> Any:
         return self.session_factory(self.store, self.ctx)
@@ -237,18 +240,26 @@ class Server:
         self._unix_sockets.clear()
 
     def note_rejected(self, peer: str) -> None:
+        """Count a client refused for max_connections, and log it (at most once a second)."""
         self.rejected_connections += 1
         self._rejects_unlogged += 1
-        now = time.monotonic()
-        if now - self._last_reject_log >= REJECT_LOG_INTERVAL:
-            notice(
-                "rejected %d connection(s), latest from %s: max_connections (%d) reached",
-                self._rejects_unlogged,
-                peer,
-                self.max_connections,
-            )
-            self._rejects_unlogged = 0
-            self._last_reject_log = now
+        self._last_rejected_peer = peer
+        if self._reject_log_timer is None:
+            self._log_rejects()
+
+    def _log_rejects(self) -> None:
+        self._reject_log_timer = None
+        if not self._rejects_unlogged:
+            return
+        notice(
+            "rejected %d connection(s), latest from %s: max_connections (%d) reached",
+            self._rejects_unlogged,
+            self._last_rejected_peer,
+            self.max_connections,
+        )
+        self._rejects_unlogged = 0
+        # Later rejections in this interval are summed into one line when it ends.
+        self._reject_log_timer = self.loop.call_later(REJECT_LOG_INTERVAL, self._log_rejects)
 
     # -- background work -----------------------------------------------------------------------
 
@@ -308,18 +319,27 @@ class Server:
             return
         old = self.config
         changes = []
+        applied = {}
         for name in LIVE_SETTINGS:
             before, after = getattr(old, name), getattr(new, name)
-            if before != after:
+            if before == after:
+                continue
+            try:
                 self._apply(name, after)
-                if name in ("memory_limit", "max_item_size"):
-                    before, after = describe_size(before), describe_size(after)
-                changes.append(f"{name} {before} -> {after}")
+            except ValueError as e:  # the store refused it: keep the old value
+                log.error("reload: cannot set %s to %s: %s", name, after, e)
+                continue
+            applied[name] = after
+            if name in ("memory_limit", "max_item_size"):
+                before, after = describe_size(before), describe_size(after)
+            changes.append(f"{name} {before} -> {after}")
+        path = self.source.path
         for name in ("port", "listen", "unix_mode", "backend"):
             if getattr(old, name) != getattr(new, name):
-                log.warning("reload: %s changed in %s; restart the daemon to apply it", name, new.config)
-        self.config = new
-        notice("reloaded %s: %s", self.source.path, "; ".join(changes) or "no live setting changed")
+                log.warning("reload: %s changed in %s; restart the daemon to apply it", name, path)
+        # Only what was applied: ``stats settings`` must show what the daemon really does.
+        self.config = dataclasses.replace(old, **applied)
+        notice("reloaded %s: %s", path, "; ".join(changes) or "no live setting changed")
 
     def _apply(self, name: str, value: int) -> None:
         if name == "memory_limit":

@@ -327,9 +327,12 @@ def test_reload_applies_live_settings_and_survives_a_bad_file(
     async def body() -> None:
         srv = await started("--config", str(path), source=source)
         assert srv.store.max_bytes == 8 * MiB
-        path.write_text("memory_limit = 16\nmax_connections = 6\nmax_items = 3\nport = 1\n")
+        path.write_text("memory_limit = 16\nmax_connections = 6\nmax_items = 3\nport = 1\nunix_mode = 0o7\n")
         srv.reload()
         assert (srv.store.max_bytes, srv.max_connections, srv.store.max_items) == (16 * MiB, 6, 3)
+        # Settings that need a restart are reported, not pretended.
+        assert (srv.config.port, srv.config.unix_mode) == (0, 0o700)
+        assert dict(srv.ctx.settings_stats())["umask"] == "700"
         path.write_text("memory_limit = 'lots'\n")
         srv.reload()
         assert srv.store.max_bytes == 16 * MiB
