@@ -25,6 +25,7 @@ APPROXIMATIONS (the store API keeps no per-item meta state and has no side-effec
 
 from __future__ import annotations
 
+import base64
 import binascii
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,7 @@ _KNOWN = frozenset(b"bNTRlOPLkstcfvhuqFCMJDI")
 _STALE = 1
 _WON = 2  # a win token (W) was handed out for this version of the item
 _FETCHED = 4
+_BINARY = 8  # stored under a base64 (b) key: k returns it encoded, followed by b
 
 _HD = b"HD"
 _MS_CODES = {Result.STORED: b"HD", Result.NOT_STORED: b"NS", Result.EXISTS: b"EX", Result.NOT_FOUND: b"NF"}
@@ -99,8 +101,8 @@ def _parse(toks: list[bytes], start: int, default_error: bytes) -> _Flags:
             if parse_i32(arg) is None:
                 fl.error = wire.META_BAD_TOKEN
         elif o == 0x46:  # F
-            if parse_u32(arg) is None:
-                fl.error = default_error
+            if parse_u32(arg) is None and fl.error is None:
+                fl.error = default_error  # F sets no message of its own: an earlier one stays
         elif o == 0x43:  # C
             if parse_u64(arg) is None:
                 fl.error = wire.META_BAD_TOKEN
@@ -218,7 +220,12 @@ def _mg(session: Session, toks: list[bytes], out: list[bytes]) -> None:
             if store.add(key, b"", 0, viv) is Result.STORED:
                 created = True
                 item = (b"", 0, store.cas_counter)
+                # NOTE: memcached does not flag a vivified item's key as binary, even under b.
                 _set_mark(session, key, item[2], absolute_expiry(viv, now), 0, now)
+                # T and N both set the new item's TTL, in request order: the last one wins.
+                last_ttl = [tok for tok in fl.order if tok[0] in b"NT"][-1]
+                if last_ttl[0] == 0x54:
+                    store.touch(key, _ttl(last_ttl[1:]))
     except InvalidKey:
         item = None
     if item is None:
@@ -257,7 +264,8 @@ def _mg(session: Session, toks: list[bytes], out: list[bytes]) -> None:
         elif o == 0x4F:
             parts.append(b" " + tok)
         elif o == 0x6B:
-            parts.append(b" k" + toks[1] + (b" b" if fl.binary else b""))
+            # memcached shows the key as the item was stored, whatever form this request used.
+            parts.append(b" k" + base64.b64encode(key) + b" b" if bits & _BINARY else b" k" + key)
     if bits & _WON:
         parts.append(b" Z")
     if bits & _STALE:
@@ -329,13 +337,13 @@ def complete_ms(session: Session, pending: tuple[Any, ...], block: bytes, out: l
             if result is Result.EXISTS and 0x49 in args:
                 # I: a CAS older than the item's still stores, but the new value is stale.
                 item = store.get_item(key)
-                if item is not None and compare < item[2]:
+                if item is not None and 0 < compare < item[2]:  # C0 is never "older" (observed)
                     result = store.cas(key, value, flags, exptime, item[2])
                     stale = result is Result.STORED
-        elif compare is not None and mode in (2, 3):
+        elif compare and mode in (2, 3):  # append/prepend compare a nonzero CAS only
             item = store.get_item(key)
             if item is None:
-                result = Result.NOT_FOUND
+                result = Result.NOT_STORED
             elif item[2] != compare:
                 result = Result.EXISTS
             else:
@@ -356,9 +364,10 @@ def complete_ms(session: Session, pending: tuple[Any, ...], block: bytes, out: l
         return
     stored = result is Result.STORED
     cas = store.cas_counter if stored else 0
-    if stored and (exptime or stale):
+    if stored and (exptime or stale or fl.binary):
         now = session.ctx.clock()
-        _set_mark(session, key, cas, absolute_expiry(exptime, now), _STALE if stale else 0, now)
+        bits = (_STALE if stale else 0) | (_BINARY if fl.binary else 0)
+        _set_mark(session, key, cas, absolute_expiry(exptime, now), bits, now)
     if stored and 0x71 in args:
         return
     parts = [_MS_CODES[result]]
@@ -399,10 +408,11 @@ def _md(session: Session, toks: list[bytes], out: list[bytes]) -> None:
                 now = session.ctx.clock()
                 m = _mark(session, key, item[2])
                 exptime = m[1] if m is not None else 0
+                bits = _STALE | (m[2] & _BINARY if m is not None else 0)
                 if 0x54 in args:
                     store.touch(key, _ttl(args[0x54]))
                     exptime = absolute_expiry(_ttl(args[0x54]), now)
-                _set_mark(session, key, store.cas_counter, exptime, _STALE, now)
+                _set_mark(session, key, store.cas_counter, exptime, bits, now)
                 code = _HD
             else:
                 code = b"HD" if store.delete(key) is Result.DELETED else b"NF"
@@ -436,13 +446,19 @@ def _ma(session: Session, toks: list[bytes], out: list[bytes]) -> None:
     assert delta is not None
     now = session.ctx.clock()
     number: int | None = None
+    vivified = False
     code = b"HD"
     try:
         if 0x43 in args:
+            # memcached's do_add_delta: an empty value is non-numeric before the CAS is compared,
+            # and a CAS of 0 compares nothing.
             item = store.get_item(key)
+            compare = parse_u64(args[0x43])
             if item is None:
-                code = b"NF"
-            elif item[2] != parse_u64(args[0x43]):
+                code = b"HD" if 0x4E in args else b"NF"  # a miss still vivifies
+            elif not item[0]:
+                raise NonNumericValue("empty value")
+            elif compare and item[2] != compare:
                 code = b"EX"
         if code == b"HD":
             number = store.incr(key, delta) if incr else store.decr(key, delta)
@@ -453,7 +469,9 @@ def _ma(session: Session, toks: list[bytes], out: list[bytes]) -> None:
                     viv = _ttl(args[0x4E])
                     if store.add(key, b"%d" % initial, 0, viv) is Result.STORED:
                         number = initial
-                        _set_mark(session, key, store.cas_counter, absolute_expiry(viv, now), 0, now)
+                        vivified = True
+                        bits = _BINARY if fl.binary else 0
+                        _set_mark(session, key, store.cas_counter, absolute_expiry(viv, now), bits, now)
                     else:
                         code = b"NS"
                 else:
@@ -474,8 +492,8 @@ def _ma(session: Session, toks: list[bytes], out: list[bytes]) -> None:
     m = _mark(session, key, cas)
     exptime = m[1] if m is not None else 0
     with_value = 0x76 in args
-    if not with_value and 0x71 in args:
-        return
+    if 0x71 in args and not vivified:
+        return  # q hides success (HD or VA), but memcached still answers a vivification
     digits = b"%d" % number
     parts = [b"VA %d" % len(digits) if with_value else _HD]
     for tok in fl.order:

@@ -1,0 +1,249 @@
+"""Differential test: the same random command streams to memcached and to a Session, reply by reply.
+
+memcached (``/usr/bin/memcached``, installed by ``make apt``) is the oracle. Each command is sent
+followed by ``mn`` so that both sides have answered it completely before the next one, including
+commands that answer nothing (``noreply``, ``q``). CAS uniques differ between the two servers, so
+every CAS in a reply is renamed by its order of first appearance; a command may also use "the last
+CAS this server returned" (``{cas}``), so successful cas/``C`` operations are exercised too.
+
+Not generated, because they cannot agree by design (each is covered in test_session*.py): TTLs
+that expire during the run, ``stats``, ``me`` (internal sizes), ``h``/``l`` flags (tracked for meta
+reads only), a TTL made negative by T (memcached then reports a wrapped unsigned number that depends
+on its uptime), keys with control bytes, over-long lines (they close the connection) and values
+larger than the item size limit.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pycache_d.context import ServerContext
+from pycache_d.session import Session
+from pycache_d.store import BACKENDS
+
+MEMCACHED = shutil.which("memcached")
+pytestmark = pytest.mark.skipif(MEMCACHED is None, reason="memcached is not installed (make apt installs it)")
+
+#: Examples per backend; about 5 ms each. Raise it to hunt for differences.
+EXAMPLES = int(os.environ.get("PYCACHE_D_ORACLE_EXAMPLES", "300"))
+CAS = b"{cas}"
+#: A CAS unique neither server reaches (literal small ones would match only on our fresh store).
+NO_CAS = b"18446744073709551615"
+KEYS = [b"a", b"b", b"foo", b"k1"]
+VALUES = [b"", b"x", b"0", b"10", b"99", b"abc", b"18446744073709551615", b"hello1"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def memcached_port():
+    """Start memcached on an ephemeral loopback port for this module; kill it afterwards."""
+    assert MEMCACHED is not None
+    port = _free_port()
+    cmd = [MEMCACHED, "-p", str(port), "-U", "0", "-t", "1", "-m", "64", "-l", "127.0.0.1"]
+    # NOTE: memcached rewrites a shrinking counter in place (space padded) only while no other
+    # thread holds the item; its LRU crawler and maintainer threads make that random.
+    cmd += ["-o", "no_lru_crawler,no_lru_maintainer"]
+    if os.geteuid() == 0:
+        cmd += ["-u", "nobody"]  # memcached refuses to run as root otherwise
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.skip(f"memcached did not start on port {port}")
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+class Oracle:
+    """One client connection to memcached, answering one command at a time."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+
+    def ask(self, data: bytes, n_mn: int) -> bytes:
+        """Send ``data`` and read until ``n_mn`` ``MN`` lines ended the reply."""
+        self.sock.sendall(data)
+        buf = b""
+        while not (buf.endswith(b"MN\r\n") and buf.count(b"MN\r\n") >= n_mn):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        return buf
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+_LAST_CAS = [
+    re.compile(rb"^VALUE \S+ \d+ \d+ (\d+)\r$", re.M),
+    re.compile(rb"^(?:VA \d+|HD|EX|NS|NF|EN)(?: \S+)*? c(\d+)(?: |\r$)", re.M),
+]
+_VALUE_CAS = re.compile(rb"^(VALUE \S+ \d+ \d+ )(\d+)(\r)$", re.M)
+_META_LINE = re.compile(rb"^((?:VA \d+|HD|EX|NS|NF|EN)(?: \S+)*)(\r)$", re.M)
+
+
+def last_cas(reply: bytes, previous: int) -> int:
+    """Return the last CAS unique a reply showed, or ``previous``."""
+    found = [(m.start(1), int(m.group(1))) for rx in _LAST_CAS for m in rx.finditer(reply)]
+    return max(found)[1] if found else previous
+
+
+class CasNames:
+    """Rename CAS uniques by order of first appearance (0 stays 0: meta's "no CAS")."""
+
+    def __init__(self) -> None:
+        self.names: dict[bytes, bytes] = {b"0": b"0"}
+
+    def _name(self, cas: bytes) -> bytes:
+        return self.names.setdefault(cas, b"#%d" % len(self.names))
+
+    def __call__(self, reply: bytes) -> bytes:
+        reply = _VALUE_CAS.sub(lambda m: m.group(1) + self._name(m.group(2)) + m.group(3), reply)
+
+        def meta(m: re.Match[bytes]) -> bytes:
+            toks = m.group(1).split(b" ")
+            out = [toks[0]] + [
+                b"c" + self._name(t[1:]) if t[:1] == b"c" and t[1:].isdigit() else t for t in toks[1:]
+            ]
+            return b" ".join(out) + m.group(2)
+
+        return _META_LINE.sub(meta, reply)
+
+
+# -- command strategies -----------------------------------------------------------------------
+
+keys = st.sampled_from(KEYS)
+values = st.sampled_from(VALUES)
+exptimes = st.sampled_from([b"0", b"-1", b"0"])
+noreply = st.sampled_from([b"", b" noreply"])
+numbers = st.sampled_from([b"0", b"1", b"5", b"18446744073709551615", b"-1", b"abc", b"+3", b"07"])
+
+
+@st.composite
+def storage(draw) -> bytes:
+    cmd = draw(st.sampled_from([b"set", b"add", b"replace", b"append", b"prepend", b"cas"]))
+    value = draw(values)
+    length = b"%d" % len(value)
+    if value and draw(st.integers(0, 9)) == 0:
+        length = b"%d" % (len(value) - 1)  # a bad data chunk; the rest reads as a command line
+    flags = draw(st.sampled_from([b"0", b"5", b"4294967295", b"4294967296", b"-1", b"x"]))
+    cas = b" " + draw(st.sampled_from([CAS, NO_CAS, b"0"])) if cmd == b"cas" else b""
+    line = b"%s %s %s %s %s%s%s\r\n" % (cmd, draw(keys), flags, draw(exptimes), length, cas, draw(noreply))
+    return line + value + b"\r\n"
+
+
+@st.composite
+def retrieval(draw) -> bytes:
+    cmd = draw(st.sampled_from([b"get", b"gets", b"gat", b"gats"]))
+    ks = draw(st.lists(keys, min_size=1, max_size=4))
+    if draw(st.integers(0, 19)) == 0:
+        ks.insert(draw(st.integers(0, len(ks))), b"k" * 251)
+    exp = draw(st.sampled_from([b"0 ", b"abc "])) if cmd.startswith(b"gat") else b""
+    return cmd + b" " + exp + b" ".join(ks) + b"\r\n"
+
+
+@st.composite
+def other(draw) -> bytes:
+    key = draw(keys)
+    return draw(
+        st.sampled_from(
+            [
+                b"delete %s%s\r\n" % (key, draw(noreply)),
+                b"delete %s 0\r\n" % key,
+                b"delete %s 1\r\n" % key,
+                b"incr %s %s%s\r\n" % (key, draw(numbers), draw(noreply)),
+                b"decr %s %s%s\r\n" % (key, draw(numbers), draw(noreply)),
+                b"touch %s %s%s\r\n" % (key, draw(exptimes), draw(noreply)),
+                b"flush_all%s\r\n" % draw(noreply),
+                b"flush_all 0\r\n",
+                b"version\r\n",
+                b"verbosity 0%s\r\n" % draw(noreply),
+                b"GET %s\r\n" % key,
+                b"bogus\r\n",
+                b"\r\n",
+                b"get\r\n",
+                b"set %s 0 0\r\n" % key,
+                b"incr %s\r\n" % key,
+                b"mn\r\n",
+            ]
+        )
+    )
+
+
+# Flags per meta command, valid and not (x is unknown, Fx and D-1 malformed, MX a bad mode).
+META_FLAGS = {
+    b"mg": [b"k", b"v", b"s", b"f", b"c", b"t", b"q", b"u", b"O7", b"T0", b"N0", b"R30", b"b", b"x"],
+    b"ms": [b"c", b"k", b"O1", b"q", b"F3", b"T0", b"I", b"b", b"C" + CAS, b"C" + NO_CAS, b"Fx", b"s"]
+    + [b"ME", b"MA", b"MP", b"MR", b"MS", b"MX", b"Mxx"],
+    b"md": [b"q", b"k", b"O2", b"I", b"T0", b"C" + CAS, b"C0", b"b", b"x"],
+    b"ma": [b"N0", b"J7", b"D2", b"D-1", b"MI", b"MD", b"M+", b"M-", b"MX", b"q", b"t", b"c", b"v", b"k"]
+    + [b"O3", b"C" + CAS, b"T0", b"b"],
+}
+
+
+@st.composite
+def meta(draw) -> bytes:
+    kind = draw(st.sampled_from(sorted(META_FLAGS)))
+    flags = draw(st.lists(st.sampled_from(META_FLAGS[kind]), max_size=5))
+    key = draw(keys)
+    if b"b" in flags:
+        key = base64.b64encode(key)
+    line = kind + b" " + key
+    if kind == b"ms":
+        value = draw(values)
+        return line + b" %d" % len(value) + b"".join(b" " + f for f in flags) + b"\r\n" + value + b"\r\n"
+    return line + b"".join(b" " + f for f in flags) + b"\r\n"
+
+
+commands = st.lists(st.one_of(storage(), retrieval(), other(), meta()), min_size=1, max_size=25)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend_name", ["native", "python"])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stream=commands)
+def test_session_answers_like_memcached(memcached_port, backend_name, stream):
+    if backend_name not in BACKENDS:
+        pytest.skip("native backend is not built")
+    oracle = Oracle(memcached_port)
+    store = BACKENDS[backend_name]()
+    ctx = ServerContext(store)
+    ctx.version = "1.6.18"  # memcached's own, so `version` compares equal
+    session = Session(store, ctx)
+    ours_names, theirs_names = CasNames(), CasNames()
+    ours_cas = theirs_cas = 0
+    try:
+        # Start both from an empty cache; memcached keeps its items between examples.
+        assert oracle.ask(b"flush_all\r\nmn\r\n", 1) == b"OK\r\nMN\r\n"
+        for i, command in enumerate(stream):
+            n_mn = command.count(b"mn\r\n") + 1
+            ours = session.feed(command.replace(CAS, b"%d" % ours_cas) + b"mn\r\n")
+            theirs = oracle.ask(command.replace(CAS, b"%d" % theirs_cas) + b"mn\r\n", n_mn)
+            ours_cas, theirs_cas = last_cas(ours, ours_cas), last_cas(theirs, theirs_cas)
+            assert ours_names(ours) == theirs_names(theirs), f"after {command!r} in {stream[: i + 1]!r}"
+    finally:
+        oracle.close()
