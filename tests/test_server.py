@@ -141,6 +141,35 @@ def test_environment_configures_the_daemon(daemon_factory: Factory) -> None:
     assert (s["maxbytes"], s["maxconns"]) == (str(12 * MiB), "33")
 
 
+def test_log_is_quiet_by_default_and_per_request_at_vv(daemon_factory: Factory) -> None:
+    quiet = daemon_factory(backend="python")
+    quiet.request(b"version\r\n")
+    loud = daemon_factory("-vv", backend="python")
+    loud.request(b"version\r\n")
+    loud.wait_for_log(r"info: conn \d+: closed")
+    assert quiet.stop() == 0 and loud.stop() == 0
+    assert " conn " not in quiet.log
+    assert all(line.startswith(f"pycache-d[{quiet.pid}]: notice: ") for line in quiet.lines)
+    assert "info: conn" in loud.log
+    assert "debug: conn" in loud.log and "version" in loud.log
+
+
+def test_verbosity_command_changes_the_log_level(daemon_factory: Factory) -> None:
+    d = daemon_factory(backend="python")
+    assert d.request(b"verbosity 1\r\n") == b"OK\r\n"
+    assert stats(d, "settings")["verbosity"] == "1"
+    d.wait_for_log(r"info: conn \d+: opened from 127\.0\.0\.1:")
+
+
+def test_console_script() -> None:
+    script = Path(sys.executable).with_name("pycache-d")
+    if not script.exists():
+        pytest.skip("the pycache-d script is not installed next to this interpreter")
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0
+    assert result.stdout.startswith("pycache-d ")
+
+
 # -- startup failures ------------------------------------------------------------------------------
 
 

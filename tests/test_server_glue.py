@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -343,3 +344,14 @@ def test_reload_applies_live_settings_and_survives_a_bad_file(
     assert "memory_limit 8m -> 16m" in caplog.text
     assert "port changed" in caplog.text
     assert "reload failed, keeping the current settings" in caplog.text
+
+
+def test_plain_asyncio_when_uvloop_is_missing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pycache_d import __main__ as main_module
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # makes ``import uvloop`` fail
+    factory, name = main_module._loop_factory()
+    assert (factory, name) == (asyncio.new_event_loop, "asyncio")
+    assert "uvloop is not installed" in caplog.text
