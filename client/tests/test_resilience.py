@@ -83,6 +83,42 @@ def test_silent_server_times_out_within_the_timeout(silent_server: str) -> None:
     assert asyncio.run(main()) < 1.0
 
 
+@pytest.fixture
+def unconnectable_server() -> Iterator[str]:
+    """A loopback port whose accept queue is full, so a new connect hangs until it times out."""
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(0)
+        address = srv.getsockname()
+        fillers = []
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(address)
+            fillers.append(filler)
+        time.sleep(0.05)
+        yield f"127.0.0.1:{address[1]}"
+        for filler in fillers:
+            filler.close()
+
+
+def test_connect_timeout(unconnectable_server: str) -> None:
+    with Client(unconnectable_server, connect_timeout=0.3) as c:
+        t0 = time.monotonic()
+        with pytest.raises(CacheTimeoutError, match="timed out connecting"):
+            c.get("k")
+        assert time.monotonic() - t0 < 1.0
+
+    async def main() -> None:
+        async with AsyncClient(unconnectable_server, connect_timeout=0.3) as ac:
+            with pytest.raises(CacheTimeoutError, match="timed out connecting"):
+                await ac.get("k")
+
+    t0 = time.monotonic()
+    asyncio.run(main())
+    assert time.monotonic() - t0 < 1.0
+
+
 def test_blocking_pool_exhausted_when_every_connection_is_busy(silent_server: str) -> None:
     with Client(silent_server, timeout=0.5, max_pool_size=1, pool_timeout=0.1) as c:
         errors: list[BaseException] = []
