@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from daemon import Daemon, free_port, start_daemon, wait_for_port  # noqa: E402
+from daemon_procs import Daemon, free_port, start_daemon, wait_for_port  # noqa: E402
 
 from pycache_client import Client  # noqa: E402
 

@@ -12,25 +12,17 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from daemon import Daemon, start_daemon  # noqa: E402
+from daemon_procs import FALLBACKS, Daemon, note_fallback, start_daemon  # noqa: E402
 
 from pycache_client import AsyncClient, Client  # noqa: E402
 
 BACKENDS = ["native", "python"]
-_fallbacks: list[str] = []
-
-
-def note_fallback(reason: str | None) -> None:
-    """Record why a test ran against memcached instead of pycache-d, and print it now."""
-    if reason and reason not in _fallbacks:
-        _fallbacks.append(reason)
-        print(f"\n[pycache-client tests] {reason}", file=sys.__stderr__, flush=True)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _fallbacks:
+    if FALLBACKS:
         terminalreporter.section("daemon fallbacks")
-        for reason in _fallbacks:
+        for reason in FALLBACKS:
             terminalreporter.write_line(reason)
 
 

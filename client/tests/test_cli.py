@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from daemon import Daemon, free_port
+from daemon_procs import Daemon, free_port
 
 from pycache_client import Client
 from pycache_client.cli import format_table

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import falcon.testing
 import pytest
-from daemon import Daemon, free_port
+from daemon_procs import Daemon, free_port
 
 from pycache_client import Client
 from pycache_client.http import Config, create_app

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon import Daemon, free_port, stop_process, wait_for_port
+from daemon_procs import Daemon, free_port, stop_process, wait_for_port
 
 from pycache_client import Client
 

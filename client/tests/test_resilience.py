@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import note_fallback
-from daemon import Daemon, DaemonUnavailable, free_port, start_unix, wait_for_port
+from daemon_procs import Daemon, DaemonUnavailable, free_port, note_fallback, start_unix, wait_for_port
 
 from pycache_client import (
     AsyncClient,

@@ -19,6 +19,17 @@ import time
 from dataclasses import dataclass, field
 
 STARTUP_TIMEOUT = 15.0
+#: Why tests ran against memcached instead of pycache-d (shown in pytest's summary).
+FALLBACKS: list[str] = []
+
+
+def note_fallback(reason: str | None) -> None:
+    """Record why a test ran against memcached instead of pycache-d, and print it now."""
+    if reason and reason not in FALLBACKS:
+        FALLBACKS.append(reason)
+        print(f"\n[pycache-client tests] {reason}", file=sys.__stderr__, flush=True)
+
+
 _LISTENING = re.compile(rb"listening on ([0-9.]+):(\d+)")
 
 

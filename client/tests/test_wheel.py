@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from daemon import Daemon
+from daemon_procs import Daemon
 
 CLIENT = Path(__file__).resolve().parent.parent
 
