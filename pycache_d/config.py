@@ -6,26 +6,29 @@ daemon was started with so SIGHUP can re-read only the file (:meth:`ConfigSource
 
 Precedence, per option: flag > environment > file > default.
 
-=====================  ==========================  =================================================
-flag                   environment / TOML key      meaning (default)
-=====================  ==========================  =================================================
-``-p/--port``          ``PORT`` / ``port``         TCP port, 0 = ephemeral (11211)
-``-l/--listen``        ``LISTEN`` / ``listen``     address, ``host:port``, ``[v6]:port`` or
-                                                   ``unix:/path``; repeatable, comma-separated in
-                                                   the environment, a list in TOML (127.0.0.1)
-``--unix-mode``        ``UNIX_MODE`` / ...         unix socket permissions, octal (0700)
-``-m/--memory-limit``  ``MEMORY_LIMIT``            item memory, megabytes or with a k/m/g suffix (64)
-``--max-items``        ``MAX_ITEMS``               item count limit, 0 = none (0)
-``-c/--max-connections`` ``MAX_CONNECTIONS``       concurrent clients (1024)
-``-I/--max-item-size`` ``MAX_ITEM_SIZE``           bytes, or with a k/m/g suffix like memcached (1m)
-``--backend``          ``BACKEND``                 auto, native or python (auto)
-``-v/--verbose``       ``VERBOSE`` (a number)      -v connection events, -vv every request (0)
-``--config``           ``CONFIG``                  the TOML file (none)
-=====================  ==========================  =================================================
+==========================  =========================  ===========================================
+flag                        TOML key / environment     meaning (default)
+==========================  =========================  ===========================================
+``-p/--port``               ``port``                   TCP port, 0 = any free one (11211)
+``-l/--listen``             ``listen``                 ``host``, ``host:port``, ``[v6]:port`` or
+                                                       ``unix:/path``; repeatable; a list in TOML,
+                                                       comma-separated in the environment
+                                                       (127.0.0.1)
+``--unix-mode``             ``unix_mode``              unix socket permissions, octal (0700)
+``-m/--memory-limit``       ``memory_limit``           item memory: megabytes, or with a k/m/g
+                                                       suffix (64)
+``--max-items``             ``max_items``              item count limit, 0 = none (0)
+``-c/--max-connections``    ``max_connections``        concurrent clients (1024)
+``-I/--max-item-size``      ``max_item_size``          bytes, or with a k/m/g suffix (1m)
+``--backend``               ``backend``                auto, native or python (auto)
+``-v/--verbose``            ``verbose`` (a number)     -v connection events, -vv every request (0)
+``--config``                (environment only)         the TOML file (none)
+==========================  =========================  ===========================================
 
-Environment variables are ``PYCACHE_D_`` + the upper-case name; TOML keys are the long flag
-names with underscores (``memory_limit = 128``). A key spelled with dashes is rejected with a
-hint rather than silently ignored, as is any unknown key.
+Environment variables are ``PYCACHE_D_`` + the upper-case key (``PYCACHE_D_MEMORY_LIMIT``,
+``PYCACHE_D_CONFIG``); TOML keys are the long flag names with underscores (``memory_limit = 128``).
+A key spelled with dashes is rejected with a hint rather than silently ignored, as is any unknown
+key. An empty environment variable counts as unset.
 """
 
 from __future__ import annotations
@@ -149,7 +152,7 @@ def _listen(value: object) -> tuple[str, ...]:
     if not items or any(not item for item in items):
         raise ValueError(f"empty address in {value!r}")
     for item in items:
-        _endpoint(item, 0)  # validate the syntax now; the port is filled in by resolve()
+        _endpoint(item, 0)  # validate the syntax now; Config.endpoints fills in the port
     return tuple(items)
 
 
