@@ -40,6 +40,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from . import __version__
+
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
@@ -249,15 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-c", "--max-connections", metavar="N", help="maximum concurrent connections (default: 1024)"
     )
     p.add_argument(
-        "-I", "--max-item-size", metavar="SIZE", help="largest item, bytes or with k/m (default: 1m)"
+        "-I", "--max-item-size", metavar="SIZE", help="largest item, bytes or with k/m/g (default: 1m)"
     )
     p.add_argument("--backend", metavar="NAME", help="store backend: auto, native or python (default: auto)")
     p.add_argument(
         "-v", "--verbose", action="count", help="log connection events; twice to log every request"
     )
     p.add_argument("--config", metavar="FILE", help="TOML file with the same settings (keys like max_items)")
-    from . import __version__
-
     p.add_argument("-V", "--version", action="version", version=f"pycache-d {__version__}")
     return p
 
