@@ -7,9 +7,9 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 EXT_SUFFIX = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 NATIVE_SRC := $(wildcard csrc/*.c csrc/*.h pycache_d/*.pyx pycache_d/*.pxd) setup.py
-APT_PACKAGES := memcached libmemcached-tools
+APT_PACKAGES := memcached libmemcached-tools curl wrk
 
-.PHONY: venv ext test lint unit test-asan bench dist clean run apt
+.PHONY: venv ext test lint test-asan bench dist clean run apt
 
 venv: $(STAMP) ext
 
@@ -45,12 +45,13 @@ lint: venv
 	$(BIN)/ruff check pycache_d tests benchmarks
 	$(BIN)/ruff format --check pycache_d tests benchmarks
 	$(BIN)/mypy
+	cd client && ../$(BIN)/ruff check . && ../$(BIN)/ruff format --check . && ../$(BIN)/mypy
 
-unit: venv
-	$(BIN)/pytest -q
-
+# The daemon's suite, the client distribution's suite (its own pytest config), then the
+# store and compiled session under AddressSanitizer.
 test: venv apt lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q tests
+	cd client && ../$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-asan
 
 # The store's tests against an ASan+UBSan build of the extension, built out of tree so the
@@ -66,14 +67,19 @@ test-asan: $(STAMP)
 
 bench: venv apt
 	$(PY) benchmarks/run.py
+	$(PY) client/benchmarks/http_bench.py
 
 dist: venv
 	rm -rf dist
 	$(PY) -m build --outdir dist .
+	$(PY) -m build --outdir dist client
 
 clean:
 	rm -rf build dist *.egg-info pycache_d/*.so pycache_d/_native.c pycache_d/*.html .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
+# The daemon on 127.0.0.1:11211 and the HTTP API on 127.0.0.1:5000; Ctrl-C stops both.
 run: venv
-	$(PY) -m pycache_d
+	@trap 'kill $$daemon 2>/dev/null; wait' EXIT INT TERM; \
+	$(PY) -m pycache_d -l 127.0.0.1 -p 11211 & daemon=$$!; \
+	$(BIN)/pycache-http --host 127.0.0.1 --port 5000 --cache 127.0.0.1:11211
