@@ -38,10 +38,13 @@ def setup(verbosity: int = 0, stream: TextIO | None = None) -> logging.Logger:
     """Send the daemon's log to ``stream`` (stderr) at the threshold for ``verbosity``."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(_Formatter())
-    for old in list(log.handlers):
-        log.removeHandler(old)
-    log.addHandler(handler)
-    log.propagate = False
+    # The event loop reports its own trouble (a failing callback, accept() out of file
+    # descriptors) on the "asyncio" logger: give it the same one-line-per-event format.
+    for logger in (log, logging.getLogger("asyncio")):
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.propagate = False
     set_verbosity(verbosity)
     return log
 
