@@ -517,12 +517,13 @@ def _ma(session: Session, toks: list[bytes], out: list[bytes]) -> None:
 
 def _me(session: Session, toks: list[bytes], out: list[bytes]) -> None:
     key = toks[1]
-    binary = len(toks) > 2 and toks[2] == b"b"
-    if binary:
+    if len(toks) > 2 and toks[2] == b"b":
         try:
             key = binascii.a2b_base64(key, strict_mode=True)
         except binascii.Error:
-            out.append(wire.META_KEY_DECODE)
+            key = b""
+        if not key:
+            out.append(wire.BAD_FORMAT)
             return
     try:
         item = session.store.get_item(key)
@@ -536,8 +537,10 @@ def _me(session: Session, toks: list[bytes], out: list[bytes]) -> None:
     m = _mark(session, key, cas)
     exptime = m[1] if m is not None else 0
     last = m[3] if m is not None else now
-    size = len(key) + len(value) + ITEM_OVERHEAD
+    fetched = b"yes" if m is not None and m[2] & _FETCHED else b"no"
+    # NOTE: as memcached prints them: exp is now - exptime (negative while the item lives), and
+    # size is memcached's item size (48-byte header, 8-byte CAS, key + NUL, value + CRLF).
     out.append(
-        b"ME %s exp=%d la=%d cas=%d fetch=yes cls=1 size=%d\r\n"
-        % (toks[1], _remaining(exptime, now), now - last, cas, size)
+        b"ME %s exp=%d la=%d cas=%d fetch=%s cls=1 size=%d\r\n"
+        % (key, -1 if exptime == 0 else now - exptime, now - last, cas, fetched, len(key) + len(value) + 59)
     )
