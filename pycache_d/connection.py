@@ -218,7 +218,9 @@ class Connection(asyncio.Protocol):
 
     def _check_stall(self) -> None:
         self._stall_timer = None
-        if not self._paused or self._closing:
+        # NOTE: a closing connection counts too: its transport is still flushing to the client
+        # (the timer is cancelled once the connection is really lost).
+        if not self._paused:
             return
         size = self.transport.get_write_buffer_size()
         if size >= self._stall_size:

@@ -179,6 +179,8 @@ def test_stalled_client_is_disconnected(run: Any, monkeypatch: pytest.MonkeyPatc
         srv = await started()
         _r, w = await connect(srv)
         w.write(b"big\r\n" * 50)
+        _r2, w2 = await connect(srv)
+        w2.write(b"big\r\n" * 12 + b"quit\r\n")  # closing, but its replies can never be flushed
         await paused(srv)
         await until(lambda: not srv.connections, timeout=3)
 
