@@ -425,3 +425,8 @@ def test_pipeline_split_in_three(fresh_session):
     for a in range(1, n, 7):
         for b in range(a, n, 13):
             assert feed_split(fresh_session(), PIPELINE, [a, b - a]) == whole, f"split at {a}, {b}"
+
+
+def test_feed_accepts_any_bytes_like(session):
+    assert session.feed(bytearray(b"set k 0 0 1\r\n")) == b""
+    assert session.feed(memoryview(b"x\r\nget k\r\n")) == b"STORED\r\nVALUE k 0 1\r\nx\r\nEND\r\n"
