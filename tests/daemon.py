@@ -237,10 +237,10 @@ class Daemon:
             return read_until(sock, until)
 
 
-def read_until(sock: socket.socket, suffix: bytes, limit: int = 64 * 1024 * 1024) -> bytes:
-    """Read from ``sock`` until the data ends with ``suffix``, EOF, or ``limit`` bytes."""
+def read_until(sock: socket.socket, suffix: bytes | None, limit: int = 64 * 1024 * 1024) -> bytes:
+    """Read from ``sock`` until the data ends with ``suffix`` (None: until EOF), or ``limit`` bytes."""
     buf = bytearray()
-    while not buf.endswith(suffix) and len(buf) < limit:
+    while not (suffix and buf.endswith(suffix)) and len(buf) < limit:
         chunk = sock.recv(1 << 16)
         if not chunk:
             break

@@ -75,7 +75,7 @@ def test_sigterm_finishes_a_pipelined_batch(daemon: Daemon) -> None:
         sock.sendall(batch)
         first = sock.recv(8)  # the daemon is answering the batch...
         daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-        rest = read_until(sock, b"\0never")  # ...and finishes it before it closes the connection
+        rest = read_until(sock, None)  # ...and finishes it before it closes the connection
     replies = first + rest
     assert replies.count(b"STORED\r\n") == n
     assert replies.count(b"END\r\n") == n
@@ -292,7 +292,7 @@ def test_max_connections_refusal_matches_memcached(daemon_factory: Factory) -> N
         s.sendall(b"version\r\n")
         assert s.recv(100).startswith(b"VERSION")
     with d.connect() as extra:
-        assert read_until(extra, b"\0never") == b"ERROR Too many open connections\r\n"
+        assert read_until(extra, None) == b"ERROR Too many open connections\r\n"
     d.wait_for_log("rejected 1 connection")
     kept[0].sendall(b"stats\r\n")
     s = {}
