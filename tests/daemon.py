@@ -11,11 +11,15 @@ takes the bound addresses from the ``listening on`` lines before it. Use it as a
         ...
     assert d.returncode == 0             # stop() sent SIGTERM and waited
 
-or through the fixtures (import them into a test module, or list this module in a conftest's
-``pytest_plugins``): ``daemon_backend`` (the names ``native``/``python``, native skipped when not
-built), ``daemon`` (a running daemon on each backend) and ``daemon_factory`` (start daemons with
-your own flags; all are stopped at teardown). From another directory (the client's tests), put
-this file's directory on ``sys.path`` first.
+or through the fixtures ``daemon_backend`` (the names ``native``/``python``, native skipped when
+not built), ``daemon`` (a running daemon on each backend) and ``daemon_factory`` (start daemons
+with your own flags; all are stopped at teardown). Load them with ``pytest_plugins = ["daemon"]``
+in a test module, after ``pytest.register_assert_rewrite("daemon")`` if that module also imports
+from here (see test_server.py). From another directory, put this file's directory on
+``sys.path`` first.
+
+Helpers: :func:`read_until` (a reply, or everything until EOF), :func:`stats` (``stats [group]``
+as a dict), :func:`backend_params` (``pytest.param`` per backend for your own parametrisation).
 """
 
 from __future__ import annotations
