@@ -16,6 +16,7 @@ from . import config as configmod
 from . import log as logmod
 from .config import Config, ConfigError, ConfigSource, describe_size
 from .log import log, notice
+from .server import ListenError, Server, run
 from .store import store_class
 
 EXIT_OK = 0
@@ -57,8 +58,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _serve(cfg: Config, source: ConfigSource, store: Any, loop_name: str) -> int:
-    from .server import ListenError, Server, run
-
     server = Server(cfg, store, source=source)
 
     def started() -> None:
