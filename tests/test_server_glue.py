@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,10 @@ LOOPS = [pytest.param(uvloop.new_event_loop, id="uvloop"), pytest.param(asyncio.
 
 
 @pytest.fixture(params=LOOPS)
-def run(request: pytest.FixtureRequest) -> Callable[[Callable[[], Awaitable[None]]], None]:
+def run(request: pytest.FixtureRequest) -> Iterator[Callable[[Callable[[], Awaitable[None]]], None]]:
     """Run an async test body on each event loop."""
+    logger = logging.getLogger("pycache_d")
+    level = logger.level  # a Server sets it from its verbosity: give it back to other tests
 
     def runner(body: Callable[[], Awaitable[None]]) -> None:
         StandInSession.instances.clear()
@@ -89,7 +91,8 @@ def run(request: pytest.FixtureRequest) -> Callable[[Callable[[], Awaitable[None
         with asyncio.Runner(loop_factory=request.param) as r:
             r.run(guarded())
 
-    return runner
+    yield runner
+    logger.setLevel(level)
 
 
 async def started(*argv: str, source: ConfigSource | None = None) -> Server:
