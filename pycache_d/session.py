@@ -416,9 +416,6 @@ class Session:
         if n not in (2, 3):
             out.append(wire.ERROR)
             return
-        if n == 2 and toks[1] == b"noreply":
-            out.append(wire.OK)  # memcached answers this one, and changes nothing
-            return
         noreply = toks[-1] == b"noreply"
         level = parse_u32(toks[1])
         if level is None:

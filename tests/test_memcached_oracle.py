@@ -189,6 +189,17 @@ def other(draw) -> bytes:
                 b"set %s 0 0\r\n" % key,
                 b"incr %s\r\n" % key,
                 b"mn\r\n",
+                b"get  %s   %s \r\n" % (key, key),
+                b"incr %s +1\r\n" % key,
+                b"touch %s +0 noreply\r\n" % key,
+                b"gat -1 %s\r\n" % key,
+                b"delete %s 0 noreply\r\n" % key,
+                b"verbosity\r\n",
+                b"verbosity x\r\n",
+                b"verbosity noreply\r\n",
+                b"flush_all x\r\n",
+                b"version extra words\r\n",
+                b"get %s\0ignored\r\n" % key,
             ]
         )
     )

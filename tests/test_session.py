@@ -236,8 +236,9 @@ def test_version_verbosity_quit(session):
     assert session.ctx.verbosity == 1
     assert session.feed(b"verbosity 5 noreply\r\n") == b""
     assert session.ctx.verbosity == 2  # memcached's maximum
+    # "noreply" silences even the error of its own missing level
     assert session.feed(b"verbosity noreply\r\nverbosity x\r\nverbosity\r\n") == (
-        b"OK\r\nCLIENT_ERROR bad command line format\r\nERROR\r\n"
+        b"CLIENT_ERROR bad command line format\r\nERROR\r\n"
     )
     assert not session.closing
     assert session.feed(b"get a\r\nquit\r\nget a\r\n") == b"END\r\n"
