@@ -304,10 +304,7 @@ def _ms(session: Session, toks: list[bytes], out: list[bytes]) -> None:
         error = wire.META_MS_MODE
     if error is None and len(fl.key) + vlen + ITEM_OVERHEAD > session.store.max_item_size:
         session.ctx.counters["store_too_large"] += 1
-        try:
-            session.store.delete(fl.key)  # memcached drops the old value whatever the mode
-        except InvalidKey:
-            pass
+        session._drop(fl.key)  # memcached drops the old value whatever the mode
         error = ItemTooLarge.wire
     if error is not None:
         session._swallow = vlen + 2

@@ -275,8 +275,8 @@ class Session:
         """
         try:
             self.store.set(key, bytes(self.store.max_item_size - len(key) - ITEM_OVERHEAD + 1))
-        except StoreError:
-            pass
+        except (StoreError, ValueError):
+            pass  # refused, as intended (or the key itself was: nothing to drop)
 
     def _complete(self, block: bytes, out: list[bytes]) -> None:
         """Finish the pending storage command with its data block (value + b"\\r\\n")."""

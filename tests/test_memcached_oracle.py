@@ -223,6 +223,8 @@ def meta(draw) -> bytes:
     key = draw(keys)
     if b"b" in flags:
         key = base64.b64encode(key)
+    if draw(st.integers(0, 29)) == 0:
+        key = b"k" * 251
     line = kind + b" " + key
     if kind == b"ms":
         value = draw(values)
@@ -256,5 +258,30 @@ def test_session_answers_like_memcached(memcached_port, backend_name, stream):
             theirs = oracle.ask(command.replace(CAS, b"%d" % theirs_cas) + b"mn\r\n", n_mn)
             ours_cas, theirs_cas = last_cas(ours, ours_cas), last_cas(theirs, theirs_cas)
             assert ours_names(ours) == theirs_names(theirs), f"after {command!r} in {stream[: i + 1]!r}"
+    finally:
+        oracle.close()
+
+
+def _no_long_get(command: bytes) -> bool:
+    # memcached drops every reply not yet sent when a get meets a long key, and which those are
+    # depends on its network batching; the split tests cover our (per-command) behaviour.
+    return not (command.startswith((b"get", b"gat")) and b"k" * 251 in command)
+
+
+@pytest.mark.slow
+@settings(max_examples=EXAMPLES // 2, deadline=None, suppress_health_check=list(HealthCheck))
+@given(stream=st.lists(st.one_of(storage(), retrieval(), other(), meta()).filter(_no_long_get), max_size=25))
+def test_pipelined_stream_answers_like_memcached(memcached_port, stream):
+    """The whole stream in one write (one feed): memcached answers pipelined requests in order."""
+    oracle = Oracle(memcached_port)
+    store = BACKENDS["python"]()
+    ctx = ServerContext(store)
+    ctx.version = "1.6.18"
+    data = b"".join(c for c in stream if CAS not in c) + b"mn\r\n"
+    try:
+        assert oracle.ask(b"flush_all\r\nmn\r\n", 1) == b"OK\r\nMN\r\n"
+        ours = Session(store, ctx).feed(data)
+        theirs = oracle.ask(data, data.count(b"mn\r\n"))
+        assert CasNames()(ours) == CasNames()(theirs), data
     finally:
         oracle.close()
