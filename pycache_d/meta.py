@@ -3,9 +3,10 @@
 Flags are parsed as memcached 1.6.18 parses them (``_meta_flag_preparse``): every known flag is
 accepted by every command, a repeated flag is ``CLIENT_ERROR duplicate flag``, an unknown one
 ``CLIENT_ERROR invalid flag``; md and ma answer any flag error with ``CLIENT_ERROR invalid or
-duplicate flag``. Return flags come back in request order; ``k`` is followed by ``b`` for a base64
-key; the ``Z``, ``X`` and ``W`` flags follow the others. ``q`` hides ``EN`` for mg and ``HD`` for
-ms, md and ma, never an error.
+duplicate flag``. Return flags come back in request order, then ``Z``, ``X`` and ``W``. On a hit
+``k`` shows the key as the item was stored: base64 followed by ``b`` if an ms stored it under
+``b``, plain otherwise. ``q`` hides ``EN`` for mg, ``HD`` for ms and md, and any success of ma but
+a vivification; never an error.
 
 APPROXIMATIONS (the store API keeps no per-item meta state and has no side-effect-free lookup):
 
@@ -108,13 +109,13 @@ def _parse(toks: list[bytes], start: int, default_error: bytes) -> _Flags:
                 fl.error = wire.META_BAD_TOKEN
         elif o == 0x4D:  # M
             if len(tok) != 2:
-                fl.error = b"CLIENT_ERROR incorrect length for M token\r\n"
+                fl.error = wire.META_M_LENGTH
         elif o == 0x4A:  # J
             if parse_u64(arg) is None:
-                fl.error = b"CLIENT_ERROR invalid numeric initial value\r\n"
+                fl.error = wire.META_BAD_INITIAL
         elif o == 0x44:  # D
             if parse_u64(arg) is None:
-                fl.error = b"CLIENT_ERROR invalid numeric delta value\r\n"
+                fl.error = wire.META_BAD_DELTA
         elif o == 0x4F and len(tok) > _MAX_OPAQUE:  # O
             fl.error = wire.META_OPAQUE_TOO_LONG
     return fl
@@ -143,7 +144,7 @@ def dispatch(session: Session, toks: list[bytes], out: list[bytes]) -> None:
     if len(toks) > _TOKEN_CAP:
         toks = toks[:_TOKEN_CAP]
     if len(toks) > _MAX_TOKENS and cmd != 0x65:
-        out.append(b"CLIENT_ERROR options flags are too long\r\n")
+        out.append(wire.META_TOO_MANY_FLAGS)
         return
     if cmd == 0x67:
         _mg(session, toks, out)

@@ -48,6 +48,8 @@ _MAX_VLEN = 2**31 - 1 - 2
 _LONG_OK = (b"get ", b"gets ")
 
 _NOT_FOUND = Result.NOT_FOUND.wire
+#: Largest value _drop() builds to make the store refuse a set (see there).
+_MAX_DROP_PROBE = 4 * 1024 * 1024
 
 # Storage modes of a pending data block.
 _SET, _ADD, _REPLACE, _APPEND, _PREPEND, _CAS = range(6)
@@ -132,8 +134,9 @@ class Session:
     @staticmethod
     def _too_long(buf: bytes | bytearray, pos: int, end: int) -> bool:
         """Return True if the over-long line at ``pos`` must close the connection."""
-        body = buf[pos:end].lstrip(b" ")
-        if end - pos - len(body) > 100 or not body.startswith(_LONG_OK):
+        head = buf[pos : min(end, pos + 110)]  # PERF: never copy the whole (possibly huge) line
+        body = head.lstrip(b" ")
+        if len(head) - len(body) > 100 or not body.startswith(_LONG_OK):
             return True
         return end - pos > MAX_GET_LINE
 
@@ -270,11 +273,16 @@ class Session:
     def _drop(self, key: bytes) -> None:
         """Make the store forget ``key`` after a too-large set, as memcached does.
 
-        The store drops the old value itself when a set is too large; we hand it the smallest such
-        value rather than buffer the client's block.
+        The store drops the old value itself when a set is too large, without counting a delete;
+        we hand it the smallest such value rather than buffer the client's block. APPSEC: with a
+        huge ``-I`` that value would be a huge allocation per request, so then we delete instead.
         """
+        size = self.store.max_item_size - len(key) - ITEM_OVERHEAD + 1
         try:
-            self.store.set(key, bytes(self.store.max_item_size - len(key) - ITEM_OVERHEAD + 1))
+            if size <= _MAX_DROP_PROBE:
+                self.store.set(key, bytes(size))
+            else:
+                self.store.delete(key)
         except (StoreError, ValueError):
             pass  # refused, as intended (or the key itself was: nothing to drop)
 

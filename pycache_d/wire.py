@@ -37,6 +37,10 @@ META_INVALID_OR_DUPLICATE = b"CLIENT_ERROR invalid or duplicate flag\r\n"
 META_BAD_TOKEN = b"CLIENT_ERROR bad token in command line format\r\n"
 META_MS_MODE = b"CLIENT_ERROR invalid mode for ms M token\r\n"
 META_MA_MODE = b"CLIENT_ERROR invalid mode for ma M token\r\n"
+META_M_LENGTH = b"CLIENT_ERROR incorrect length for M token\r\n"
+META_BAD_INITIAL = b"CLIENT_ERROR invalid numeric initial value\r\n"
+META_BAD_DELTA = b"CLIENT_ERROR invalid numeric delta value\r\n"
+META_TOO_MANY_FLAGS = b"CLIENT_ERROR options flags are too long\r\n"
 
 # -- C-compatible number parsing ------------------------------------------------------------------
 
