@@ -12,6 +12,8 @@ uniques from 1, so they appear literally.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pycache_d.context import ServerContext
 from pycache_d.session import MAX_GET_LINE, MAX_LINE, Session
@@ -431,3 +433,72 @@ def test_pipeline_split_in_three(fresh_session):
 def test_feed_accepts_any_bytes_like(session):
     assert session.feed(bytearray(b"set k 0 0 1\r\n")) == b""
     assert session.feed(memoryview(b"x\r\nget k\r\n")) == b"STORED\r\nVALUE k 0 1\r\nx\r\nEND\r\n"
+
+
+# -- C-exact number parsing -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tok", "u32", "i32", "u64"),
+    [
+        (b"0", 0, 0, 0),
+        (b"42", 42, 42, 42),
+        (b"+7", 7, 7, 7),
+        (b"-0", 0, 0, 0),
+        (b"-1", None, -1, None),
+        (b"4294967296", 0, 0, 4294967296),  # truncated to the C type after the range check
+        (b"2147483648", 2147483648, -2147483648, 2147483648),
+        (b"18446744073709551615", 4294967295, None, 18446744073709551615),
+        (b"18446744073709551616", None, None, None),  # ERANGE
+        (b"9223372036854775808", 0, None, 9223372036854775808),
+        (b"5\t", 5, 5, 5),  # a number may end at any C whitespace
+        (b"\t5", 5, 5, 5),
+        (b"5x", None, None, None),
+        (b"", None, None, None),
+        (b"+", None, None, None),
+        (b"1_000", None, None, None),  # Python's int() would take it
+        (b"\xd9\xa3", None, None, None),  # a non-ASCII digit
+    ],
+)
+def test_numbers_parse_like_memcached(tok, u32, i32, u64):
+    from pycache_d.wire import parse_i32, parse_u32, parse_u64
+
+    assert (parse_u32(tok), parse_i32(tok), parse_u64(tok)) == (u32, i32, u64)
+
+
+# -- robustness: any bytes, split anyhow ------------------------------------------------------
+
+# (No plain "stats": its rusage and time lines differ from one run to the next.)
+
+_FUZZ_TOKENS = (
+    b"get |gets |gat |set |add |cas |append |incr |decr |delete |touch |flush_all|stats settings|"
+    b"stats slabs|verbosity |version|mg |ms |md |ma |mn|me |a|b|YQ==| |  |\r\n|\n|\r|\0|\t|0|1|2|-1|+|"
+    b"99999999999999999999|noreply| q| v| k| b| c| t| s| f| h| l| u| I| T| N1| C1| D| J| MA| ME| MD| O|"
+    b" F| R| x"
+).split(b"|") + [b"k" * 251]
+
+
+@pytest.mark.parametrize("backend_name", ["native", "python"])
+@settings(max_examples=300, deadline=None)
+@given(
+    parts=st.lists(st.sampled_from(_FUZZ_TOKENS), max_size=60),
+    cuts=st.lists(st.integers(0, 400), max_size=6),
+)
+def test_any_input_is_answered_the_same_however_it_is_split(backend_name, parts, cuts):
+    from pycache_d.store import BACKENDS
+
+    if backend_name not in BACKENDS:
+        pytest.skip("native backend is not built")
+    data = b"".join(parts)
+
+    def fresh() -> Session:
+        store = BACKENDS[backend_name](clock=lambda: 1_700_000_000)
+        return Session(store, ServerContext(store, clock=lambda: 1_700_000_000))
+
+    one = fresh()
+    whole = one.feed(data)
+    pieces = fresh()
+    bounds = [0, *sorted(cuts), len(data)]
+    split = b"".join(pieces.feed(data[a:b]) for a, b in zip(bounds, bounds[1:], strict=False))
+    assert split == whole
+    assert pieces.closing == one.closing
