@@ -468,8 +468,8 @@ def _ma(session: Session, toks: list[bytes], out: list[bytes]) -> None:
                     if store.add(key, b"%d" % initial, 0, viv) is Result.STORED:
                         number = initial
                         vivified = True
-                        bits = _BINARY if fl.binary else 0
-                        _set_mark(session, key, store.cas_counter, absolute_expiry(viv, now), bits, now)
+                        # NOTE: as with mg, a vivified item's key is not flagged binary.
+                        _set_mark(session, key, store.cas_counter, absolute_expiry(viv, now), 0, now)
                     else:
                         code = b"NS"
                 else:

@@ -437,6 +437,29 @@ class Session:
     def _quit(self, toks: list[bytes], out: list[bytes]) -> None:
         self.closing = True
 
+    def _cache_memlimit(self, toks: list[bytes], out: list[bytes]) -> None:
+        """Set the memory limit, in megabytes (protocol.txt, "cache_memlimit")."""
+        if len(toks) not in (2, 3):
+            out.append(wire.ERROR)
+            return
+        noreply = toks[-1] == b"noreply"
+        megabytes = parse_u32(toks[1])
+        if megabytes is None:
+            reply = wire.ERROR
+        elif megabytes < 8:
+            reply = wire.MEMLIMIT_TOO_SMALL
+        elif megabytes > 1_000_000_000:
+            reply = wire.MEMLIMIT_NOT_BYTES
+        else:
+            self.store.max_bytes = megabytes * 1024 * 1024
+            reply = wire.OK
+        if not noreply:
+            out.append(reply)
+
+    def _shutdown(self, toks: list[bytes], out: list[bytes]) -> None:
+        # memcached's default (no -A): a client may not stop the server.
+        out.append(wire.SHUTDOWN_DISABLED)
+
     def _stats(self, toks: list[bytes], out: list[bytes]) -> None:
         out.append(session_stats.reply(self.store, self.ctx, toks))
 
@@ -464,6 +487,8 @@ _DISPATCH: dict[bytes, Callable[[Session, list[bytes], list[bytes]], None]] = {
     b"version": Session._version,
     b"verbosity": Session._verbosity,
     b"quit": Session._quit,
+    b"cache_memlimit": Session._cache_memlimit,
+    b"shutdown": Session._shutdown,
     b"stats": Session._stats,
     b"mg": Session._meta,
     b"ms": Session._meta,

@@ -200,6 +200,10 @@ def other(draw) -> bytes:
                 b"flush_all x\r\n",
                 b"version extra words\r\n",
                 b"get %s\0ignored\r\n" % key,
+                b"cache_memlimit 64%s\r\n" % draw(noreply),
+                b"cache_memlimit 7\r\n",
+                b"cache_memlimit x\r\n",
+                b"shutdown\r\n",
             ]
         )
     )

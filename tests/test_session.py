@@ -248,6 +248,22 @@ def test_version_verbosity_quit(session):
     assert session.feed(b"get a\r\n") == b""
 
 
+def test_cache_memlimit_and_shutdown(session):
+    assert session.feed(b"cache_memlimit 100\r\n") == b"OK\r\n"
+    assert session.store.max_bytes == 100 * 1024 * 1024
+    assert session.feed(b"cache_memlimit 64 noreply\r\n") == b""
+    assert session.store.max_bytes == 64 * 1024 * 1024
+    too_small = b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n"
+    assert session.feed(b"cache_memlimit 7\r\n") == too_small
+    assert session.feed(b"cache_memlimit 1000000001\r\n") == (
+        b"MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n"
+    )
+    assert session.feed(b"cache_memlimit x\r\ncache_memlimit\r\n") == b"ERROR\r\nERROR\r\n"
+    assert session.store.max_bytes == 64 * 1024 * 1024
+    assert session.feed(b"shutdown\r\n") == b"ERROR: shutdown not enabled\r\n"
+    assert not session.closing
+
+
 @pytest.mark.parametrize(
     "line",
     [b"", b" ", b"x", b"xx", b"GET a", b"Set a 0 0 1", b"gett a", b"mz a", b"mget a v", b"get", b"set a 0 0"],
