@@ -446,7 +446,13 @@ def _ma(session: Session, toks: list[bytes], out: list[bytes]) -> None:
     number: int | None = None
     vivified = False
     code = b"HD"
+    carried: list[int] | None = None
     try:
+        if key in session.ctx.marks:
+            # The counter gets a new CAS, which would void the item's mark: carry it over (this
+            # read costs a counted get, and only items with meta state pay it).
+            item = store.get_item(key)
+            carried = _mark(session, key, item[2]) if item is not None else None
         if 0x43 in args:
             # memcached's do_add_delta: an empty value is non-numeric before the CAS is compared,
             # and a CAS of 0 compares nothing.
@@ -477,7 +483,10 @@ def _ma(session: Session, toks: list[bytes], out: list[bytes]) -> None:
             elif 0x54 in args:
                 ttl = _ttl(args[0x54])
                 store.touch(key, ttl)
-                _set_mark(session, key, store.cas_counter, absolute_expiry(ttl, now), 0, now)
+                bits = carried[2] if carried is not None else 0
+                _set_mark(session, key, store.cas_counter, absolute_expiry(ttl, now), bits, now)
+            elif carried is not None:
+                _set_mark(session, key, store.cas_counter, carried[1], carried[2], now)
     except InvalidKey:
         code = b"NF"
     except NonNumericValue:

@@ -239,6 +239,12 @@ def test_ma_cas_and_ttl(session, clock):
     assert session.feed(b"ma n N0 C77 v\r\n") == b"VA 1\r\n0\r\n"
 
 
+def test_ma_keeps_the_meta_ttl_of_the_counter(session, clock):
+    session.feed(b"ms n 1 T100\r\n5\r\n")
+    clock.advance(10)
+    assert session.feed(b"ma n t v\r\nma n t\r\n") == b"VA 1 t90\r\n6\r\nHD t90\r\n"
+
+
 def test_ma_non_numeric(session):
     session.feed(b"ms s 1\r\nx\r\nms e 0\r\n\r\n")
     err = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
