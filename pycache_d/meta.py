@@ -13,8 +13,9 @@ APPROXIMATIONS (the store API keeps no per-item meta state and has no side-effec
 * Stale (``X``), win-token-sent (``Z``/``W``), TTL (``t``, ``R``, me's ``exp``), hit-before
   (``h``) and last access (``l``, me's ``la``) live in a side table, ``ServerContext.marks``:
   key -> [cas, exptime, bits, last_access]. An entry only counts while the item's CAS is the one
-  it recorded, so a rewrite by any command voids it. Meta commands keep it up to date, and so do
-  classic touch/gat for entries that exist; an item written by a classic command with a TTL
+  it recorded, so a rewrite by any command voids it. Meta commands keep it up to date (ma carries
+  it over to the counter's new CAS), and so do classic touch/gat for entries that exist. An item
+  written with a TTL by a classic command, or rewritten by classic incr/decr/append/prepend,
   reports ``t-1`` until a meta command sets its TTL. ``h`` and ``l`` reflect meta gets only.
   The table is bounded by :data:`MAX_MARKS` (oldest entries dropped first).
 * ``u`` (no LRU bump) is accepted but the item is bumped: the store has no such read.
