@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -42,9 +43,11 @@ MAX_UNSENT = 64 * 1024 * 1024
 STALL_TIMEOUT = 30.0
 #: Input is fed to the session in slices of at most this many bytes (a whole uvloop read)...
 FEED_SLICE = 256 * 1024
-#: ...and of at most as many lines as, at the replies' recent size, make HIGH_WATER bytes of
-#: replies (at least one line, at first this many): see Connection._cut().
-FIRST_LINES = 16
+#: ...and at most this many lines (memcached, too, answers at most 20 requests of a client per
+#: event, its -R); fewer once replies are large, see Connection._cut().
+MAX_LINES = 32
+# _UP_TO[n] matches up to n whole lines: one C call finds where a slice of n lines ends.
+_UP_TO = [re.compile(rb"(?:[^\n]*\n){1,%d}" % max(n, 1)) for n in range(MAX_LINES + 1)]
 #: During shutdown, a connection is done once it has received nothing for this long.
 SHUTDOWN_QUIET = 0.1
 
@@ -71,7 +74,7 @@ class Connection(asyncio.Protocol):
         self._closing = False
         self._stall_timer: asyncio.TimerHandle | None = None
         self._stall_size = 0
-        self._lines = FIRST_LINES  # lines per slice fed to the session, see _cut()
+        self._lines = MAX_LINES  # lines per slice fed to the session, see _cut()
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -143,9 +146,11 @@ class Connection(asyncio.Protocol):
     def _feed(self, data: bytes) -> None:
         """Feed ``data`` to the session slice by slice, stopping early if the client pauses."""
         debug = log.isEnabledFor(logging.DEBUG)
+        out: list[bytes] = []  # PERF: replies of several slices go out in one write (syscall)
+        out_len = 0
         pos, end = 0, len(data)
         while pos < end:
-            cut, lines = self._cut(data, pos, end)
+            cut = self._cut(data, pos, end)
             chunk = data if pos == 0 and cut == end else data[pos:cut]
             pos = cut
             if debug:
@@ -154,55 +159,62 @@ class Connection(asyncio.Protocol):
                 reply = self.session.feed(chunk)
             except Exception:
                 log.exception("conn %d: session failed; closing the connection", self.fd)
-                self.transport.write(INTERNAL_ERROR)
+                out.append(INTERNAL_ERROR)
+                self.transport.writelines(out)
                 self.close()
                 return
             if reply:
                 if debug:
                     log.debug("conn %d: < %d bytes %r", self.fd, len(reply), reply[:80])
-                self.transport.write(reply)
-            self._learn(chunk, lines, len(reply))
+                out.append(reply)
+                out_len += len(reply)
+            self._learn(chunk, len(reply))
             if self.session.closing:
+                self.transport.writelines(out)
                 self.close()
                 return
-            if self._paused:
-                if self.transport.get_write_buffer_size() > MAX_UNSENT:
-                    self._disconnect(f"more than {MAX_UNSENT >> 20} MiB of replies unsent")
+            if out_len >= HIGH_WATER:
+                # Enough to matter: hand it over, and the transport pauses us if it cannot send.
+                self.transport.writelines(out)
+                out.clear()
+                out_len = 0
+                if self._paused:
+                    if self.transport.get_write_buffer_size() > MAX_UNSENT:
+                        self._disconnect(f"more than {MAX_UNSENT >> 20} MiB of replies unsent")
+                        return
+                    if pos < end:
+                        self._pending = data[pos:]
                     return
-                if pos < end:
-                    self._pending = data[pos:]
-                    return
+        if out:
+            self.transport.writelines(out)
         if self._eof and not self._pending:
             self.close()
 
-    def _cut(self, data: bytes, pos: int, end: int) -> tuple[int, int]:
-        """Return where the next slice of input to feed ends, and its newlines (-1: not counted).
+    def _cut(self, data: bytes, pos: int, end: int) -> int:
+        """Return where the next slice of input to feed ends.
 
-        PERF/APPSEC: a session answers everything complete in what it is fed, and a few bytes of
-        ``get`` can ask for megabytes, so the slice is bounded in lines as well as bytes: at most
-        ``_lines`` newlines, the number that made about HIGH_WATER bytes of replies at the size
-        replies have had lately. Cheap traffic is fed in whole reads; a client pipelining gets
-        of large items is fed a few at a time, so backpressure can stop it between slices. (The
-        split point never changes the replies: the session handles a request cut anywhere.)
+        APPSEC: a session answers everything complete in what it is fed, and a few bytes of
+        ``get`` can ask for megabytes, so a slice holds at most ``_lines`` lines: MAX_LINES, or
+        as many as made about HIGH_WATER bytes of replies at the size replies had last time.
+        Backpressure can then stop a client between slices, and one slice asks for at most
+        MAX_LINES x the largest reply a line can get. (Where the input is cut never changes the
+        replies: the session handles a request split anywhere.)
         """
         stop = min(end, pos + FEED_SLICE)
         lines = self._lines
         if stop - pos <= lines:
-            return stop, -1  # cannot hold more lines than bytes
-        found = data.count(b"\n", pos, stop)
-        if found <= lines:
-            return stop, found
-        at = pos
-        for _ in range(lines):
-            at = data.index(b"\n", at) + 1
-        return at, lines
+            return stop  # cannot hold more lines than bytes
+        match = _UP_TO[lines].match(data, pos, stop)
+        if match is None:
+            return stop  # no newline: part of a line or of a data block
+        at = match.end()
+        # A tail without a newline (an incomplete request) goes along rather than alone.
+        return at if data.find(b"\n", at, stop) >= 0 else stop
 
-    def _learn(self, chunk: bytes, lines: int, reply_len: int) -> None:
+    def _learn(self, chunk: bytes, reply_len: int) -> None:
         """Size the next slice from the reply bytes per input line of this one."""
-        if lines < 0:
-            lines = chunk.count(b"\n")
-        per_line = reply_len // max(1, lines)
-        self._lines = max(1, min(FEED_SLICE, HIGH_WATER // max(1, per_line)))
+        per_line = reply_len // max(1, chunk.count(b"\n"))
+        self._lines = max(1, min(MAX_LINES, HIGH_WATER // max(1, per_line)))
 
     def close(self) -> None:
         """Close after the buffered replies are written (the transport flushes first)."""

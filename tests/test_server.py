@@ -13,6 +13,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -333,6 +334,29 @@ def test_client_that_never_reads_is_paused_and_memory_stays_bounded(daemon: Daem
     # (It grows by about 16 MiB; without backpressure it would be gigabytes.)
     assert daemon.rss() - rss_before < MAX_UNSENT + 32 * MiB
     hog.close()
+
+
+def test_client_pipelining_gets_of_large_items_gets_every_byte(daemon: Daemon) -> None:
+    # Backpressure and the unsent-bytes bound must not cut off a client that does read: here one
+    # read of requests asks for 300 MiB, right after cheap traffic on the same connection.
+    value = b"v" * (1024 * 1024 - 100)
+    n = 300
+    version = daemon.request(b"version\r\n")
+    with daemon.connect(timeout=10) as sock:
+        sock.sendall(b"set big 0 0 %d\r\n%s\r\n" % (len(value), value) + b"version\r\n" * 1000)
+        cheap = b"STORED\r\n" + version * 1000
+        assert read_until(sock, cheap) == cheap
+        sender = threading.Thread(target=sock.sendall, args=(b"get big\r\n" * n,))
+        sender.start()
+        reply = len(b"VALUE big 0 %d\r\n" % len(value)) + len(value) + len(b"\r\nEND\r\n")
+        received = 0
+        while received < n * reply:
+            chunk = sock.recv(1 << 22)
+            assert chunk, f"disconnected after {received} of {n * reply} bytes"
+            received += len(chunk)
+        sender.join()
+    assert received == n * reply
+    assert "disconnecting" not in daemon.log
 
 
 # -- a third-party client --------------------------------------------------------------------------

@@ -196,7 +196,7 @@ def test_client_over_the_unsent_bound_is_disconnected(run: Any, monkeypatch: pyt
     async def body() -> None:
         srv = await started()
         r, w = await connect(srv)
-        w.write(b"big\r\n" * 64)  # the first slice alone (FIRST_LINES gets) passes the bound
+        w.write(b"big\r\n" * 64)  # the first slice alone (MAX_LINES gets) passes the bound
         await until(lambda: not srv.connections, timeout=5)
         received = 0
         try:
