@@ -7,11 +7,14 @@ returns, and it is where the per-client bounds are enforced:
 * Backpressure: once a client's unsent replies pass ``HIGH_WATER`` the transport calls
   ``pause_writing`` and we stop reading from that client (and stop feeding its session) until
   they drain below ``LOW_WATER``. A client that pipelines requests without reading its replies
-  therefore stalls itself, not the daemon. Input is fed in slices sized so that each makes about
-  ``HIGH_WATER`` of replies (:meth:`Connection._cut`), so the pause takes effect between slices.
+  therefore stalls itself, not the daemon. Input is fed to the session ``MAX_LINES`` (32) lines
+  at a time, fewer when replies are large (:meth:`Connection._cut`), so the pause takes effect
+  between slices rather than after a whole read's worth of replies.
 * Hard bounds, past which the client is disconnected: more than ``MAX_UNSENT`` (64 MiB) of
-  unsent replies (one line, e.g. a multi-get of many large items, can ask for more than any
-  slice), or ``STALL_TIMEOUT`` (30 s) paused without reading a single byte.
+  unsent replies, or ``STALL_TIMEOUT`` (30 s) paused without reading a single byte (also while
+  closing). A slice asks for at most 32 x ``-I`` (32 MiB by default) unless one line, a
+  multi-get of many large items, asks for more; only such a line, or ``-I`` above 2m, can reach
+  the bound while the client is reading.
 * Input held back while paused is at most one read (the transport stops reading at once);
   the session bounds its own buffer (line length, item size).
 * ``--max-connections``: like memcached 1.6, a client over the limit is sent
