@@ -79,7 +79,19 @@ def stop(proc: subprocess.Popen) -> None:
 
 def memaslap(port: int, seconds: int, extra: list[str], cfg: str) -> float:
     pin = ["taskset", "-c", "1"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
-    cmd = pin + ["memcaslap", "-s", f"127.0.0.1:{port}", "-T", "1", "-c", "16", "-F", cfg, "-t", f"{seconds}s"]
+    cmd = pin + [
+        "memcaslap",
+        "-s",
+        f"127.0.0.1:{port}",
+        "-T",
+        "1",
+        "-c",
+        "16",
+        "-F",
+        cfg,
+        "-t",
+        f"{seconds}s",
+    ]
     out = subprocess.run(cmd + extra, capture_output=True, text=True, timeout=seconds + 60).stdout
     match = re.search(r"Run time: [\d.]+s Ops: \d+ TPS: (\d+)", out)
     if not match:
@@ -118,7 +130,8 @@ def main() -> int:
     args = parser.parse_args()
     missing = [tool for tool in ("memcached", "memcaslap") if not shutil.which(tool)]
     if missing:
-        print(f"daemon throughput: skipped, {' and '.join(missing)} not installed (Debian: memcached, libmemcached-tools)")
+        why = " and ".join(missing)
+        print(f"daemon throughput: skipped, {why} not installed (Debian: memcached, libmemcached-tools)")
         return 0
     servers = ["memcached", "pycache-d native", "pycache-d python"]
     bars = {"pycache-d native": 1.0, "pycache-d python": 0.5}
@@ -137,7 +150,9 @@ def main() -> int:
                     finally:
                         stop(proc)
             base = statistics.median(tps["memcached"])
-            print(f"throughput, {label} (memaslap -T 1 -c 16, {args.seconds}s x {args.rounds} rounds, median):")
+            print(
+                f"throughput, {label} (memaslap -T 1 -c 16, {args.seconds}s x {args.rounds} rounds, median):"
+            )
             for server in servers:
                 med = statistics.median(tps[server])
                 ratio = med / base

@@ -107,15 +107,8 @@ cdef inline bint plain_number(const char *p, size_t n, size_t max_digits, uint64
 
 
 cdef inline bint plain_key(const char *p, size_t n):
-    cdef size_t i
-    cdef unsigned char c
-    if n == 0 or n > STORE_MAX_KEY:
-        return False
-    for i in range(n):
-        c = <unsigned char>p[i]
-        if c <= 0x20 or c == 0x7F:
-            return False
-    return True
+    # Tokens hold no spaces; the store takes any other byte, as memcached does.
+    return 0 < n <= STORE_MAX_KEY
 
 
 cdef cmd_kind classify(const char *p, size_t n):
@@ -448,7 +441,4 @@ _init_replies()
 
 def _idle(slow):
     """Whether the Python session holds no partial command, so the fast path may resume."""
-    idle = getattr(slow, "idle", None)
-    if idle is not None:
-        return idle
-    return not slow._buf and slow._pending is None and not slow._swallow
+    return slow.idle

@@ -21,8 +21,7 @@ APPROXIMATIONS (the store API keeps no per-item meta state and has no side-effec
 * ``u`` (no LRU bump) is accepted but the item is bumped: the store has no such read.
 * Reading an item's CAS for ``C`` with append/prepend/ma/md, and ``me``, goes through
   ``get_item``, which counts a get and marks the item fetched.
-* ``b`` keys decode to binary; the store refuses keys with control bytes or spaces, which are
-  answered as misses (mg, md, ma, me) or ``CLIENT_ERROR bad command line format`` (ms).
+* ``b`` keys decode to binary, and the store holds any bytes, as memcached does.
 """
 
 from __future__ import annotations

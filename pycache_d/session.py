@@ -76,6 +76,11 @@ class Session:
 
     # -- framing ------------------------------------------------------------------------------
 
+    @property
+    def idle(self) -> bool:
+        """True when no partial command or data block is held between feeds."""
+        return not self._buf and self._pending is None and not self._swallow
+
     def feed(self, data: bytes) -> bytes:
         """Consume bytes read from the client; return the reply bytes to send (possibly b"")."""
         if self.closing:
@@ -209,7 +214,7 @@ class Session:
             try:
                 item = store.get_item(key) if exptime is None else store.gat(key, exptime)
             except InvalidKey:
-                continue  # holds a control byte: the store can never have stored it
+                continue  # cannot happen for a token (1..250 bytes); kept for store subclasses
             if item is not None:
                 value, flags, cas = item
                 if exptime is not None and self.ctx.marks:

@@ -9,8 +9,8 @@ CAS this server returned" (``{cas}``), so successful cas/``C`` operations are ex
 Not generated, because they cannot agree by design (each is covered in test_session*.py): TTLs
 that expire during the run, ``stats``, ``me`` (internal sizes), ``h``/``l`` flags (tracked for meta
 reads only), a TTL made negative by T (memcached then reports a wrapped unsigned number that depends
-on its uptime), keys with control bytes, over-long lines (they close the connection) and values
-larger than the item size limit.
+on its uptime), over-long lines (they close the connection) and values larger than the item size
+limit.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ EXAMPLES = int(os.environ.get("PYCACHE_D_ORACLE_EXAMPLES", "300"))
 CAS = b"{cas}"
 #: A CAS unique neither server reaches (literal small ones would match only on our fresh store).
 NO_CAS = b"18446744073709551615"
-KEYS = [b"a", b"b", b"foo", b"k1"]
+KEYS = [b"a", b"b", b"foo", b"k1", b"c\x10\x7f\td"]  # memaslap sends control bytes in keys
 VALUES = [b"", b"x", b"0", b"10", b"99", b"abc", b"18446744073709551615", b"hello1"]
 
 
@@ -111,11 +111,11 @@ class Oracle:
 
 
 _LAST_CAS = [
-    re.compile(rb"^VALUE \S+ \d+ \d+ (\d+)\r$", re.M),
-    re.compile(rb"^(?:VA \d+|HD|EX|NS|NF|EN)(?: \S+)*? c(\d+)(?: |\r$)", re.M),
+    re.compile(rb"^VALUE [^ \r\n]+ \d+ \d+ (\d+)\r$", re.M),
+    re.compile(rb"^(?:VA \d+|HD|EX|NS|NF|EN)(?: [^ \r\n]+)*? c(\d+)(?: |\r$)", re.M),
 ]
-_VALUE_CAS = re.compile(rb"^(VALUE \S+ \d+ \d+ )(\d+)(\r)$", re.M)
-_META_LINE = re.compile(rb"^((?:VA \d+|HD|EX|NS|NF|EN)(?: \S+)*)(\r)$", re.M)
+_VALUE_CAS = re.compile(rb"^(VALUE [^ \r\n]+ \d+ \d+ )(\d+)(\r)$", re.M)
+_META_LINE = re.compile(rb"^((?:VA \d+|HD|EX|NS|NF|EN)(?: [^ \r\n]+)*)(\r)$", re.M)
 
 
 def last_cas(reply: bytes, previous: int) -> int:
@@ -278,8 +278,8 @@ def test_session_answers_like_memcached(memcached_port, backend_name, stream):
         oracle.close()
 
 
-_BLOCK = re.compile(rb"^(VALUE \S+ \d+ |VA )(\d+)([^\r\n]*)\r\n", re.M)
-_SIZE_FLAG = re.compile(rb"^((?:VA \d+|HD)(?: \S+)*?) s\d+", re.M)
+_BLOCK = re.compile(rb"^(VALUE [^ \r\n]+ \d+ |VA )(\d+)([^\r\n]*)\r\n", re.M)
+_SIZE_FLAG = re.compile(rb"^((?:VA \d+|HD)(?: [^ \r\n]+)*?) s\d+", re.M)
 
 
 def unpad(reply: bytes) -> bytes:

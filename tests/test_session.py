@@ -151,11 +151,16 @@ def test_key_length_limit(session):
         assert session.feed(cmd % long_key + b"\r\n") == b"CLIENT_ERROR bad command line format\r\n"
 
 
-def test_keys_with_control_bytes_are_misses_and_refused_for_storage(session):
-    """A deviation: memcached stores them; our store refuses keys with control bytes."""
+def test_keys_with_control_bytes_are_ordinary_keys(session):
+    """As in memcached (and memaslap relies on it): only spaces end a key."""
     assert session.feed(b"get a\tb\r\n") == b"END\r\n"
-    assert session.feed(b"set a\tb 0 0 1\r\nx\r\n") == b"CLIENT_ERROR bad command line format\r\n"
-    assert session.feed(b"delete a\tb\r\nincr a\tb 1\r\ntouch a\tb 0\r\n") == b"NOT_FOUND\r\n" * 3
+    assert session.feed(b"set a\tb 0 0 1\r\nx\r\nset \x10\x7f 0 0 1\r\ny\r\n") == b"STORED\r\n" * 2
+    assert (
+        session.feed(b"get a\tb \x10\x7f\r\n") == b"VALUE a\tb 0 1\r\nx\r\nVALUE \x10\x7f 0 1\r\ny\r\nEND\r\n"
+    )
+    assert session.feed(b"delete a\tb\r\nincr a\tb 1\r\ntouch \x10\x7f 0\r\n") == (
+        b"DELETED\r\nNOT_FOUND\r\nTOUCHED\r\n"
+    )
 
 
 def test_delete_and_its_legacy_forms(session):

@@ -263,10 +263,13 @@ def test_me(session, clock):
     assert session.feed(b"me c x\r\n") == b"ME c exp=-1 la=0 cas=2 fetch=yes cls=1 size=62\r\n"
 
 
-def test_binary_keys_the_store_refuses_are_misses(session):
-    """A deviation: memcached takes any binary key under b; our store refuses control bytes."""
+def test_binary_keys_hold_any_bytes(session):
+    """As in memcached: a base64 key may decode to control bytes (here NUL and 0x01)."""
     assert session.feed(b"mg AAE= b v\r\nmd AAE= b\r\nma AAE= b\r\n") == b"EN\r\nNF\r\nNF\r\n"
-    assert session.feed(b"ms AAE= 1 b\r\nx\r\n") == b"CLIENT_ERROR bad command line format\r\n"
+    assert session.feed(b"ms AAE= 1 b\r\nx\r\n") == b"HD\r\n"
+    assert session.feed(b"mg AAE= b v k\r\n") == b"VA 1 kAAE= b\r\nx\r\n"
+    assert session.store.get(b"\x00\x01") == b"x"
+    assert session.feed(b"md AAE= b\r\n") == b"HD\r\n"
 
 
 def test_meta_state_is_shared_by_the_sessions_of_one_server(make_session):
