@@ -111,6 +111,18 @@ cdef inline bint plain_key(const char *p, size_t n):
     return 0 < n <= STORE_MAX_KEY
 
 
+cdef inline size_t skip_spaces(const char *p, size_t i, size_t end):
+    while i < end and p[i] == 32:
+        i += 1
+    return i
+
+
+cdef inline size_t token_end(const char *p, size_t i, size_t end):
+    while i < end and p[i] != 32:
+        i += 1
+    return i
+
+
 cdef cmd_kind classify(const char *p, size_t n):
     if n == 3:
         if memcmp(p, b"get", 3) == 0:
@@ -256,13 +268,10 @@ cdef class NativeSession:
             return DELEGATE  # the Python session truncates at the NUL, as memcached does
         # Tokenise on runs of spaces; get/gets lines are walked again below, key by key.
         while i < lend and ntok < MAX_TOKENS:
-            while i < lend and p[i] == 32:
-                i += 1
+            i = skip_spaces(p, i, lend)
             if i == lend:
                 break
-            j = i
-            while j < lend and p[j] != 32:
-                j += 1
+            j = token_end(p, i, lend)
             tok[ntok] = p + i
             tlen[ntok] = j - i
             ntok += 1
@@ -272,9 +281,7 @@ cdef class NativeSession:
         kind = classify(tok[0], tlen[0])
         if kind == C_GET or kind == C_GETS:
             return self._get(p, <size_t>(tok[0] - p) + tlen[0], lend, kind == C_GETS, next_pos)
-        while i < lend and p[i] == 32:
-            i += 1
-        if i < lend:
+        if skip_spaces(p, i, lend) < lend:
             return DELEGATE  # more tokens than any fast command takes
         if kind == C_DELETE:
             return self._delete(tok, tlen, ntok, next_pos)
@@ -290,30 +297,18 @@ cdef class NativeSession:
         cdef item *it
         cdef buffer *out = &self.out
         # First pass: every key must be plain, or the slow path decides what to answer.
-        k = i
-        while True:
-            while k < lend and p[k] == 32:
-                k += 1
-            if k == lend:
-                break
-            j = k
-            while j < lend and p[j] != 32:
-                j += 1
+        k = skip_spaces(p, i, lend)
+        while k < lend:
+            j = token_end(p, k, lend)
             if not plain_key(p + k, j - k):
                 return DELEGATE
             nkeys += 1
-            k = j
+            k = skip_spaces(p, j, lend)
         if nkeys == 0:
             return DELEGATE
-        k = i
-        while True:
-            while k < lend and p[k] == 32:
-                k += 1
-            if k == lend:
-                break
-            j = k
-            while j < lend and p[j] != 32:
-                j += 1
+        k = skip_spaces(p, i, lend)
+        while k < lend:
+            j = token_end(p, k, lend)
             it = store_get(self.s, p + k, j - k)
             if it != NULL:
                 buf_put(out, b"VALUE ", 6)
@@ -328,7 +323,7 @@ cdef class NativeSession:
                 buf_put(out, b"\r\n", 2)
                 buf_put(out, item_value(it), it.nbytes)
                 buf_put(out, b"\r\n", 2)
-            k = j
+            k = skip_spaces(p, j, lend)
         buf_put(out, b"END\r\n", 5)
         return <Py_ssize_t>next_pos
 
