@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import log as logmod
+from . import systemd
 from .config import LIVE_SETTINGS, Config, ConfigError, ConfigSource, Endpoint, describe_size
 from .connection import Connection
 from .context import ServerContext
@@ -115,6 +116,14 @@ class DaemonContext(ServerContext):
         self._server.rejected_connections = 0
 
 
+def _endpoint_of(sock: socket.socket) -> Endpoint:
+    """The address a passed listening socket is bound to (``@name`` for an abstract unix socket)."""
+    name = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return Endpoint(path="@" + name[1:].decode(errors="replace") if isinstance(name, bytes) else name)
+    return Endpoint(host=name[0], port=name[1])
+
+
 def _wire_addr(e: Endpoint) -> str:
     return f"unix:{e.path}" if e.is_unix else f"tcp:{e}"
 
@@ -172,6 +181,7 @@ class Server:
         self._rejects_unlogged = 0
         self._last_rejected_peer = ""
         self._reject_log_timer: asyncio.TimerHandle | None = None
+        self.notifier = systemd.Notifier.from_environ()
 
     def new_session(self) -> Any:
         return self.session_factory(self.store, self.ctx)
@@ -179,26 +189,41 @@ class Server:
     # -- listening -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open every listener and start the reclaimer.
+        """Open every listener (or serve the sockets systemd passed) and start the reclaimer.
 
         Raises:
             ListenError: an address cannot be bound; listeners already open are closed again.
         """
         raise_fd_limit(self.max_connections)
+        self.notifier.status("starting: opening listeners")
         try:
-            for endpoint in self.config.endpoints:
+            activated = systemd.listen_fds()
+        except ValueError as e:
+            raise ListenError(f"socket activation: {e}") from None
+        try:
+            for sock, name in activated:
+                endpoint = _endpoint_of(sock)
+                notice("socket activation: fd %d named %s is %s", sock.fileno(), name, endpoint)
+                await self._listen(endpoint, sock)
+            # NOTE: with socket activation the unit's sockets replace the configured listeners.
+            for endpoint in () if activated else self.config.endpoints:
                 await self._listen(endpoint)
         except BaseException:
             self._close_listeners()
             raise
         self._reclaimer = self.loop.create_task(self._reclaim_forever())
 
-    async def _listen(self, endpoint: Endpoint) -> None:
+    async def _listen(self, endpoint: Endpoint, sock: socket.socket | None = None) -> None:
         def factory(e: Endpoint = endpoint) -> Connection:
             return Connection(self, e)
 
         try:
-            if endpoint.is_unix:
+            if sock is not None:  # passed by systemd, which owns (and removes) a unix socket file
+                if endpoint.is_unix:
+                    srv = await self.loop.create_unix_server(factory, sock=sock, backlog=1024)
+                else:
+                    srv = await self.loop.create_server(factory, sock=sock, backlog=1024)
+            elif endpoint.is_unix:
                 sock = bind_unix(endpoint.path, self.config.unix_mode)
                 self._unix_sockets.append((endpoint.path, os.stat(endpoint.path).st_ino))
                 srv = await self.loop.create_unix_server(factory, sock=sock, backlog=1024)
@@ -280,11 +305,19 @@ class Server:
     def install_signal_handlers(self) -> None:
         self.loop.add_signal_handler(signal.SIGTERM, self.stop, "SIGTERM")
         self.loop.add_signal_handler(signal.SIGINT, self.stop, "SIGINT")
-        self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self.loop.add_signal_handler(signal.SIGHUP, self._sighup)
+
+    def _sighup(self) -> None:
+        self.notifier.reloading()
+        try:
+            self.reload()
+        finally:
+            self.notifier.reloaded()
 
     def stop(self, why: str = "stop requested") -> None:
         if not self._stopping.is_set():
             notice("%s: shutting down", why)
+            self.notifier.stopping()
             self._stopping.set()
 
     async def serve_until_stopped(self) -> None:
@@ -369,4 +402,8 @@ async def run(server: Server, on_started: Callable[[], None] | None = None) -> N
     server.install_signal_handlers()
     if on_started is not None:
         on_started()
-    await server.serve_until_stopped()
+    server.notifier.ready(server)  # READY=1 only now that startup is complete
+    try:
+        await server.serve_until_stopped()
+    finally:
+        server.notifier.close()
