@@ -5,6 +5,10 @@ Three thresholds follow ``-v``:
 * 0 (default): ``notice`` and above -- startup, listeners, shutdown, reloads, rejected clients.
 * 1 (``-v``): ``info`` too -- connections opening and closing, backpressure.
 * 2 (``-vv``): ``debug`` too -- every read and reply. Nothing per request is formatted below this.
+
+Under systemd, when stderr is the journal (``$JOURNAL_STREAM`` names its device and inode), each
+line is ``<N>message`` instead: journald reads the syslog priority N and adds the time, the
+program name and the pid itself.
 """
 
 from __future__ import annotations
@@ -34,10 +38,34 @@ class _Formatter(logging.Formatter):
         return line
 
 
+#: syslog priorities (sd-daemon(3) prefixes) by level: err, warning, notice, info; below: debug.
+_JOURNAL_PRIORITIES = ((logging.ERROR, 3), (logging.WARNING, 4), (NOTICE, 5), (logging.INFO, 6))
+
+
+class _JournalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prio = next((p for level, p in _JOURNAL_PRIORITIES if record.levelno >= level), 7)
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        # NOTE: journald takes the priority per line, so a traceback's lines carry it too.
+        return "\n".join(f"<{prio}>{line}" for line in text.split("\n"))
+
+
+def is_journal(stream: TextIO) -> bool:
+    """Return True if ``stream`` is the journal connection ``$JOURNAL_STREAM`` names (systemd.exec(5))."""
+    dev, _, ino = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        st = os.fstat(stream.fileno())
+        return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+    except (OSError, ValueError, AttributeError):  # unset or malformed, or no file descriptor
+        return False
+
+
 def setup(verbosity: int = 0, stream: TextIO | None = None) -> logging.Logger:
     """Send the daemon's log to ``stream`` (stderr) at the threshold for ``verbosity``."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(_Formatter())
+    handler.setFormatter(_JournalFormatter() if is_journal(handler.stream) else _Formatter())
     # The event loop reports its own trouble (a failing callback, accept() out of file
     # descriptors) on the "asyncio" logger: give it the same one-line-per-event format.
     for logger in (log, logging.getLogger("asyncio")):
