@@ -127,13 +127,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--backends", default="native,python", help="pycache-d backends to run")
     args = parser.parse_args()
     missing = [tool for tool in ("memcached", "memcaslap") if not shutil.which(tool)]
     if missing:
         why = " and ".join(missing)
         print(f"daemon throughput: skipped, {why} not installed (Debian: memcached, libmemcached-tools)")
         return 0
-    servers = ["memcached", "pycache-d native", "pycache-d python"]
+    servers = ["memcached"] + [f"pycache-d {b}" for b in args.backends.split(",") if b]
     bars = {"pycache-d native": 1.0, "pycache-d python": 0.5}
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
