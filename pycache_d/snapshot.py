@@ -1,0 +1,386 @@
+"""Warm restart: write every live item to a snapshot file, and load it back.
+
+File format, version 1 (all integers little endian)::
+
+    offset 0  +-------------------------------------------------------------------+
+              | header (24 B)  magic "PYCDSNAP" (8) | version u32 | reserved u32 (0)  |
+              |                | saved_at u64 (Unix seconds, informational)        |
+              +-------------------------------------------------------------------+
+              | record         klen u16 | vlen u32 | flags u32 | exptime u32 |      |
+              |  (22 B + key   cas u64 | key (klen B) | value (vlen B)              |
+              |   + value)     ... one per live item, LRU tail (oldest) first ...   |
+              +-------------------------------------------------------------------+
+              | end record     22 zero bytes (klen 0 marks it: keys are never empty)|
+              +-------------------------------------------------------------------+
+              | trailer (20 B) count u64 (records) | cas_counter u64 | crc32 u32     |
+    size      +-------------------------------------------------------------------+
+
+Invariants: ``crc32`` (zlib) covers every byte before it; the end record sits exactly at
+``size - 20 - 22``; there are ``count`` records. ``exptime`` is absolute on the store clock
+(Unix-scale seconds, 0 = never), so items that expired while the daemon was down are skipped
+on load.
+
+Writing is atomic: the records go to ``PATH.tmp`` in the same directory, which is fsynced,
+renamed over ``PATH``, and the directory fsynced. A crash, ``kill -9`` or full disk at any point
+leaves the previous snapshot as it was.
+
+Loading reads the file twice: first to check the magic, version and checksum (nothing is
+inserted yet), then to insert. Memory stays bounded by one read chunk (or one large value),
+whatever the item count. A file that fails any check is renamed to
+``PATH.corrupt-YYYYmmddTHHMMSS`` and the daemon starts empty.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from .errors import StoreError
+from .log import log, notice
+
+MAGIC = b"PYCDSNAP"
+VERSION = 1
+
+_HEADER = struct.Struct("<8sIIQ")
+_RECORD = struct.Struct("<HIIIQ")
+_TRAILER = struct.Struct("<QQI")
+HEADER_SIZE = _HEADER.size
+RECORD_SIZE = _RECORD.size
+TRAILER_SIZE = _TRAILER.size
+_END_RECORD = bytes(RECORD_SIZE)
+#: The smallest well-formed file: a header, the end record and the trailer.
+MIN_SIZE = HEADER_SIZE + RECORD_SIZE + TRAILER_SIZE
+
+#: PERF: records are packed into a buffer and written (and checksummed) this much at a time.
+CHUNK = 1 << 20
+
+#: File name of the snapshot under ``$STATE_DIRECTORY`` (systemd's ``StateDirectory=``).
+DEFAULT_NAME = "pycache-d.snapshot"
+
+
+class SnapshotError(Exception):
+    """Raised by :func:`save` when the snapshot cannot be written; the old file is untouched."""
+
+
+class _Corrupt(Exception):
+    """The file is not a sound snapshot; the message says why (for the log)."""
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    """What :func:`save` wrote."""
+
+    items: int
+    bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What :func:`load` found.
+
+    ``status`` is ``loaded``, ``missing`` (no file: a first start), ``corrupt`` (moved aside to
+    ``moved_to``, or left in place if even that failed) or ``unreadable`` (an I/O error, file
+    left in place). Only ``loaded`` puts items in the store.
+    """
+
+    status: str
+    loaded: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    reason: str = ""
+    moved_to: str | None = None
+
+
+def default_path(setting: str | bool | None, environ: Mapping[str, str]) -> str | None:
+    """Return the snapshot file for a ``snapshot`` setting, or None for no snapshot.
+
+    A path is used as given; False (``--no-snapshot``) disables it; None (not configured) means
+    ``$STATE_DIRECTORY/pycache-d.snapshot`` under systemd, else no snapshot.
+    """
+    if isinstance(setting, str):
+        return setting
+    if setting is False:
+        return None
+    state = environ.get("STATE_DIRECTORY", "")
+    # NOTE: systemd passes a colon-separated list when several StateDirectory= are set.
+    first = state.split(":")[0]
+    return os.path.join(first, DEFAULT_NAME) if first else None
+
+
+# -- saving ----------------------------------------------------------------------------------------
+
+
+def save(store: Any, path: str) -> SaveResult:
+    """Write every live item of ``store`` and its CAS counter to ``path``, atomically.
+
+    Raises:
+        SnapshotError: the file could not be written (full disk, permissions, missing
+            directory); the temporary file is removed and any previous snapshot is intact.
+    """
+    start = time.perf_counter()
+    tmp = path + ".tmp"
+    try:
+        # NOTE: 0600: the snapshot holds every cached value. O_NOFOLLOW: never write through a
+        # symlink someone planted at the temporary name.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        raise SnapshotError(f"cannot write snapshot {tmp}: {_reason(e)}") from None
+    try:
+        count, size = _write_records(fd, store)
+        os.fsync(fd)  # the data must be on disk before the rename makes it the snapshot
+    except BaseException as e:
+        os.close(fd)
+        _unlink_quietly(tmp)
+        if isinstance(e, OSError):
+            raise SnapshotError(f"cannot write snapshot {tmp}: {_reason(e)}") from None
+        raise
+    os.close(fd)
+    try:
+        os.rename(tmp, path)
+    except OSError as e:
+        _unlink_quietly(tmp)
+        raise SnapshotError(f"cannot rename {tmp} to {path}: {_reason(e)}") from None
+    _fsync_dir(os.path.dirname(path) or ".")
+    return SaveResult(count, size, time.perf_counter() - start)
+
+
+def _write_records(fd: int, store: Any) -> tuple[int, int]:
+    """Write header, records, end record and trailer to ``fd``; return (records, bytes)."""
+    cas_counter = store.cas_counter
+    buf = bytearray(_HEADER.pack(MAGIC, VERSION, 0, int(time.time())))
+    crc = 0
+    size = 0
+    count = 0
+    pack = _RECORD.pack
+    for key, value, flags, exptime, cas in store.items():
+        buf += pack(len(key), len(value), flags, exptime, cas)
+        buf += key
+        buf += value
+        count += 1
+        if len(buf) >= CHUNK:
+            crc = zlib.crc32(buf, crc)
+            _write_all(fd, buf)
+            size += len(buf)
+            buf.clear()
+    buf += _END_RECORD
+    buf += _TRAILER.pack(count, cas_counter, 0)[:-4]
+    crc = zlib.crc32(buf, crc)
+    buf += struct.pack("<I", crc)
+    _write_all(fd, buf)
+    return count, size + len(buf)
+
+
+def _write_all(fd: int, data: bytearray) -> None:
+    # os.write may write less than asked (a signal, a nearly full disk): loop until all is out.
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make the rename durable. Best effort: some file systems refuse fsync on a directory."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+
+def load(store: Any, path: str) -> LoadResult:
+    """Insert the items of the snapshot at ``path`` into the empty ``store``, LRU order kept.
+
+    Items that expired since the save (and any too large for the store's current limits) are
+    skipped. A file that is truncated, corrupt, foreign or of another version is moved aside
+    (``PATH.corrupt-<UTC timestamp>``) and nothing is inserted. Never raises for a bad file.
+    """
+    start = time.perf_counter()
+    try:
+        f = open(path, "rb", buffering=0)
+    except FileNotFoundError:
+        return LoadResult("missing")
+    except OSError as e:
+        return LoadResult("unreadable", reason=_reason(e))
+    with f:
+        try:
+            count, cas_counter = _verify(f)
+        except _Corrupt as e:
+            return LoadResult("corrupt", reason=str(e), moved_to=_move_aside(path))
+        except OSError as e:
+            return LoadResult("unreadable", reason=_reason(e))
+        try:
+            f.seek(HEADER_SIZE)
+            kept = store.load(_records(f, count), cas_counter)
+        except (_Corrupt, OSError, ValueError, StoreError) as e:
+            # NOTE: only reachable when a file passed its checksum yet is unsound (a writer bug)
+            # or the disk failed between the two passes: undo the partial load.
+            _empty(store)
+            reason = _reason(e) if isinstance(e, OSError) else str(e)
+            moved = None if isinstance(e, OSError) else _move_aside(path)
+            return LoadResult("unreadable" if moved is None else "corrupt", reason=reason, moved_to=moved)
+    return LoadResult("loaded", len(store), count - kept, time.perf_counter() - start)
+
+
+def _verify(f: BinaryIO) -> tuple[int, int]:
+    """Check magic, version, size and checksum; return the trailer's (count, cas_counter).
+
+    Raises:
+        _Corrupt: the file is empty, truncated, foreign, of another version or damaged.
+    """
+    head = f.read(HEADER_SIZE)
+    if not head:
+        raise _Corrupt("empty file")
+    if not (head[:8] == MAGIC or MAGIC.startswith(head[:8])):
+        raise _Corrupt("not a pycache-d snapshot (bad magic)")
+    if len(head) < HEADER_SIZE:
+        raise _Corrupt("truncated (no complete header)")
+    _magic, version, _reserved, _saved_at = _HEADER.unpack(head)
+    if version != VERSION:
+        raise _Corrupt(f"snapshot format version {version} is not supported (expected {VERSION})")
+    size = os.fstat(f.fileno()).st_size
+    if size < MIN_SIZE:
+        raise _Corrupt(f"truncated ({size} bytes)")
+    crc = zlib.crc32(head)
+    left = size - HEADER_SIZE - 4
+    while left:
+        chunk = f.read(min(CHUNK, left))
+        if not chunk:
+            raise _Corrupt("truncated while reading")
+        crc = zlib.crc32(chunk, crc)
+        left -= len(chunk)
+    tail = f.read(4)
+    if len(tail) != 4:
+        raise _Corrupt("truncated while reading")
+    f.seek(size - TRAILER_SIZE)
+    count, cas_counter, stored_crc = _TRAILER.unpack(f.read(TRAILER_SIZE))
+    if stored_crc != crc:
+        raise _Corrupt(
+            f"checksum mismatch (truncated or damaged): crc32 {crc:08x}, expected {stored_crc:08x}"
+        )
+    return count, cas_counter
+
+
+def _records(f: BinaryIO, count: int) -> Iterator[tuple[bytes, bytes, int, int, int]]:
+    """Yield the ``count`` records that follow the header, then check the end record.
+
+    Raises:
+        _Corrupt: the records do not end where the trailer starts.
+    """
+    unpack = _RECORD.unpack_from
+    buf = b""
+    pos = 0
+    seen = 0
+    while True:
+        end = len(buf)
+        need = CHUNK
+        # PERF: the hot loop slices records out of one chunk; only a record that straddles a
+        # chunk boundary costs a copy (and a value larger than a chunk, one read of its size).
+        while pos + RECORD_SIZE <= end:
+            klen, vlen, flags, exptime, cas = unpack(buf, pos)
+            if not klen:
+                tail = buf[pos + RECORD_SIZE :] + f.read(TRAILER_SIZE + 1)
+                if vlen or flags or exptime or cas or seen != count or len(tail) != TRAILER_SIZE:
+                    raise _Corrupt(f"records do not end where the trailer starts ({seen} of {count} read)")
+                return
+            kstart = pos + RECORD_SIZE
+            vstart = kstart + klen
+            vend = vstart + vlen
+            if vend > end:
+                need = max(CHUNK, vend - pos)
+                break
+            yield buf[kstart:vstart], buf[vstart:vend], flags, exptime, cas
+            pos = vend
+            seen += 1
+        chunk = f.read(need)
+        if not chunk:
+            raise _Corrupt(f"truncated after {seen} of {count} records")
+        buf = buf[pos:] + chunk
+        pos = 0
+
+
+def _empty(store: Any) -> None:
+    """Drop everything a failed load inserted, so the daemon starts empty."""
+    store.flush_all()
+    while store.reclaim(100_000):
+        pass
+    store.reset_stats()
+
+
+def _move_aside(path: str) -> str | None:
+    """Rename a bad snapshot to ``PATH.corrupt-<UTC timestamp>``; return the new name or None."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    target = f"{path}.corrupt-{stamp}"
+    n = 1
+    while os.path.lexists(target):  # two bad starts within a second: keep both files
+        target = f"{path}.corrupt-{stamp}-{n}"
+        n += 1
+    try:
+        os.rename(path, target)
+    except OSError as e:
+        log.error("cannot move the bad snapshot %s aside: %s", path, _reason(e))
+        return None
+    return target
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _reason(e: OSError) -> str:
+    """The errno's text in lower case ("no space left on device"), as the daemon logs errors."""
+    return (os.strerror(e.errno) if e.errno else str(e)).lower()
+
+
+# -- the daemon's two calls ------------------------------------------------------------------------
+
+
+def restore(store: Any, path: str | None) -> LoadResult | None:
+    """Load the snapshot at startup and log the outcome (None: snapshots are off)."""
+    if path is None:
+        return None
+    result = load(store, path)
+    if result.status == "loaded":
+        notice(
+            "loaded %d items from %s (skipped %d expired or too large) in %.2f s",
+            result.loaded,
+            path,
+            result.skipped,
+            result.seconds,
+        )
+    elif result.status == "missing":
+        notice("no snapshot at %s yet: starting empty", path)
+    elif result.status == "corrupt":
+        where = f"moved it to {result.moved_to}" if result.moved_to else "could not move it aside"
+        log.error("snapshot %s is unusable (%s); %s; starting empty", path, result.reason, where)
+    else:
+        log.error("cannot read snapshot %s: %s; starting empty", path, result.reason)
+    return result
+
+
+def persist(store: Any, path: str | None) -> bool:
+    """Save the snapshot at shutdown and log the outcome; return False if it failed."""
+    if path is None:
+        return True
+    try:
+        result = save(store, path)
+    except SnapshotError as e:
+        log.error("%s; the previous snapshot (if any) is kept", e)
+        return False
+    notice("saved %d items to %s in %.2f s", result.items, path, result.seconds)
+    return True
