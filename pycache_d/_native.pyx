@@ -16,7 +16,7 @@ from posix.time cimport clock_gettime, timespec
 from ._store_c cimport *
 
 from .errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result
-from .semantics import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEM_SIZE
+from .semantics import CAS_MAX, DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEM_SIZE
 from ._pystore import STAT_NAMES
 
 cdef extern from "<time.h>":
@@ -79,9 +79,6 @@ cdef class Store:
     Its C fields are declared in _native.pxd, so the compiled session can drive the C store
     directly without going through Python calls.
     """
-
-    def __cinit__(self):
-        self._s.table.old = NULL
 
     def __init__(self, max_bytes=DEFAULT_MAX_BYTES, *, max_items=0,
                  max_item_size=DEFAULT_MAX_ITEM_SIZE, clock=None):
@@ -349,15 +346,16 @@ cdef class Store:
             key = _key(key)
             _check_range("flags", flags, 0, 2 ** 32 - 1)
             _check_range("exptime", exptime, 0, 2 ** 32 - 1)
-            _check_range("cas", cas, 1, 2 ** 64 - 1)
+            _check_range("cas", cas, 1, CAS_MAX)
             if type(value) is not bytes:
                 value = bytes(value)
+            self._version += 1  # each insert may evict: an items() walk feeding us must stop
             rc = store_load(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
                             PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), flags, exptime, cas)
             if rc < 0:
                 _raise(rc)
             kept += rc
-        _check_range("cas_counter", cas_counter, 0, 2 ** 64 - 1)
+        _check_range("cas_counter", cas_counter, 0, CAS_MAX)
         if cas_counter > self._s.cas:
             self._s.cas = cas_counter
         return kept

@@ -33,7 +33,7 @@ import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 
-from .clock import MonotonicClock
+import time
 from .errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result
 from .semantics import (
     DEFAULT_MAX_BYTES,
@@ -41,7 +41,9 @@ from .semantics import (
     EXPTIME_MAX,
     EXPTIME_MIN,
     ITEM_OVERHEAD,
+    MAX_KEY_LENGTH,
     U32_MAX,
+    CAS_MAX,
     U64_MAX,
     absolute_expiry,
     counter_bytes,
@@ -53,6 +55,7 @@ _HEADER = struct.Struct("<QIIB")
 _HSIZE = _HEADER.size
 _pack = _HEADER.pack
 _unpack = _HEADER.unpack_from
+_monotonic = time.monotonic
 
 STORED = Result.STORED
 NOT_STORED = Result.NOT_STORED
@@ -61,7 +64,7 @@ NOT_FOUND = Result.NOT_FOUND
 DELETED = Result.DELETED
 TOUCHED = Result.TOUCHED
 
-# Storage modes, shared with the native backend's store_update().
+# Storage modes (the C store numbers them alike in enum store_mode).
 _SET, _ADD, _REPLACE, _APPEND, _PREPEND, _CAS = range(6)
 
 STAT_NAMES = (
@@ -144,7 +147,10 @@ class Store:
         self._stats = dict.fromkeys(_RESETTABLE, 0)
         self._expiry: list[tuple[int, int, bytes]] = []
         self._ttl_items = 0
-        self._clock = clock if clock is not None else MonotonicClock()
+        self._clock = clock
+        # Without a clock, the store reads the monotonic clock on a Unix-time scale itself, as
+        # clock.MonotonicClock does (and the native backend): PERF, one call fewer per command.
+        self._clock_base = time.time() - time.monotonic()
         self._cas = 0
         self._flush_cas = 0  # items with cas < this are flushed
         self._flush_at = 0  # pending delayed flush_all deadline, 0 for none
@@ -188,7 +194,8 @@ class Store:
     # -- time and liveness --------------------------------------------------------------------
 
     def _now(self) -> int:
-        now = int(self._clock())
+        clock = self._clock
+        now = int(self._clock_base + _monotonic()) if clock is None else int(clock())
         if self._flush_at and now >= self._flush_at:
             self._flush_at = 0
             self._flush_cas = self._cas + 1
@@ -583,7 +590,7 @@ class Store:
             _check_key(key)
             _check_range("flags", flags, 0, U32_MAX)
             _check_range("exptime", exptime, 0, U32_MAX)
-            _check_range("cas", cas, 1, U64_MAX)
+            _check_range("cas", cas, 1, CAS_MAX)
             value = bytes(value)
             if (exptime and exptime <= now) or cas < self._flush_cas:
                 continue
@@ -602,5 +609,6 @@ class Store:
             self._cas = max(self._cas, cas)
             self._stats["total_items"] += 1
             kept += 1
+        _check_range("cas_counter", cas_counter, 0, CAS_MAX)
         self._cas = max(self._cas, cas_counter)
         return kept

@@ -3,6 +3,8 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
 
 cdef extern from "item.h":
+    ctypedef uint32_t item_ref
+
     ctypedef struct item:
         uint64_t cas
         uint32_t exptime
@@ -16,7 +18,7 @@ cdef extern from "item.h":
 
 cdef extern from "assoc.h":
     ctypedef struct assoc:
-        item **old
+        item_ref *old
         uint64_t count
         unsigned hashpower
     uint64_t assoc_bytes(const assoc *t)

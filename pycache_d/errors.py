@@ -39,7 +39,7 @@ class StoreError(Exception):
 
 
 class InvalidKey(StoreError, ValueError):
-    """Raised when a key is empty, longer than 250 bytes, or holds whitespace or control bytes."""
+    """Raised when a key is empty or longer than 250 bytes (any byte value is allowed, as in memcached)."""
 
     wire = b"CLIENT_ERROR bad command line format\r\n"
 

@@ -26,6 +26,9 @@ EXPTIME_MAX = 2**31 - 1
 
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
+#: The largest CAS a snapshot may bring back: far from 2**64, so the counter can never wrap
+#: (a wrapped counter would make new items look older than a flush_all).
+CAS_MAX = 2**63 - 1
 
 # isspace() in the C locale, which is what memcached's safe_strtoull() relies on.
 _C_SPACE = b" \t\n\v\f\r"

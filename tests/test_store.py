@@ -500,3 +500,23 @@ def test_native_hash_table_expands_in_slices():
         store.set(b"k%d" % i, b"v")
         i += 1
     assert all(store.get(b"k%d" % j) == b"v" for j in range(i))
+
+
+def test_a_walk_fed_back_into_load_stops_instead_of_reading_freed_items(make_store):
+    store = make_store(max_bytes=3 * charge(b"k0", b"x") + 10)
+    for i in range(3):
+        store.set(b"k%d" % i, b"x")
+    grown = ((k, v + b"1234", f, e, c) for k, v, f, e, c in store.items())
+    with pytest.raises(RuntimeError):
+        store.load(grown)
+
+
+def test_load_refuses_cas_values_that_could_wrap_the_counter(store):
+    with pytest.raises(ValueError):
+        store.load([(b"a", b"1", 0, 0, 2**63)])
+    with pytest.raises(ValueError):
+        store.load([], cas_counter=2**64)
+    store.load([(b"a", b"1", 0, 0, 2**63 - 1)])
+    store.set(b"k", b"v")
+    store.flush_all()
+    assert store.get(b"a") is None and store.get(b"k") is None
