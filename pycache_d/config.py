@@ -22,6 +22,9 @@ flag                        TOML key / environment     meaning (default)
 ``-I/--max-item-size``      ``max_item_size``          bytes, or with a k/m/g suffix (1m)
 ``--backend``               ``backend``                auto, native or python (auto)
 ``-v/--verbose``            ``verbose`` (a number)     -v connection events, -vv every request (0)
+``--snapshot PATH``,        ``snapshot`` (a path, or   items saved there on SIGTERM and loaded at
+``--no-snapshot``           false in TOML)             start ($STATE_DIRECTORY/pycache-d.snapshot
+                                                       under systemd, else none)
 ``--config``                (environment only)         the TOML file (none)
 ==========================  =========================  ===========================================
 
@@ -95,6 +98,8 @@ class Config:
     backend: str = "auto"
     verbose: int = 0
     config: str | None = None
+    #: A path, False for none, or None: the default (see ``snapshot.default_path``).
+    snapshot: str | bool | None = None
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
@@ -201,6 +206,12 @@ def _config_path(value: object) -> str:
     return value
 
 
+def _snapshot(value: object) -> str | bool:
+    if value is False or (isinstance(value, str) and value):
+        return value
+    raise ValueError(f"expected a file name (or false for none), got {value!r}")
+
+
 #: Every option by its canonical name, with its parser.
 PARSERS: dict[str, Callable[[object], Any]] = {
     "port": _port,
@@ -213,6 +224,7 @@ PARSERS: dict[str, Callable[[object], Any]] = {
     "backend": _backend,
     "verbose": lambda v: _integer(v, 0),
     "config": _config_path,
+    "snapshot": _snapshot,
 }
 
 
@@ -258,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", help="log connection events; twice to log every request"
     )
     p.add_argument("--config", metavar="FILE", help="TOML file with the same settings (keys like max_items)")
+    p.add_argument(
+        "--snapshot", metavar="PATH", help="save items to PATH on SIGTERM, load them at start (warm restart)"
+    )
+    p.add_argument(
+        "--no-snapshot", dest="snapshot", action="store_const", const=False, help="no snapshot file at all"
+    )
     p.add_argument("-V", "--version", action="version", version=f"pycache-d {__version__}")
     return p
 
