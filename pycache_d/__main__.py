@@ -2,16 +2,19 @@
 
 Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when a listener cannot be opened,
 2 for an invalid flag, environment variable or config value (one line on stderr, no traceback).
+A snapshot that cannot be written at shutdown (full disk) is logged as an error but still exits 0:
+the shutdown itself was clean and the previous snapshot is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__
+from . import __version__, snapshot
 from . import config as configmod
 from . import log as logmod
 from .config import Config, ConfigError, ConfigSource, describe_size
@@ -58,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _serve(cfg: Config, source: ConfigSource, store: Any, loop_name: str) -> int:
+    snapshot_path = snapshot.default_path(cfg.snapshot, os.environ)
+    snapshot.restore(store, snapshot_path)  # before any listener: no client sees a half-loaded store
     server = Server(cfg, store, source=source)
 
     def started() -> None:
@@ -79,6 +84,9 @@ async def _serve(cfg: Config, source: ConfigSource, store: Any, loop_name: str) 
     except ListenError as e:
         log.error("%s", e)
         return EXIT_LISTEN
+    # NOTE: only after a clean run: a daemon that could not listen must not overwrite the
+    # snapshot of the one that holds the port.
+    snapshot.persist(store, snapshot_path)
     notice("stopped")
     return EXIT_OK
 
