@@ -1,0 +1,102 @@
+"""Warm restart of the real daemon: items saved on SIGTERM come back on the next start."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+pytest.register_assert_rewrite("daemon")
+pytest_plugins = ["daemon"]
+
+from daemon import Daemon, stats  # noqa: E402
+
+Factory = Callable[..., Daemon]
+
+
+def gets(d: Daemon, *keys: str) -> dict[str, tuple[int, bytes, int]]:
+    """``gets`` the keys; return ``key -> (flags, value, cas)`` of the ones found."""
+    reply = d.request(f"gets {' '.join(keys)}\r\n".encode(), until=b"END\r\n")
+    out = {}
+    for m in re.finditer(rb"VALUE (\S+) (\d+) (\d+) (\d+)\r\n", reply):
+        start = m.end()
+        out[m[1].decode()] = (int(m[2]), reply[start : start + int(m[3])], int(m[4]))
+    return out
+
+
+def test_items_cas_and_lru_order_survive_a_restart(
+    daemon_factory: Factory, daemon_backend: str, tmp_path: Path
+) -> None:
+    snap = str(tmp_path / "pycache-d.snapshot")
+    first = daemon_factory("--snapshot", snap, backend=daemon_backend)
+    keys = [f"k{i}" for i in range(10)]
+    for i, key in enumerate(keys):
+        assert first.request(f"set {key} {i} 0 2\r\nv{i}\r\n".encode()) == b"STORED\r\n"
+    before = gets(first, *keys)  # reads k0..k9 in turn...
+    first.request(b"get k0\r\n", until=b"END\r\n")  # ...then k0 again: the order is k1..k9, k0
+    assert first.stop() == 0
+    assert first.wait_for_log(r"saved 10 items to ")
+
+    # A smaller item limit keeps the three most recent: the LRU order came back too.
+    again = daemon_factory("--snapshot", snap, "--max-items", "3", backend=daemon_backend)
+    again.wait_for_log(r"loaded 3 items from .* \(skipped 0 expired or too large\) in \d")
+    after = gets(again, *keys)
+    assert sorted(after) == ["k0", "k8", "k9"]
+    assert after == {k: before[k] for k in after}  # values, flags and CAS
+    # The CAS counter carried over: a new write gets a CAS no client has seen.
+    again.request(b"set new 0 0 1\r\nn\r\n")
+    assert gets(again, "new")["new"][2] > max(cas for _, _, cas in before.values())
+
+
+def test_corrupt_snapshot_starts_empty_and_is_moved_aside(
+    daemon_factory: Factory, daemon_backend: str, tmp_path: Path
+) -> None:
+    snap = tmp_path / "pycache-d.snapshot"
+    snap.write_bytes(b"PYCDSNAP\x01\x00\x00\x00" + b"\x00" * 100)  # our magic, then garbage
+    d = daemon_factory("--snapshot", str(snap), backend=daemon_backend)
+    m = d.wait_for_log(
+        r"error: snapshot .* is unusable \((.*)\); moved it to (\S+corrupt-\d{8}T\d{6}); starting empty"
+    )
+    assert "checksum mismatch" in m[1]
+    assert Path(m[2]).read_bytes().startswith(b"PYCDSNAP")
+    assert stats(d)["curr_items"] == "0"
+    d.request(b"set x 0 0 1\r\n1\r\n")
+    assert d.stop() == 0
+    assert snap.read_bytes().startswith(b"PYCDSNAP")  # a fresh, good snapshot took its place
+    assert d.wait_for_log("saved 1 items")
+
+
+def test_state_directory_is_the_default_and_no_snapshot_turns_it_off(
+    daemon_factory: Factory, tmp_path: Path
+) -> None:
+    env = {"STATE_DIRECTORY": str(tmp_path)}
+    off = daemon_factory("--no-snapshot", backend="python", env=env)
+    off.request(b"set x 0 0 1\r\n1\r\n")
+    assert off.stop() == 0
+    assert os.listdir(tmp_path) == []
+    on = daemon_factory(backend="python", env=env)
+    on.request(b"set x 0 0 1\r\n1\r\n")
+    assert on.stop() == 0
+    assert os.listdir(tmp_path) == ["pycache-d.snapshot"]
+
+
+def test_a_daemon_that_cannot_listen_leaves_the_snapshot_alone(tmp_path: Path) -> None:
+    snap = tmp_path / "pycache-d.snapshot"
+    with Daemon("--snapshot", str(snap), backend="python") as d:
+        d.request(b"set x 0 0 1\r\n1\r\n")
+    saved = snap.read_bytes()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        argv = [sys.executable, "-m", "pycache_d", "-l", f"127.0.0.1:{port}", "--snapshot", str(snap)]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1, proc.stderr
+    assert "loaded 1 items" in proc.stderr
+    assert snap.read_bytes() == saved
