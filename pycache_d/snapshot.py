@@ -90,8 +90,9 @@ class LoadResult:
     """
 
     status: str
-    loaded: int = 0
-    skipped: int = 0
+    loaded: int = 0  # items in the store afterwards
+    skipped: int = 0  # expired since the save, or larger than the store now accepts
+    evicted: int = 0  # pushed out (oldest first) by a smaller memory or item limit than before
     seconds: float = 0.0
     reason: str = ""
     moved_to: str | None = None
@@ -221,17 +222,20 @@ def load(store: Any, path: str) -> LoadResult:
             return LoadResult("corrupt", reason=str(e), moved_to=_move_aside(path))
         except OSError as e:
             return LoadResult("unreadable", reason=_reason(e))
+        before = len(store)
         try:
             f.seek(HEADER_SIZE)
             kept = store.load(_records(f, count), cas_counter)
-        except (_Corrupt, OSError, ValueError, StoreError) as e:
-            # NOTE: only reachable when a file passed its checksum yet is unsound (a writer bug)
-            # or the disk failed between the two passes: undo the partial load.
+        except OSError as e:  # the disk failed between the two passes
             _empty(store)
-            reason = _reason(e) if isinstance(e, OSError) else str(e)
-            moved = None if isinstance(e, OSError) else _move_aside(path)
-            return LoadResult("unreadable" if moved is None else "corrupt", reason=reason, moved_to=moved)
-    return LoadResult("loaded", len(store), count - kept, time.perf_counter() - start)
+            return LoadResult("unreadable", reason=_reason(e))
+        except (_Corrupt, ValueError, StoreError) as e:
+            # NOTE: only reachable when a file passed its checksum yet is unsound (a writer bug):
+            # undo the partial load.
+            _empty(store)
+            return LoadResult("corrupt", reason=str(e), moved_to=_move_aside(path))
+    loaded = len(store) - before
+    return LoadResult("loaded", loaded, count - kept, kept - loaded, time.perf_counter() - start)
 
 
 def _verify(f: BinaryIO) -> tuple[int, int]:
@@ -357,10 +361,11 @@ def restore(store: Any, path: str | None) -> LoadResult | None:
     result = load(store, path)
     if result.status == "loaded":
         notice(
-            "loaded %d items from %s (skipped %d expired or too large) in %.2f s",
+            "loaded %d items from %s (skipped %d expired or too large%s) in %.2f s",
             result.loaded,
             path,
             result.skipped,
+            f", evicted {result.evicted} for lack of room" if result.evicted else "",
             result.seconds,
         )
     elif result.status == "missing":

@@ -79,7 +79,8 @@ def test_lru_order_decides_evictions_after_load(make_store, clock, path) -> None
     src.get(b"k0")  # recently used: survives the smaller store below
     save(src, path)
     dst = make_store(max_items=3)
-    load(dst, path)
+    result = load(dst, path)
+    assert (result.loaded, result.skipped, result.evicted) == (3, 0, 7)
     assert sorted(k for k, *_ in dst.items()) == [b"k0", b"k8", b"k9"]
 
 

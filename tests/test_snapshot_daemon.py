@@ -45,7 +45,9 @@ def test_items_cas_and_lru_order_survive_a_restart(
 
     # A smaller item limit keeps the three most recent: the LRU order came back too.
     again = daemon_factory("--snapshot", snap, "--max-items", "3", backend=daemon_backend)
-    again.wait_for_log(r"loaded 3 items from .* \(skipped 0 expired or too large\) in \d")
+    again.wait_for_log(
+        r"loaded 3 items from .* \(skipped 0 expired or too large, evicted 7 for lack of room\) in \d"
+    )
     after = gets(again, *keys)
     assert sorted(after) == ["k0", "k8", "k9"]
     assert after == {k: before[k] for k in after}  # values, flags and CAS
