@@ -11,6 +11,7 @@ the tests also assert that nothing was printed.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -171,6 +172,9 @@ def test_default_config_documents_every_option_with_its_default():
         if m:
             first.setdefault(m[1], line[1:])
     assert set(first) == set(config.PARSERS) - {"config"}
-    # The first example of each key, uncommented, is a valid file that gives the defaults.
+    # The first example of each key, uncommented, is a valid file that gives the defaults (the
+    # snapshot's default is no setting at all: the file in systemd's StateDirectory=).
     options = tomllib.loads("\n".join(first.values()))
-    assert config.validate([("pycache-d.toml", options)]) == config.Config()
+    assert options["snapshot"] == "/var/lib/pycache-d/pycache-d.snapshot"
+    default = dataclasses.replace(config.Config(), snapshot=options["snapshot"])
+    assert config.validate([("pycache-d.toml", options)]) == default
