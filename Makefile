@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard client/pyproject.toml)
 	touch $@
 
 # Rebuild the extension in place whenever a C, Cython or build file changed.
-EXTENSIONS = pycache_d/_native$(EXT_SUFFIX) pycache_d/_csession$(EXT_SUFFIX)
+EXTENSIONS = $(foreach m,_native _csession _cconnection,pycache_d/$(m)$(EXT_SUFFIX))
 ext: $(STAMP)
 	@if [ -z "$$PYCACHE_D_NO_EXTENSIONS" ]; then $(MAKE) --no-print-directory $(EXTENSIONS); fi
 

@@ -54,10 +54,17 @@ def extensions() -> list:
         extra_link_args=san,
         define_macros=macros,
     )
+    connection = Extension(
+        "pycache_d._cconnection",
+        sources=["pycache_d/_cconnection.pyx"],
+        extra_compile_args=[*opt, *san],
+        extra_link_args=san,
+        define_macros=macros,
+    )
     directives = {"language_level": "3", "embedsignature": True}
     if DEBUG:
         directives["linetrace"] = True
-    return cythonize([native, session], compiler_directives=directives, annotate=ANNOTATE)
+    return cythonize([native, session, connection], compiler_directives=directives, annotate=ANNOTATE)
 
 
 setup(

@@ -26,6 +26,7 @@ Idle clients cost nothing: no timers run for a connection unless it is paused.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Endpoint
 from .log import log, notice
+from .store import NO_EXTENSIONS
 
 if TYPE_CHECKING:
     from .server import Server
@@ -62,7 +64,56 @@ TOO_MANY_CONNECTIONS = b"ERROR Too many open connections\r\n"
 INTERNAL_ERROR = b"SERVER_ERROR internal error\r\n"
 
 
-class Connection(asyncio.Protocol):
+class _ConnectionBase:
+    """The pure twin of _cconnection.ConnectionBase: data_received's hot path."""
+
+    transport: Any
+    session: Any
+    _closing: bool
+    _paused: bool
+    _eof: bool
+    _pending: bytes
+    _lines: int
+    last_active: float
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.last_active = time.monotonic()
+        if self._paused or self._pending:
+            # Read before the pause took effect: keep it in order behind what is waiting.
+            self._pending += data
+            return
+        # PERF: the usual read, a few requests whose replies are small, is fed whole and
+        # answered with one write; _feed() would cut it into the same single slice, slower.
+        lines = data.count(b"\n")
+        if lines > self._lines or len(data) > FEED_SLICE or log.isEnabledFor(logging.DEBUG):
+            self._feed(data)  # type: ignore[attr-defined]
+            return
+        try:
+            reply = self.session.feed(data)
+        except Exception:
+            self._session_failed([])  # type: ignore[attr-defined]
+            return
+        if reply:
+            self.transport.write(reply)
+        if len(reply) > SMALL_REPLY * (lines or 1):
+            self._learn(data, len(reply))  # type: ignore[attr-defined]
+        else:
+            self._lines = MAX_LINES  # what _learn() makes of small replies
+        if self.session.closing or self._eof:
+            self.close()  # type: ignore[attr-defined]
+
+
+ConnectionBase: Any = _ConnectionBase
+if not NO_EXTENSIONS:
+    try:
+        from ._cconnection import ConnectionBase
+    except ImportError:  # not built: the pure twin serves
+        pass
+
+
+class Connection(ConnectionBase, asyncio.Protocol):
     """One client: moves bytes between its transport and its session, within bounds."""
 
     def __init__(self, server: Server, listener: Endpoint) -> None:
@@ -80,6 +131,11 @@ class Connection(asyncio.Protocol):
         self._stall_timer: asyncio.TimerHandle | None = None
         self._stall_size = 0
         self._lines = MAX_LINES  # lines per slice fed to the session, see _cut()
+        # What the compiled hot path needs to know of this module (see _cconnection.pyx).
+        self.feed_slice = FEED_SLICE
+        self.max_lines = MAX_LINES
+        self.small_reply = SMALL_REPLY
+        self.debug_enabled = functools.partial(log.isEnabledFor, logging.DEBUG)
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -102,34 +158,6 @@ class Connection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
         self.session = server.new_session()
         log.info("conn %d: opened from %s", self.fd, self.peer)
-
-    def data_received(self, data: bytes) -> None:
-        if self._closing:
-            return
-        self.last_active = time.monotonic()
-        if self._paused or self._pending:
-            # Read before the pause took effect: keep it in order behind what is waiting.
-            self._pending += data
-            return
-        # PERF: the usual read, a few requests whose replies are small, is fed whole and
-        # answered with one write; _feed() would cut it into the same single slice, slower.
-        lines = data.count(b"\n")
-        if lines <= self._lines and len(data) <= FEED_SLICE and not log.isEnabledFor(logging.DEBUG):
-            try:
-                reply = self.session.feed(data)
-            except Exception:
-                self._session_failed([])
-                return
-            if reply:
-                self.transport.write(reply)
-            if len(reply) > SMALL_REPLY * (lines or 1):
-                self._learn(data, len(reply))
-            else:
-                self._lines = MAX_LINES  # what _learn() makes of small replies
-            if self.session.closing or self._eof:
-                self.close()
-            return
-        self._feed(data)
 
     def eof_received(self) -> bool:
         self._eof = True

@@ -53,3 +53,10 @@ def test_native_store_gets_the_compiled_session():
     assert sessions.NativeSession is not None, "pycache_d._csession did not import"
     assert type(sessions.new_session(store.NativeStore())).__name__ == "NativeSession"
     assert type(sessions.new_session(store.PyStore())).__name__ == "Session"
+
+
+@pytest.mark.skipif(bool(os.environ.get("PYCACHE_D_NO_EXTENSIONS")), reason="extensions disabled on purpose")
+def test_connections_use_the_compiled_hot_path():
+    from pycache_d import connection
+
+    assert connection.ConnectionBase.__module__ == "pycache_d._cconnection", "the build fell back to Python"

@@ -1,0 +1,17 @@
+# Type stubs for the compiled connection hot path (pycache_d/_cconnection.pyx).
+from typing import Any
+
+class ConnectionBase:
+    transport: Any
+    session: Any
+    _closing: bool
+    _paused: bool
+    _eof: bool
+    _pending: bytes
+    _lines: int
+    last_active: float
+    feed_slice: int
+    max_lines: int
+    small_reply: int
+    debug_enabled: Any
+    def data_received(self, data: bytes) -> None: ...

@@ -1,0 +1,82 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The compiled hot path of a client connection: data_received for the usual read.
+
+pycache_d.connection.Connection derives from this class when it is built (and from its pure
+twin, connection._ConnectionBase, otherwise). Only the common case runs here: a read of at
+most ``lines`` requests and FEED_SLICE bytes, while not paused, not logging each request. It
+is fed to the session whole and answered with one write. Everything else (pausing, slicing,
+logging, errors) is Connection's, in Python: this class calls back into it.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.string cimport memchr
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+
+cdef inline double monotonic() noexcept:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef inline Py_ssize_t count_lines(bytes data):
+    cdef const char *p = PyBytes_AS_STRING(data)
+    cdef const char *end = p + PyBytes_GET_SIZE(data)
+    cdef const char *nl
+    cdef Py_ssize_t n = 0
+    while p < end:
+        nl = <const char *>memchr(p, 10, end - p)
+        if nl == NULL:
+            break
+        n += 1
+        p = nl + 1
+    return n
+
+
+cdef class ConnectionBase:
+    """State the hot path reads, and the hot path itself (see the module docstring)."""
+
+    cdef public object transport
+    cdef public object session
+    cdef public bint _closing
+    cdef public bint _paused
+    cdef public bint _eof
+    cdef public bytes _pending
+    cdef public Py_ssize_t _lines
+    cdef public double last_active
+    # Set by the subclass: its limits and its view of whether requests are being logged.
+    cdef public Py_ssize_t feed_slice
+    cdef public Py_ssize_t max_lines
+    cdef public Py_ssize_t small_reply
+    cdef public object debug_enabled
+
+    def data_received(self, data):
+        cdef Py_ssize_t lines, size
+        if self._closing:
+            return
+        self.last_active = monotonic()
+        if self._paused or self._pending:
+            # Read before the pause took effect: keep it in order behind what is waiting.
+            self._pending = self._pending + bytes(data)
+            return
+        if type(data) is not bytes:
+            data = bytes(data)
+        lines = count_lines(data)
+        size = PyBytes_GET_SIZE(data)
+        if lines > self._lines or size > self.feed_slice or self.debug_enabled():
+            self._feed(data)
+            return
+        session = self.session
+        try:
+            reply = session.feed(data)
+        except Exception:
+            self._session_failed([])
+            return
+        if reply:
+            self.transport.write(reply)
+        if len(reply) > self.small_reply * (lines or 1):
+            self._learn(data, len(reply))
+        else:
+            self._lines = self.max_lines  # what _learn() makes of small replies
+        if session.closing or self._eof:
+            self.close()
