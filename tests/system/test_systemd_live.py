@@ -1,0 +1,195 @@
+"""The units in packaging/systemd under a real systemd: readiness, reload, watchdog, sockets, journal.
+
+The units are installed as shipped, except that ``ExecStart=`` runs this checkout's
+``.venv/bin/pycache-d`` (and ``pycache-http``) instead of ``/usr/bin``. When the interpreter lives
+under /root or /home (pyenv on the CI machines), a drop-in swaps ``ProtectHome=yes`` for ``tmpfs``
+and binds that directory read-only: a packaged install with /usr/bin/python3 needs neither.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import CHECKOUT, Container
+
+UNITS = CHECKOUT / "packaging" / "systemd"
+BIN = Path(sys.executable).parent
+SOCKET_PATH = "/run/pycache-d/pycache-d.sock"
+
+
+def hidden_by_protect_home() -> list[str]:
+    """Directories the service must read that ProtectHome=yes would hide."""
+    out = []
+    for p in (Path(sys.base_prefix).resolve(), CHECKOUT, BIN.resolve()):
+        if p.parts[1:2] in (("root",), ("home",)) and str(p) not in out:
+            out.append(str(p))
+    return out
+
+
+@pytest.fixture(scope="module")
+def installed(container: Container) -> Container:
+    """The units, the default config and the test drop-ins, installed and loaded."""
+    system = container.root / "etc" / "systemd" / "system"
+    for unit in UNITS.iterdir():
+        text = unit.read_text()
+        text = text.replace("ExecStart=/usr/bin/pycache-d ", f"ExecStart={BIN}/pycache-d ")
+        text = text.replace("ExecStart=/usr/bin/pycache-http ", f"ExecStart={BIN}/pycache-http ")
+        (system / unit.name).write_text(text)
+    hidden = hidden_by_protect_home()
+    if hidden:
+        for service in ("pycache-d.service", "pycache-http.service"):
+            dropin = system / f"{service}.d"
+            dropin.mkdir(exist_ok=True)
+            (dropin / "10-test-interpreter.conf").write_text(
+                "[Service]\nProtectHome=tmpfs\n" + "".join(f"BindReadOnlyPaths={p}\n" for p in hidden)
+            )
+    etc = container.root / "etc" / "pycache-d"
+    etc.mkdir(exist_ok=True)
+    (etc / "pycache-d.toml").write_text((CHECKOUT / "packaging" / "pycache-d.toml").read_text())
+    container.systemctl("daemon-reload", check=True)
+    return container
+
+
+@pytest.fixture
+def sd(installed: Container) -> Iterator[Container]:
+    """The installed container, with every pycache unit stopped before and after the test."""
+    units = ("pycache-http.service", "pycache-d.service", "pycache-d.socket")
+    installed.systemctl("stop", *units)
+    installed.systemctl("reset-failed")
+    yield installed
+    installed.systemctl("stop", *units)
+
+
+def client(sd: Container, commands: bytes, unix: bool = False) -> bytes:
+    """Send memcached ``commands`` from inside the container (no retry) and return the reply."""
+    target = f"socket.AF_UNIX); s.connect({SOCKET_PATH!r})" if unix else ");s.connect(('127.0.0.1', 11211))"
+    code = (
+        "import socket, sys; s = socket.socket(" + target + "; s.settimeout(10);"
+        f"s.sendall({commands!r}); s.shutdown(socket.SHUT_WR); out = b''\n"
+        "while (chunk := s.recv(65536)): out += chunk\n"
+        "sys.stdout.write(out.hex())"
+    )
+    r = sd.python(code)
+    assert r.returncode == 0, r.stderr
+    return bytes.fromhex(r.stdout)
+
+
+def start(sd: Container, unit: str = "pycache-d.service") -> None:
+    r = sd.systemctl("start", unit, timeout=60)
+    if r.returncode != 0:
+        status = sd.systemctl("status", unit).stdout
+        log = sd.run("journalctl", "--no-pager", "-u", unit).stdout
+        raise AssertionError(f"systemctl start {unit} failed: {r.stderr}\n{status}\n{log}")
+
+
+def test_start_returns_once_ready(sd: Container) -> None:
+    # `systemctl start` of a Type=notify unit returns at READY=1: the port must accept right away.
+    r = sd.run(
+        "sh",
+        "-c",
+        f'systemctl start pycache-d.service && {sys.executable} -c "import socket; '
+        "socket.create_connection(('127.0.0.1', 11211), timeout=5).close(); print('accepted')\"",
+        timeout=60,
+    )
+    assert r.stdout.strip() == "accepted", r.stderr
+    props = sd.show("pycache-d.service", "ActiveState", "SubState", "StatusText", "Type", "WatchdogUSec")
+    assert props["ActiveState"] == "active" and props["SubState"] == "running", props
+    assert props["Type"] == "notify" and props["StatusText"].startswith("serving: 0 items"), props
+    assert props["WatchdogUSec"] != "0", props
+    assert client(sd, b"set k 0 0 2\r\nhi\r\nget k\r\n") == b"STORED\r\nVALUE k 0 2\r\nhi\r\nEND\r\n"
+
+
+def test_reload_keeps_the_items_and_the_process(sd: Container) -> None:
+    start(sd)
+    assert client(sd, b"set k 0 0 2\r\nhi\r\n") == b"STORED\r\n"
+    pid = sd.show("pycache-d.service", "MainPID")["MainPID"]
+    sd.systemctl("reload", "pycache-d.service", check=True)
+    props = sd.show("pycache-d.service", "MainPID", "ActiveState", "SubState")
+    assert props == {"MainPID": pid, "ActiveState": "active", "SubState": "running"}
+    assert client(sd, b"get k\r\n") == b"VALUE k 0 2\r\nhi\r\nEND\r\n"
+    messages = [e["MESSAGE"] for e in sd.journal("pycache-d.service")]
+    assert any(m.startswith("reloaded /etc/pycache-d/pycache-d.toml") for m in messages), messages
+
+
+def test_journal_gets_priorities_and_no_prefix(sd: Container) -> None:
+    start(sd)
+    entries = [
+        e
+        for e in sd.journal("pycache-d.service")
+        if e.get("_PID") == sd.show("pycache-d.service", "MainPID")["MainPID"]
+    ]
+    listening = [e for e in entries if e["MESSAGE"] == "listening on 127.0.0.1:11211"]
+    assert listening and listening[0]["PRIORITY"] == "5", entries
+    assert not any(e["MESSAGE"].startswith(("pycache-d[", "<")) for e in entries), entries
+
+
+def test_stop_is_clean(sd: Container) -> None:
+    start(sd)
+    sd.systemctl("stop", "pycache-d.service", check=True)
+    props = sd.show("pycache-d.service", "ActiveState", "Result", "ExecMainStatus")
+    assert props == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
+
+
+def test_socket_activation_over_tcp_and_unix(sd: Container) -> None:
+    start(sd, "pycache-d.socket")
+    assert sd.show("pycache-d.service", "ActiveState")["ActiveState"] == "inactive"
+    assert client(sd, b"set k 0 0 2\r\nhi\r\n", unix=True) == b"STORED\r\n"
+    assert sd.show("pycache-d.service", "ActiveState")["ActiveState"] == "active"
+    assert client(sd, b"get k\r\n") == b"VALUE k 0 2\r\nhi\r\nEND\r\n"
+    messages = [e["MESSAGE"] for e in sd.journal("pycache-d.service")]
+    assert f"socket activation: fd 4 named pycache-d is unix:{SOCKET_PATH}" in messages, messages
+    # The socket file outlives the service (RuntimeDirectoryPreserve=), so a client reactivates it.
+    sd.systemctl("stop", "pycache-d.service", check=True)
+    assert client(sd, b"version\r\n", unix=True).startswith(b"VERSION ")
+    assert sd.show("pycache-d.service", "ActiveState")["ActiveState"] == "active"
+
+
+def test_watchdog_restarts_a_stuck_daemon(sd: Container) -> None:
+    dropin = sd.root / "run" / "systemd" / "system" / "pycache-d.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "watchdog.conf").write_text("[Service]\nWatchdogSec=1\n")
+    sd.systemctl("daemon-reload", check=True)
+    try:
+        start(sd)
+        pid = sd.show("pycache-d.service", "MainPID")["MainPID"]
+        first = int(sd.show("pycache-d.service", "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"])
+        time.sleep(1.2)
+        later = int(sd.show("pycache-d.service", "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"])
+        assert later > first, "no WATCHDOG=1 pings"
+        sd.systemctl("kill", "--signal=SIGSTOP", "pycache-d.service", check=True)  # the loop stops
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            props = sd.show("pycache-d.service", "NRestarts", "MainPID", "ActiveState")
+            if (
+                props["NRestarts"] == "1"
+                and props["MainPID"] not in ("0", pid)
+                and props["ActiveState"] == "active"
+            ):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"not restarted by the watchdog: {props}")
+        results = [e["MESSAGE"] for e in sd.journal("pycache-d.service") if "atchdog" in e["MESSAGE"]]
+        assert any("Watchdog timeout" in m for m in results), results
+    finally:
+        (dropin / "watchdog.conf").unlink()
+        sd.systemctl("daemon-reload")
+
+
+def test_http_api_service(sd: Container) -> None:
+    start(sd)
+    start(sd, "pycache-http.service")
+    code = (
+        "import time, urllib.request\n"
+        "for _ in range(100):\n"
+        "    try:\n"
+        "        print(urllib.request.urlopen('http://127.0.0.1:5000/readyz', timeout=5).status); break\n"
+        "    except OSError: time.sleep(0.1)\n"
+    )
+    r = sd.python(code)
+    assert r.stdout.strip() == "200", (r.stdout, r.stderr, sd.run("journalctl", "-u", "pycache-http").stdout)
