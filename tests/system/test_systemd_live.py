@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from conftest import CHECKOUT, Container
+from sdcontainer import CHECKOUT, Container
 
 UNITS = CHECKOUT / "packaging" / "systemd"
 BIN = Path(sys.executable).parent
@@ -114,6 +113,16 @@ def test_reload_keeps_the_items_and_the_process(sd: Container) -> None:
     assert client(sd, b"get k\r\n") == b"VALUE k 0 2\r\nhi\r\nEND\r\n"
     messages = [e["MESSAGE"] for e in sd.journal("pycache-d.service")]
     assert any(m.startswith("reloaded /etc/pycache-d/pycache-d.toml") for m in messages), messages
+
+
+def test_restart_keeps_the_items_in_the_state_directory(sd: Container) -> None:
+    # The snapshot lands in StateDirectory= ($STATE_DIRECTORY), writable under ProtectSystem=strict.
+    start(sd)
+    assert client(sd, b"set warm 0 0 4\r\nkept\r\n") == b"STORED\r\n"
+    sd.systemctl("restart", "pycache-d.service", timeout=60, check=True)
+    assert client(sd, b"get warm\r\n") == b"VALUE warm 0 4\r\nkept\r\nEND\r\n"
+    r = sd.run("ls", "/var/lib/private/pycache-d/", check=True)
+    assert "pycache-d.snapshot" in r.stdout.split(), r.stdout
 
 
 def test_journal_gets_priorities_and_no_prefix(sd: Container) -> None:
