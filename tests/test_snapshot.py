@@ -346,3 +346,20 @@ def test_default_path() -> None:
     assert default_path(False, {"STATE_DIRECTORY": "/var/lib/p"}) is None
     assert default_path(None, {"STATE_DIRECTORY": "/var/lib/p:/var/lib/q"}) == "/var/lib/p/pycache-d.snapshot"
     assert default_path(None, {}) is None
+
+
+def test_snapshot_settings(tmp_path: Path) -> None:
+    from pycache_d import config
+
+    assert config.load(["--snapshot", "/s"], {})[1].snapshot == "/s"
+    assert config.load(["--no-snapshot"], {"PYCACHE_D_SNAPSHOT": "/e"})[1].snapshot is False
+    assert config.load([], {"PYCACHE_D_SNAPSHOT": "/e"})[1].snapshot == "/e"
+    assert config.load([], {})[1].snapshot is None
+    toml = tmp_path / "c.toml"
+    toml.write_text("snapshot = false\n")
+    assert config.load(["--config", str(toml)], {})[1].snapshot is False
+    toml.write_text("snapshot = true\n")
+    with pytest.raises(config.ConfigError, match=r"snapshot: expected a file name \(or false for none\)"):
+        config.load(["--config", str(toml)], {})
+    with pytest.raises(config.ConfigError, match="--snapshot: expected a file name"):
+        config.load(["--snapshot", ""], {})
