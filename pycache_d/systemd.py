@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import socket
 import time
@@ -54,6 +55,8 @@ class Notifier:
             # NOTE: an abstract socket name is spelled with a leading "@" in the variable.
             self.address = b"\0" + address[1:].encode() if address.startswith("@") else address
         self.watchdog_interval = watchdog_usec / 2e6 if self.address and watchdog_usec > 0 else 0.0
+        self.address_text = address or ""
+        self._failed = False
         self._timer: asyncio.TimerHandle | None = None
         self._server: Any = None
 
@@ -85,7 +88,15 @@ class Notifier:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
                 sock.sendto("\n".join(lines).encode(), socket.MSG_DONTWAIT, self.address)
         except OSError as e:
-            log.debug("sd_notify %s failed: %s", lines, os.strerror(e.errno or errno.EIO))
+            # The first failure is worth an operator's eye (a wrong NOTIFY_SOCKET); later ones
+            # would repeat it every few seconds.
+            log.log(
+                logging.DEBUG if self._failed else logging.WARNING,
+                "cannot notify %s: %s",
+                self.address_text,
+                os.strerror(e.errno or errno.EIO),
+            )
+            self._failed = True
             return False
         return True
 
@@ -175,8 +186,14 @@ def listen_fds(environ: MutableMapping[str, str] | None = None) -> list[tuple[so
     out = []
     for i in range(max(count, 0)):
         fd = LISTEN_FDS_START + i
-        os.set_inheritable(fd, False)
-        sock = socket.socket(fileno=fd)
+        try:
+            os.set_inheritable(fd, False)
+            sock = socket.socket(fileno=fd)
+        except OSError as e:  # not open, or not a socket (LISTEN_FDS counts more than were passed)
+            reason = os.strerror(e.errno or errno.EBADF).lower()
+            raise ValueError(
+                f"passed fd {fd} is not a usable socket (LISTEN_FDS={count}): {reason}"
+            ) from None
         name = names[i] if i < len(names) and names[i] else "unknown"
         if sock.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX) or (
             sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)

@@ -192,6 +192,8 @@ def test_notify_socket_nobody_listens_on_is_harmless(tmp_path: Path) -> None:
         time.sleep(0.3)
         assert d.request(b"version\r\n").startswith(b"VERSION ")
         assert d.stop() == 0
+    # Said once, not at every status refresh.
+    assert d.log.count("warning: cannot notify ") == 1, d.log
 
 
 # -- the Notifier in-process --------------------------------------------------------------------------
@@ -302,6 +304,16 @@ def test_socket_activation_refuses_a_datagram_socket() -> None:
         d.kill()
     assert d.proc.returncode == 1, err
     assert b"socket activation: passed fd 3 (unknown) is not a listening TCP or unix stream socket" in err
+
+
+def test_socket_activation_with_a_missing_fd_fails_cleanly() -> None:
+    d = Daemon()
+    # The wrapper execs the daemon in its own process, so LISTEN_PID=$$ names the daemon.
+    d.argv = ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"', "sh", *d.argv]
+    r = subprocess.run(d.argv, env=d.env, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    assert r.returncode == 1, r.stderr
+    assert b"socket activation: passed fd 3 is not a usable socket (LISTEN_FDS=1): " in r.stderr
+    assert b"Traceback" not in r.stderr
 
 
 def test_listen_pid_of_another_process_is_ignored() -> None:
