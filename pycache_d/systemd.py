@@ -108,9 +108,11 @@ class Notifier:
 
     def ready(self, server: Any) -> None:
         """Startup is complete: send ``READY=1`` and start the status and watchdog timer."""
+        if not self.enabled:
+            return
         self._server = server
         self.send("READY=1", f"STATUS={status_line(server)}")
-        if self.enabled and self._timer is None:
+        if self._timer is None:
             self._schedule(server.loop)
 
     def reloading(self) -> None:
