@@ -1,5 +1,8 @@
 """A real systemd as PID 1 of a throw-away container: :class:`Container` and the ``container`` fixture.
 
+Load it with ``pytest_plugins = ["sdcontainer"]`` in a test module: a conftest.py here would take
+the module name ``conftest`` from tests/conftest.py, which other tests import.
+
 ``boot.sh`` (beside this file) builds the container from plain namespaces: the host's / below a
 tmpfs overlay, so this checkout and its interpreter are visible at the same paths and nothing
 written inside reaches the host. One container serves the whole session; it is torn down in a

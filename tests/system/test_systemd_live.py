@@ -14,7 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sdcontainer import CHECKOUT, Container
+
+pytest.register_assert_rewrite("sdcontainer")
+from sdcontainer import CHECKOUT, Container  # noqa: E402
+
+pytest_plugins = ["sdcontainer"]  # the container fixture
 
 UNITS = CHECKOUT / "packaging" / "systemd"
 BIN = Path(sys.executable).parent
