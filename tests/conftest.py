@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +66,17 @@ def make_store(store_cls, clock):
 @pytest.fixture
 def store(make_store):
     return make_store()
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path):
+    """A 64 KiB tmpfs mounted for the test, to fill up for real (skips unless we may mount)."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    rc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True)
+    if rc.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {rc.stderr.decode().strip()}")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=True)
