@@ -289,19 +289,6 @@ def test_full_disk_keeps_the_old_snapshot(
     assert "no space left on device; the previous snapshot (if any) is kept" in caplog.text
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path: Path):
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    rc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True)
-    if rc.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {rc.stderr.decode().strip()}")
-    yield mnt
-    subprocess.run(["umount", str(mnt)], check=True)
-
-
 def test_full_tmpfs_keeps_the_old_snapshot(make_store, tiny_tmpfs: Path) -> None:
     path = str(tiny_tmpfs / "pycache-d.snapshot")
     small = make_store()

@@ -102,3 +102,29 @@ def test_a_daemon_that_cannot_listen_leaves_the_snapshot_alone(tmp_path: Path) -
     assert proc.returncode == 1, proc.stderr
     assert "loaded 1 items" in proc.stderr
     assert snap.read_bytes() == saved
+
+
+def test_full_disk_at_shutdown_is_logged_and_exits_0(daemon_factory: Factory, tiny_tmpfs: Path) -> None:
+    snap = tiny_tmpfs / "pycache-d.snapshot"
+    small = daemon_factory("--snapshot", str(snap), backend="python")
+    small.request(b"set old 0 0 1\r\n1\r\n")
+    assert small.stop() == 0
+    old = snap.read_bytes()
+    big = daemon_factory("--snapshot", str(snap), backend="python")
+    sets = b"".join(b"set k%d 0 0 100 noreply\r\n%s\r\n" % (i, b"v" * 100) for i in range(1000))
+    assert big.request(sets + b"set last 0 0 1\r\n1\r\n") == b"STORED\r\n"  # ~130 KB: twice the disk
+    assert big.stop() == 0  # the shutdown itself was clean; the error is in the log
+    big.wait_for_log(r"error: cannot write snapshot \S+: no space left on device; the previous snapshot")
+    assert snap.read_bytes() == old
+    assert os.listdir(tiny_tmpfs) == ["pycache-d.snapshot"]
+
+
+def test_unreadable_snapshot_starts_empty(daemon_factory: Factory, tmp_path: Path) -> None:
+    snap = tmp_path / "pycache-d.snapshot"
+    snap.mkdir()  # not a file: reading fails, and nothing is moved
+    d = daemon_factory("--snapshot", str(snap), backend="python")
+    d.wait_for_log(r"error: cannot read snapshot \S+: is a directory; starting empty")
+    assert stats(d)["curr_items"] == "0"
+    assert d.stop() == 0
+    d.wait_for_log(r"error: cannot rename \S+\.tmp to \S+: is a directory; the previous snapshot")
+    assert snap.is_dir() and os.listdir(tmp_path) == ["pycache-d.snapshot"]
