@@ -2,7 +2,8 @@
 
 Round trips keep every item, its flags, expiry and CAS, the CAS counter and the LRU order; a
 file that is truncated, damaged, foreign or of another version is moved aside and nothing is
-loaded; a writer killed mid-way or a full disk leaves the previous snapshot as it was.
+loaded; a writer killed mid-way or a full disk leaves the previous snapshot as it was. The tests marked
+``asan`` (the native items/load/flush paths) also run under the sanitizer in ``make test-asan``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def path(tmp_path: Path) -> str:
     return str(tmp_path / "pycache-d.snapshot")
 
 
+@pytest.mark.asan
 def test_round_trip_keeps_items_lru_order_and_cas_counter(make_store, clock, path) -> None:
     src = make_store()
     fill(src, clock)
@@ -72,6 +74,7 @@ def test_round_trip_keeps_items_lru_order_and_cas_counter(make_store, clock, pat
     assert dst.get_item(b"new")[2] == src.cas_counter + 1
 
 
+@pytest.mark.asan
 def test_lru_order_decides_evictions_after_load(make_store, clock, path) -> None:
     src = make_store()
     for i in range(10):
@@ -84,6 +87,7 @@ def test_lru_order_decides_evictions_after_load(make_store, clock, path) -> None
     assert sorted(k for k, *_ in dst.items()) == [b"k0", b"k8", b"k9"]
 
 
+@pytest.mark.asan
 @pytest.mark.parametrize("chunk", [7, 64, snapshot.CHUNK])
 def test_records_across_chunk_boundaries(make_store, clock, path, monkeypatch, chunk) -> None:
     monkeypatch.setattr(snapshot, "CHUNK", chunk)
@@ -98,6 +102,7 @@ def test_records_across_chunk_boundaries(make_store, clock, path, monkeypatch, c
     assert list(dst.items()) == list(src.items())
 
 
+@pytest.mark.asan
 def test_items_that_expired_meanwhile_are_skipped(make_store, clock, path) -> None:
     src = make_store()
     src.set(b"soon", b"1", 0, clock.now + 10)
@@ -204,6 +209,7 @@ def checksummed(records: list[tuple[bytes, bytes, int, int, int]], count: int | 
     return bytes(body) + struct.pack("<I", zlib.crc32(body))
 
 
+@pytest.mark.asan
 def test_checksummed_but_unsound_file_leaves_the_store_empty(make_store, path) -> None:
     good = [(b"k%d" % i, b"v", 0, 0, i + 1) for i in range(50)]
     # A CAS of 0 is out of range: the store refuses it after inserting the 50 before it.
