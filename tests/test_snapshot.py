@@ -2,8 +2,8 @@
 
 Round trips keep every item, its flags, expiry and CAS, the CAS counter and the LRU order; a
 file that is truncated, damaged, foreign or of another version is moved aside and nothing is
-loaded; a writer killed mid-way or a full disk leaves the previous snapshot as it was. The tests marked
-``asan`` (the native items/load/flush paths) also run under the sanitizer in ``make test-asan``.
+loaded; a writer killed mid-way or a full disk leaves the previous snapshot as it was. Tests
+marked ``asan`` (the native items/load/flush paths) also run under ``make test-asan``.
 """
 
 from __future__ import annotations
