@@ -44,9 +44,11 @@ LISTENING = re.compile(
 #: The line the daemon logs once every listener is open.
 STARTED = re.compile(r": notice: pycache-d \S+ started: ")
 
-#: Settings variables of the test runner's environment that would leak into the daemon.
+#: Settings variables of the test runner's environment that would leak into the daemon
+#: (STATE_DIRECTORY, set when the runner is a systemd service, would turn its snapshot on).
 _ISOLATE = re.compile(
-    r"PYCACHE_D_(PORT|LISTEN|UNIX_MODE|MEMORY_LIMIT|MAX_ITEMS|MAX_CONNECTIONS|MAX_ITEM_SIZE|BACKEND|VERBOSE|CONFIG)$"
+    r"PYCACHE_D_(PORT|LISTEN|UNIX_MODE|MEMORY_LIMIT|MAX_ITEMS|MAX_CONNECTIONS|MAX_ITEM_SIZE|BACKEND|VERBOSE"
+    r"|CONFIG|SNAPSHOT)$|STATE_DIRECTORY$"
 )
 
 
