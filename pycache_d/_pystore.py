@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import heapq
 import struct
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 
-import time
 from .errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result
 from .semantics import (
+    CAS_MAX,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_ITEM_SIZE,
     EXPTIME_MAX,
@@ -43,7 +44,6 @@ from .semantics import (
     ITEM_OVERHEAD,
     MAX_KEY_LENGTH,
     U32_MAX,
-    CAS_MAX,
     U64_MAX,
     absolute_expiry,
     counter_bytes,
@@ -130,7 +130,8 @@ class Store:
         max_bytes: memory limit; items are charged ``len(key) + len(value) + ITEM_OVERHEAD``.
         max_items: limit on the number of items, 0 for none.
         max_item_size: largest charged item size accepted (memcached's ``-I``).
-        clock: zero-argument callable returning the time in whole Unix-scale seconds.
+        clock: zero-argument callable returning the time in whole Unix-scale seconds; by
+            default the monotonic clock on a Unix-time scale (see :mod:`pycache_d.clock`).
     """
 
     backend = "python"
@@ -218,9 +219,9 @@ class Store:
         rec = self._data.get(key)
         if rec is None:
             return None
-        dead = self._alive(rec, now)
-        if dead:
-            self._stats["get_flushed" if dead == 2 else "get_expired"] += 1
+        cas, _flags, exptime, _fetched = _unpack(rec)  # PERF: _alive(), inlined
+        if cas < self._flush_cas or 0 < exptime <= now:
+            self._stats["get_flushed" if cas < self._flush_cas else "get_expired"] += 1
             self._unlink(key, rec, reclaimed=True)
             return None
         return rec
@@ -257,11 +258,14 @@ class Store:
 
     def _link(self, key: bytes, value: bytes, flags: int, exptime: int, now: int, fetched: int = 0) -> int:
         """Insert a new item at the MRU head, making room first; return its CAS."""
-        self._shrink(len(key) + len(value) + ITEM_OVERHEAD, 1, now)
+        size = len(key) + len(value) + ITEM_OVERHEAD
+        data = self._data
+        if self._bytes + size > self._max_bytes or (self._max_items and len(data) >= self._max_items):
+            self._shrink(size, 1, now)  # PERF: only called when it has something to do
         self._cas += 1
         cas = self._cas
-        self._data[key] = _pack(cas, flags, exptime, fetched) + value
-        self._bytes += len(key) + len(value) + ITEM_OVERHEAD
+        data[key] = _pack(cas, flags, exptime, fetched) + value
+        self._bytes += size
         if exptime:
             self._ttl_items += 1
             self._push_expiry(exptime, cas, key)
@@ -311,10 +315,53 @@ class Store:
 
     def get_item(self, key: bytes) -> tuple[bytes, int, int] | None:
         """Return ``(value, flags, cas)`` of ``key``, or None on a miss."""
-        _check_key(key)
-        rec = self._fetch(key, self._now())
-        if rec is None:
-            return None
+        return self.get_items((key,))[0]
+
+    def get_items(self, keys: Iterable[bytes]) -> list[tuple[bytes, int, int] | None]:
+        """Return ``(value, flags, cas)`` or None for each key in turn, as :meth:`get_item` would.
+
+        The keys are looked up one after the other (a repeated key counts twice, an invalid key
+        raises once the keys before it are done), at one reading of the clock: a multi-get
+        happens at one instant. This is the python backend's hot path (every get of the
+        session); the native backend has no counterpart, its session drives C directly.
+        """
+        now = self._now()
+        data = self._data
+        flush_cas = self._flush_cas
+        found: list[tuple[bytes, int, int] | None] = []
+        hits = misses = 0
+        try:
+            for key in keys:
+                if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_LENGTH:
+                    _check_key(key)
+                    rec = self._fetch(key, now)  # e.g. a bytes subclass: the careful path
+                    found.append(None if rec is None else self._triple(rec))
+                    continue
+                # PERF: the common case written out, with one header unpack and the counters
+                # kept in locals; what it does is _fetch()'s, step for step.
+                rec = data.get(key)
+                if rec is not None:
+                    cas, flags, exptime, fetched = _unpack(rec)
+                    if cas >= flush_cas and not 0 < exptime <= now:
+                        hits += 1
+                        if not fetched:
+                            rec = rec[: _HSIZE - 1] + b"\x01" + rec[_HSIZE:]
+                            data[key] = rec
+                        data.move_to_end(key)
+                        found.append((rec[_HSIZE:], flags, cas))
+                        continue
+                    self._lookup(key, now)  # dead: frees it, counting get_expired or get_flushed
+                misses += 1
+                found.append(None)
+        finally:
+            stats = self._stats
+            stats["cmd_get"] += hits + misses
+            stats["get_hits"] += hits
+            stats["get_misses"] += misses
+        return found
+
+    @staticmethod
+    def _triple(rec: bytes) -> tuple[bytes, int, int]:
         cas, flags, _e, _f = _unpack(rec)
         return rec[_HSIZE:], flags, cas
 
@@ -375,20 +422,24 @@ class Store:
     def _update(
         self, mode: int, key: bytes, value: bytes, flags: int, exptime: int, cas_unique: int = 0
     ) -> Result:
-        _check_key(key)
-        value = bytes(value)
-        _check_range("flags", flags, 0, U32_MAX)
-        _check_range("exptime", exptime, EXPTIME_MIN, EXPTIME_MAX)
+        # PERF: every set of the daemon passes here; the checks only call out to raise.
+        if not 0 < len(key) <= MAX_KEY_LENGTH:  # is_valid_key()
+            _check_key(key)
+        if type(value) is not bytes:
+            value = bytes(value)
+        if not 0 <= flags <= U32_MAX:
+            _check_range("flags", flags, 0, U32_MAX)
+        if not EXPTIME_MIN <= exptime <= EXPTIME_MAX:
+            _check_range("exptime", exptime, EXPTIME_MIN, EXPTIME_MAX)
         now = self._now()
-        try:
-            self._fits(len(key) + len(value) + ITEM_OVERHEAD)
-        except (ItemTooLarge, OutOfMemory):
+        size = len(key) + len(value) + ITEM_OVERHEAD
+        if size > self._max_item_size or size > self._max_bytes:
             if mode == _SET:
                 # memcached drops the old value rather than keep serving stale data.
                 old = self._data.get(key)
                 if old is not None:
                     self._unlink(key, old)
-            raise
+            self._fits(size)  # raises
         self._stats["cmd_set"] += 1
         old = self._lookup(key, now)
         if mode == _SET:
@@ -425,7 +476,7 @@ class Store:
             return STORED
         if old is not None:
             self._unlink(key, old)
-        self._link(key, value, flags, absolute_expiry(exptime, now), now)
+        self._link(key, value, flags, absolute_expiry(exptime, now) if exptime else 0, now)
         self._stats["total_items"] += 1
         return STORED
 

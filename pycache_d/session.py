@@ -48,12 +48,17 @@ _MAX_VLEN = 2**31 - 1 - 2
 _LONG_OK = (b"get ", b"gets ")
 
 _NOT_FOUND = Result.NOT_FOUND.wire
+#: PERF: Result.wire, without the property call.
+_RESULT_WIRE = {result: result.wire for result in Result}
 #: Largest value _drop() builds to make the store refuse a set (see there).
 _MAX_DROP_PROBE = 4 * 1024 * 1024
 
 # Storage modes of a pending data block.
 _SET, _ADD, _REPLACE, _APPEND, _PREPEND, _CAS = range(6)
 _STORAGE = {b"set": _SET, b"add": _ADD, b"replace": _REPLACE, b"append": _APPEND, b"prepend": _PREPEND}
+#: PERF: the end of a VALUE line for flags 0 and each small value size: no number formatting.
+_SUFFIXES = 1024
+_SUFFIX = [b" 0 %d\r\n" % size for size in range(_SUFFIXES)]
 
 
 class Session:
@@ -73,6 +78,8 @@ class Session:
         self._need = 0  # length of the pending data block (<bytes> + 2), when _pending is set
         self._pending: tuple[Any, ...] | None = None  # the storage command awaiting its data block
         self._swallow = 0  # bytes of a rejected data block still to discard
+        # PERF: the python store fetches a multi-get's keys in one call (native: per key).
+        self._get_items: Callable[[list[bytes]], list[Any]] | None = getattr(store, "get_items", None)
 
     # -- framing ------------------------------------------------------------------------------
 
@@ -113,11 +120,11 @@ class Session:
                 pos += taken
                 continue
             if self._pending is not None:
-                if end - pos < self._need:
+                need = self._need
+                if end - pos < need:
                     break
-                block = buf[pos : pos + self._need]
-                pos += self._need
-                self._complete(block, out)
+                self._complete(buf, pos, out)
+                pos += need
                 continue
             eol = buf.find(b"\n", pos)
             if eol < 0:
@@ -174,11 +181,37 @@ class Session:
 
     # -- retrieval ----------------------------------------------------------------------------
 
-    def _get(self, toks: list[bytes], out: list[bytes]) -> None:
-        self._retrieve(toks, 1, out, False, None)
-
     def _gets(self, toks: list[bytes], out: list[bytes]) -> None:
-        self._retrieve(toks, 1, out, True, None)
+        self._get(toks, out, True)
+
+    def _get(self, toks: list[bytes], out: list[bytes], with_cas: bool = False) -> None:
+        """Answer get, or gets (``with_cas``): the hot path, over a store with ``get_items``."""
+        get_items = self._get_items
+        if get_items is None or len(toks) < 2:
+            self._retrieve(toks, 1, out, with_cas, None)
+            return
+        keys = toks[1:]
+        try:
+            items = get_items(keys)
+        except InvalidKey:
+            # Tokens are never empty, so the store refused a key longer than MAX_KEY_LENGTH,
+            # after fetching the keys before it; memcached, too, stops there and drops the
+            # values it had gathered.
+            out.append(wire.BAD_FORMAT)
+            return
+        for key, item in zip(keys, items, strict=True):
+            if item is not None:
+                value, flags, cas = item
+                size = len(value)
+                if with_cas:
+                    out.append(b"VALUE %s %d %d %d\r\n" % (key, flags, size, cas))
+                    out += (value, b"\r\n")
+                elif flags or size >= _SUFFIXES:
+                    out.append(b"VALUE %s %d %d\r\n" % (key, flags, size))
+                    out += (value, b"\r\n")
+                else:
+                    out += (b"VALUE ", key, _SUFFIX[size], value, b"\r\n")
+        out.append(wire.END)
 
     def _gat(self, toks: list[bytes], out: list[bytes]) -> None:
         self._touch_retrieve(toks, out, False)
@@ -291,19 +324,20 @@ class Session:
         except (StoreError, ValueError):
             pass  # refused, as intended (or the key itself was: nothing to drop)
 
-    def _complete(self, block: bytes, out: list[bytes]) -> None:
-        """Finish the pending storage command with its data block (value + b"\\r\\n")."""
+    def _complete(self, buf: bytes, start: int, out: list[bytes]) -> None:
+        """Finish the pending storage command with its data block (value + b"\\r\\n") at ``start``."""
         pending = self._pending
         assert pending is not None
         self._pending = None
+        stop = start + self._need
         if pending[0] == meta.PENDING_MS:
-            meta.complete_ms(self, pending, block, out)
+            meta.complete_ms(self, pending, buf[start:stop], out)
             return
         mode, key, flags, exptime, cas_unique, noreply = pending
-        if block[-2:] != b"\r\n":
+        if not buf.startswith(b"\r\n", stop - 2):
             reply = wire.BAD_DATA_CHUNK
         else:
-            value = block[:-2]
+            value = buf[start : stop - 2]
             store = self.store
             try:
                 if mode == _SET:
@@ -318,7 +352,7 @@ class Session:
                     result = store.prepend(key, value)
                 else:
                     result = store.cas(key, value, flags, exptime, cas_unique)
-                reply = result.wire
+                reply = _RESULT_WIRE[result]
             except StoreError as exc:
                 self.count_error(exc)
                 reply = exc.wire
