@@ -69,6 +69,21 @@ static void start_expanding(assoc *t) {
     t->migrate_next = 0;
 }
 
+int assoc_reserve(assoc *t, uint64_t n) {
+    unsigned power = t->hashpower;
+    while (power < ASSOC_MAX_POWER && n > NBUCKETS(power) + NBUCKETS(power) / 2)
+        power++;
+    if (t->count || t->old || power == t->hashpower)
+        return 0;
+    item_ref *bigger = calloc(NBUCKETS(power), sizeof(item_ref));
+    if (!bigger)
+        return -1;
+    free(t->primary);
+    t->primary = bigger;
+    t->hashpower = power;
+    return 0;
+}
+
 int assoc_step(assoc *t, uint64_t buckets) {
     if (!t->old)
         return 0;

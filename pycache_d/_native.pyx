@@ -335,6 +335,12 @@ cdef class Store:
                     raise RuntimeError("store changed during items()")
             it = newer
 
+    def reserve(self, n):
+        """Prepare an empty store for ``n`` items (sizes the hash table once, up front)."""
+        _check_range("n", n, 0, 2 ** 63 - 1)
+        if assoc_reserve(&self._s.table, n) != 0:
+            raise MemoryError()
+
     def load(self, items, cas_counter=0):
         """Insert items as :meth:`items` yields them, each becoming the most recent; return
         how many were kept (dead ones are skipped). The CAS counter moves past every CAS seen.

@@ -631,6 +631,10 @@ class Store:
                 cas, flags, exptime, _f = _unpack(rec)
                 yield key, rec[_HSIZE:], flags, exptime, cas
 
+    def reserve(self, n: int) -> None:
+        """Prepare an empty store for ``n`` items: nothing to do for a dict (native sizes its table)."""
+        _check_range("n", n, 0, 2**63 - 1)
+
     def load(self, items: Iterable[tuple[bytes, bytes, int, int, int]], cas_counter: int = 0) -> int:
         """Insert items as :meth:`items` yields them, each becoming the most recent; return
         how many were kept (dead ones are skipped). The CAS counter moves past every CAS seen.

@@ -22,6 +22,7 @@ cdef extern from "assoc.h":
         uint64_t count
         unsigned hashpower
     uint64_t assoc_bytes(const assoc *t)
+    int assoc_reserve(assoc *t, uint64_t n)
 
 
 cdef extern from "store.h":

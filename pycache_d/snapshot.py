@@ -224,6 +224,7 @@ def load(store: Any, path: str) -> LoadResult:
             return LoadResult("unreadable", reason=_reason(e))
         before = len(store)
         try:
+            store.reserve(count)  # PERF: size the hash table once instead of growing it 10 times
             f.seek(HEADER_SIZE)
             kept = store.load(_records(f, count), cas_counter)
         except OSError as e:  # the disk failed between the two passes

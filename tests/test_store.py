@@ -520,3 +520,13 @@ def test_load_refuses_cas_values_that_could_wrap_the_counter(store):
     store.set(b"k", b"v")
     store.flush_all()
     assert store.get(b"a") is None and store.get(b"k") is None
+
+
+def test_reserve_prepares_an_empty_store(store):
+    store.reserve(100_000)
+    if store.backend == "native":
+        assert store.stats()["hash_power_level"] >= 17  # 1.5 items per bucket at most
+    for i in range(1000):
+        store.set(b"k%d" % i, b"v")
+    store.reserve(10**9)  # not empty: nothing changes, nothing is lost
+    assert all(store.get(b"k%d" % i) == b"v" for i in range(1000))
