@@ -327,19 +327,22 @@ class Store:
         """
         now = self._now()
         data = self._data
+        lookup = data.get
+        bump = data.move_to_end
         flush_cas = self._flush_cas
         found: list[tuple[bytes, int, int] | None] = []
+        put = found.append
         hits = misses = 0
         try:
             for key in keys:
                 if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_LENGTH:
                     _check_key(key)
                     rec = self._fetch(key, now)  # e.g. a bytes subclass: the careful path
-                    found.append(None if rec is None else self._triple(rec))
+                    put(None if rec is None else self._triple(rec))
                     continue
                 # PERF: the common case written out, with one header unpack and the counters
                 # kept in locals; what it does is _fetch()'s, step for step.
-                rec = data.get(key)
+                rec = lookup(key)
                 if rec is not None:
                     cas, flags, exptime, fetched = _unpack(rec)
                     if cas >= flush_cas and not 0 < exptime <= now:
@@ -347,12 +350,12 @@ class Store:
                         if not fetched:
                             rec = rec[: _HSIZE - 1] + b"\x01" + rec[_HSIZE:]
                             data[key] = rec
-                        data.move_to_end(key)
-                        found.append((rec[_HSIZE:], flags, cas))
+                        bump(key)
+                        put((rec[_HSIZE:], flags, cas))
                         continue
                     self._lookup(key, now)  # dead: frees it, counting get_expired or get_flushed
                 misses += 1
-                found.append(None)
+                put(None)
         finally:
             stats = self._stats
             stats["cmd_get"] += hits + misses

@@ -55,7 +55,14 @@ _MAX_DROP_PROBE = 4 * 1024 * 1024
 
 # Storage modes of a pending data block.
 _SET, _ADD, _REPLACE, _APPEND, _PREPEND, _CAS = range(6)
-_STORAGE = {b"set": _SET, b"add": _ADD, b"replace": _REPLACE, b"append": _APPEND, b"prepend": _PREPEND}
+_STORAGE = {
+    b"set": _SET,
+    b"add": _ADD,
+    b"replace": _REPLACE,
+    b"append": _APPEND,
+    b"prepend": _PREPEND,
+    b"cas": _CAS,
+}
 #: PERF: the end of a VALUE line for flags 0 and each small value size: no number formatting.
 _SUFFIXES = 1024
 _SUFFIX = [b" 0 %d\r\n" % size for size in range(_SUFFIXES)]
@@ -264,19 +271,12 @@ class Session:
     # -- storage ------------------------------------------------------------------------------
 
     def _storage(self, toks: list[bytes], out: list[bytes]) -> None:
-        if len(toks) not in (5, 6):
-            out.append(wire.ERROR)
-            return
-        self._start_storage(toks, out, _STORAGE[toks[0]], 0)
-
-    def _cas(self, toks: list[bytes], out: list[bytes]) -> None:
-        if len(toks) not in (6, 7):
-            out.append(wire.ERROR)
-            return
-        self._start_storage(toks, out, _CAS, 1)
-
-    def _start_storage(self, toks: list[bytes], out: list[bytes], mode: int, has_cas: int) -> None:
         """Check a storage command line and wait for its data block (or swallow it)."""
+        mode = _STORAGE[toks[0]]
+        has_cas = mode == _CAS
+        if not 5 + has_cas <= len(toks) <= 6 + has_cas:
+            out.append(wire.ERROR)
+            return
         noreply = toks[-1] == b"noreply"
         key = toks[1]
         if len(key) > MAX_KEY_LENGTH:
@@ -517,7 +517,7 @@ _DISPATCH: dict[bytes, Callable[[Session, list[bytes], list[bytes]], None]] = {
     b"replace": Session._storage,
     b"append": Session._storage,
     b"prepend": Session._storage,
-    b"cas": Session._cas,
+    b"cas": Session._storage,
     b"delete": Session._delete,
     b"incr": Session._arith,
     b"decr": Session._arith,
