@@ -88,19 +88,20 @@ deb: dist
 	packaging/deb/build.sh $(DIST)
 
 # By hand, as root: the daemon and the HTTP API into a venv at $(PREFIX) made from $(INSTALL_PYTHON),
-# commands linked into $(BINDIR), the units into $(UNITDIR) and the default config to
-# /etc/pycache-d (an existing config is kept). DESTDIR prefixes the units, config and links only:
-# a venv cannot be moved after it is made, so it is always made at $(PREFIX) itself.
+# commands linked into $(BINDIR) (the units' ExecStart= follows it), the units into $(UNITDIR)
+# and the default config to /etc/pycache-d (an existing config is kept). DESTDIR prefixes the
+# units, config and links only: a venv cannot be moved once made, so it is made at $(PREFIX).
 PREFIX ?= /opt/pycache-d
 INSTALL_PYTHON ?= /usr/bin/python3
-BINDIR ?= /usr/local/bin
+BINDIR ?= /usr/bin
 UNITDIR ?= /etc/systemd/system
 install: dist
 	$(INSTALL_PYTHON) -m venv $(PREFIX)
 	$(PREFIX)/bin/python -m pip install --quiet --disable-pip-version-check \
 	  $(DIST)/pycache_d-*-manylinux*.whl "$$(echo $(DIST)/pycache_client-*.whl)[http]"
+	install -d $(DESTDIR)$(UNITDIR)
 	for unit in packaging/systemd/*.service packaging/systemd/*.socket; do \
-	  install -D -m 644 $$unit $(DESTDIR)$(UNITDIR)/$$(basename $$unit); done
+	  sed 's#^ExecStart=/usr/bin/#ExecStart=$(BINDIR)/#' $$unit > $(DESTDIR)$(UNITDIR)/$$(basename $$unit); done
 	[ -e $(DESTDIR)/etc/pycache-d/pycache-d.toml ] || \
 	  install -D -m 644 packaging/pycache-d.toml $(DESTDIR)/etc/pycache-d/pycache-d.toml
 	install -d $(DESTDIR)$(BINDIR)
