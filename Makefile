@@ -78,7 +78,7 @@ dist: venv
 	rm -rf $(DIST)
 	$(PY) -m build --outdir $(DIST) .
 	$(PY) -m build --outdir $(DIST) client
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/auditwheel repair --wheel-dir $(DIST)/repaired $(DIST)/pycache_d-*-linux_*.whl
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/auditwheel repair --wheel-dir $(DIST)/repaired $(DIST)/pycache_d-*-linux_*.whl
 	rm $(DIST)/pycache_d-*-linux_*.whl
 	mv $(DIST)/repaired/*.whl $(DIST)/ && rmdir $(DIST)/repaired
 

@@ -65,7 +65,8 @@ pip=("$WORK/tools/bin/python" -m pip --disable-pip-version-check --python "$VENV
 # Relocate: $VENV -> $PREFIX in the scripts and pyvenv.cfg, then byte-compile under the final path.
 grep -rlIF "$VENV" "$VENV/bin" "$VENV/pyvenv.cfg" | xargs -r sed -i "s#$VENV#$PREFIX#g"
 "$VENV/bin/python" -m compileall -q -j 0 -s "$STAGE" -p / "$VENV/lib" >/dev/null
-if leaked=$(grep -rlF "$STAGE" "$STAGE" | head -5); then die "staging path left in: $leaked"; fi
+leaked=$(grep -rlF "$STAGE" "$STAGE" || true)
+[ -z "$leaked" ] || die "staging path left in: $(echo "$leaked" | head -5)"
 
 # The rest of the tree.
 install -d "$STAGE/usr/bin"
