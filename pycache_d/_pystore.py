@@ -359,8 +359,10 @@ class Store:
         finally:
             stats = self._stats
             stats["cmd_get"] += hits + misses
-            stats["get_hits"] += hits
-            stats["get_misses"] += misses
+            if hits:
+                stats["get_hits"] += hits
+            if misses:
+                stats["get_misses"] += misses
         return found
 
     @staticmethod
