@@ -85,6 +85,14 @@ _inner() {
     if [ -c "$con" ]; then mount --bind "$con" $R/dev/console; else mount --bind /dev/null $R/dev/console; fi
     mount -t tmpfs -o mode=755,nosuid,nodev run $R/run
     mount -t tmpfs -o mode=1777,nosuid,nodev tmp $R/tmp
+    # A checkout under /tmp (as CI's clone may be) would be hidden by the fresh /tmp: bind the
+    # directories named in PYCACHE_SYSTEST_BIND (colon-separated) back at their own paths.
+    local d; local IFS=:
+    for d in ${PYCACHE_SYSTEST_BIND:-}; do
+        [ -d "$d" ] || continue
+        mkdir -p "$R$d"; mount --bind "$d" "$R$d"
+    done
+    unset IFS
     echo "pycache-systest-$name" > $R/etc/hostname
     ln -sf /dev/null $R/etc/systemd/system/console-getty.service
     tr -d - < /proc/sys/kernel/random/uuid > $R/etc/machine-id

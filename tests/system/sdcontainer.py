@@ -71,8 +71,15 @@ class Container:
         return self.run(sys.executable, "-c", code, timeout=timeout)
 
 
+#: Host trees the container's fresh /tmp and /var/tmp would hide: a checkout under them (a CI
+#: clone may be) is bound back at its own path (boot.sh reads PYCACHE_SYSTEST_BIND).
+_IN_TMP = CHECKOUT.parts[1:2] == ("tmp",) or CHECKOUT.parts[1:3] == ("var", "tmp")
+UNDER_TMP = [str(CHECKOUT)] if _IN_TMP else []
+
+
 def _boot(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BOOT), *args], capture_output=True, text=True, timeout=timeout)
+    env = dict(os.environ, PYCACHE_SYSTEST_BIND=":".join(UNDER_TMP))
+    return subprocess.run([str(BOOT), *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def _clear_stale() -> None:

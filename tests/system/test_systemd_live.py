@@ -26,10 +26,11 @@ SOCKET_PATH = "/run/pycache-d/pycache-d.sock"
 
 
 def hidden_by_protect_home() -> list[str]:
-    """Directories the service must read that ProtectHome=yes would hide."""
+    """Directories the service must read that ProtectHome=yes (or PrivateTmp=yes) would hide."""
     out = []
     for p in (Path(sys.base_prefix).resolve(), CHECKOUT, BIN.resolve()):
-        if p.parts[1:2] in (("root",), ("home",)) and str(p) not in out:
+        hidden = p.parts[1:2] in (("root",), ("home",), ("tmp",)) or p.parts[1:3] == ("var", "tmp")
+        if hidden and str(p) not in out:
             out.append(str(p))
     return out
 
