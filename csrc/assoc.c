@@ -11,11 +11,10 @@
 #define NBUCKETS(power) ((uint64_t)1 << (power))
 #define ITEM(t, ref) ((item *)slabs_ptr((t)->mem, (ref)))
 
-int assoc_init(assoc *t, const slabs *mem, const uint8_t seed[16], assoc_hash_fn hash_fn) {
+int assoc_init(assoc *t, const slabs *mem, const uint8_t seed[16]) {
     memset(t, 0, sizeof(*t));
     memcpy(t->seed, seed, 16);
     t->mem = mem;
-    t->hash_fn = hash_fn;
     t->hashpower = ASSOC_INITIAL_POWER;
     t->primary = calloc(NBUCKETS(t->hashpower), sizeof(item_ref));
     return t->primary ? 0 : -1;
@@ -28,8 +27,6 @@ void assoc_destroy(assoc *t) {
 }
 
 uint64_t assoc_hash(const assoc *t, const char *key, size_t nkey) {
-    if (t->hash_fn)
-        return t->hash_fn(key, nkey);
     return siphash13(t->seed, key, nkey);
 }
 

@@ -23,10 +23,6 @@
 #define ASSOC_MAX_POWER 31
 #define ASSOC_MIGRATE_PER_INSERT 4
 
-/* The hash of a key. The embedding may supply its own (the Python wrapper uses Python's bytes
- * hash, so a key object's cached hash is reused); NULL means keyed SipHash-1-3 with `seed`. */
-typedef uint64_t (*assoc_hash_fn)(const char *key, size_t nkey);
-
 typedef struct assoc {
     item_ref *primary;
     item_ref *old; /* non-NULL while expanding */
@@ -34,11 +30,10 @@ typedef struct assoc {
     uint64_t count;
     unsigned hashpower;
     const slabs *mem; /* resolves item handles */
-    assoc_hash_fn hash_fn;
     uint8_t seed[16];
 } assoc;
 
-int assoc_init(assoc *t, const slabs *mem, const uint8_t seed[16], assoc_hash_fn hash_fn);
+int assoc_init(assoc *t, const slabs *mem, const uint8_t seed[16]);
 void assoc_destroy(assoc *t); /* frees the tables, not the items */
 uint64_t assoc_hash(const assoc *t, const char *key, size_t nkey);
 item_ref assoc_find(const assoc *t, const char *key, size_t nkey, uint64_t hv);

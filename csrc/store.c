@@ -127,8 +127,8 @@ static int link_item(store *s, item_ref ref) {
 }
 
 /* The live item under key, freeing it if dead (counted as get_expired / get_flushed). */
-static item_ref lookup_h(store *s, const char *key, size_t nkey, uint64_t hv) {
-    item_ref ref = assoc_find(&s->table, key, nkey, hv);
+static item_ref lookup(store *s, const char *key, size_t nkey) {
+    item_ref ref = assoc_find(&s->table, key, nkey, assoc_hash(&s->table, key, nkey));
     if (ref == SLAB_NIL)
         return SLAB_NIL;
     int dead = store_item_dead(s, ITEM(s, ref));
@@ -143,18 +143,14 @@ static item_ref lookup_h(store *s, const char *key, size_t nkey, uint64_t hv) {
     return ref;
 }
 
-static inline item_ref lookup(store *s, const char *key, size_t nkey) {
-    return lookup_h(s, key, nkey, assoc_hash(&s->table, key, nkey));
-}
-
 /* ---- public ----------------------------------------------------------------------------- */
 
 int store_init(store *s, uint64_t max_bytes, uint64_t max_items, uint32_t max_item_size,
-               const uint8_t seed[16], assoc_hash_fn hash_fn) {
+               const uint8_t seed[16]) {
     memset(s, 0, sizeof(*s));
     if (slabs_init(&s->mem) != 0)
         return -1;
-    if (assoc_init(&s->table, &s->mem, seed, hash_fn) != 0) {
+    if (assoc_init(&s->table, &s->mem, seed) != 0) {
         slabs_destroy(&s->mem);
         return -1;
     }
@@ -197,12 +193,8 @@ uint32_t store_absolute_expiry(const store *s, int64_t exptime) {
 }
 
 item *store_get(store *s, const char *key, size_t nkey) {
-    return store_get_h(s, key, nkey, assoc_hash(&s->table, key, nkey));
-}
-
-item *store_get_h(store *s, const char *key, size_t nkey, uint64_t hv) {
     s->stats.cmd_get++;
-    item_ref ref = lookup_h(s, key, nkey, hv);
+    item_ref ref = lookup(s, key, nkey);
     if (ref == SLAB_NIL) {
         s->stats.get_misses++;
         return NULL;

@@ -69,9 +69,8 @@ typedef struct store {
     store_stats stats;
 } store;
 
-/* hash_fn may be NULL (keyed SipHash with seed); see assoc.h. */
 int store_init(store *s, uint64_t max_bytes, uint64_t max_items, uint32_t max_item_size,
-               const uint8_t seed[16], assoc_hash_fn hash_fn);
+               const uint8_t seed[16]);
 void store_destroy(store *s);
 void store_set_time(store *s, uint32_t now);
 void store_set_limits(store *s, uint64_t max_bytes, uint64_t max_items);
@@ -79,8 +78,6 @@ uint32_t store_absolute_expiry(const store *s, int64_t exptime);
 
 /* Reads: a live item (valid until the next modifying call) or NULL. */
 item *store_get(store *s, const char *key, size_t nkey);
-/* The same with the key's hash already known (hv = assoc_hash of the key). */
-item *store_get_h(store *s, const char *key, size_t nkey, uint64_t hv);
 item *store_gat(store *s, const char *key, size_t nkey, int64_t exptime);
 int store_touch(store *s, const char *key, size_t nkey, int64_t exptime);
 

@@ -23,16 +23,6 @@ cdef extern from "<time.h>":
     # Coarse is enough for a clock read in whole seconds, and several times cheaper.
     int CLOCK_MONOTONIC_COARSE
 
-cdef extern from "Python.h":
-    Py_hash_t _Py_HashBytes(const void *src, Py_ssize_t len)
-
-
-cdef uint64_t _py_hash(const char *key, size_t nkey) noexcept:
-    # PERF: the table hashes keys as Python hashes bytes (SipHash-1-3 under the interpreter's
-    # random key, so still flood-resistant), so a key object's cached hash serves the lookup.
-    return <uint64_t>_Py_HashBytes(key, <Py_ssize_t>nkey)
-
-
 cdef object _RESULTS = tuple(Result)
 cdef int64_t EXPTIME_MIN = -(2 ** 31)
 cdef int64_t EXPTIME_MAX = 2 ** 31 - 1
@@ -87,7 +77,7 @@ cdef class Store:
         _check_range("max_item_size", max_item_size, 1, 2 ** 31 - 1)
         seed = os.urandom(16)
         if store_init(&self._s, max_bytes, max_items, max_item_size,
-                      <const uint8_t *>PyBytes_AS_STRING(seed), _py_hash) != 0:
+                      <const uint8_t *>PyBytes_AS_STRING(seed)) != 0:
             raise MemoryError()
         self.backend = "native"
         self._clock = clock
@@ -143,8 +133,7 @@ cdef class Store:
         """Return the value of ``key``, or None on a miss."""
         key = _key(key)
         self._tick()
-        cdef item *it = store_get_h(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
-                                    <uint64_t>hash(key))
+        cdef item *it = store_get(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
         if it == NULL:
             return None
         return PyBytes_FromStringAndSize(item_value(it), it.nbytes)
@@ -153,8 +142,7 @@ cdef class Store:
         """Return ``(value, flags, cas)`` of ``key``, or None on a miss."""
         key = _key(key)
         self._tick()
-        cdef item *it = store_get_h(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
-                                    <uint64_t>hash(key))
+        cdef item *it = store_get(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
         if it == NULL:
             return None
         return _triple(it)

@@ -62,14 +62,12 @@ cdef extern from "store.h":
         uint64_t cas
         store_stats stats
 
-    ctypedef uint64_t (*assoc_hash_fn)(const char *key, size_t nkey) noexcept
     int store_init(store *s, uint64_t max_bytes, uint64_t max_items, uint32_t max_item_size,
-                   const uint8_t *seed, assoc_hash_fn hash_fn)
+                   const uint8_t *seed)
     void store_destroy(store *s)
     void store_set_time(store *s, uint32_t now)
     void store_set_limits(store *s, uint64_t max_bytes, uint64_t max_items)
     item *store_get(store *s, const char *key, size_t nkey)
-    item *store_get_h(store *s, const char *key, size_t nkey, uint64_t hv)
     item *store_gat(store *s, const char *key, size_t nkey, int64_t exptime)
     int store_touch(store *s, const char *key, size_t nkey, int64_t exptime)
     int store_update(store *s, int mode, const char *key, size_t nkey, const char *value,
