@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__, snapshot
+from . import __version__, snapshot, systemd
 from . import config as configmod
 from . import log as logmod
 from .config import Config, ConfigError, ConfigSource, describe_size
@@ -62,7 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _serve(cfg: Config, source: ConfigSource, store: Any, loop_name: str) -> int:
     snapshot_path = snapshot.default_path(cfg.snapshot, os.environ)
-    snapshot.restore(store, snapshot_path)  # before any listener: no client sees a half-loaded store
+    # Before any listener: no client sees a half-loaded store. Under systemd the unit's status
+    # shows how far the load has got (READY=1 comes once the listeners are up).
+    notifier = systemd.Notifier.from_environ()
+
+    def loading(done: int, total: int) -> None:
+        notifier.status(f"loading snapshot: {done} of {total} items")
+
+    snapshot.restore(store, snapshot_path, loading if notifier.enabled else None)
     server = Server(cfg, store, source=source)
 
     def started() -> None:

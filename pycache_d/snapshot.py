@@ -36,7 +36,7 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -201,7 +201,11 @@ def _fsync_dir(directory: str) -> None:
 # -- loading ---------------------------------------------------------------------------------------
 
 
-def load(store: Any, path: str) -> LoadResult:
+#: Loading reports its progress every this many records (systemd shows it as the unit's status).
+PROGRESS_EVERY = 100_000
+
+
+def load(store: Any, path: str, progress: Callable[[int, int], object] | None = None) -> LoadResult:
     """Insert the items of the snapshot at ``path`` into the empty ``store``, LRU order kept.
 
     Items that expired since the save (and any too large for the store's current limits) are
@@ -226,7 +230,10 @@ def load(store: Any, path: str) -> LoadResult:
         try:
             store.reserve(count)  # PERF: size the hash table once instead of growing it 10 times
             f.seek(HEADER_SIZE)
-            kept = store.load(_records(f, count), cas_counter)
+            records = _records(f, count)
+            if progress is not None:
+                records = _reporting(records, count, progress)
+            kept = store.load(records, cas_counter)
         except OSError as e:  # the disk failed between the two passes
             _empty(store)
             return LoadResult("unreadable", reason=_reason(e))
@@ -276,6 +283,17 @@ def _verify(f: BinaryIO) -> tuple[int, int]:
             f"checksum mismatch (truncated or damaged): crc32 {crc:08x}, expected {stored_crc:08x}"
         )
     return count, cas_counter
+
+
+def _reporting(
+    records: Iterator[tuple[bytes, bytes, int, int, int]], total: int, progress: Callable[[int, int], object]
+) -> Iterator[tuple[bytes, bytes, int, int, int]]:
+    """Pass ``records`` through, calling ``progress(done, total)`` at the start and every so often."""
+    progress(0, total)
+    for done, record in enumerate(records, 1):
+        yield record
+        if done % PROGRESS_EVERY == 0:
+            progress(done, total)
 
 
 def _records(f: BinaryIO, count: int) -> Iterator[tuple[bytes, bytes, int, int, int]]:
@@ -355,11 +373,13 @@ def _reason(e: OSError) -> str:
 # -- the daemon's two calls ------------------------------------------------------------------------
 
 
-def restore(store: Any, path: str | None) -> LoadResult | None:
+def restore(
+    store: Any, path: str | None, progress: Callable[[int, int], object] | None = None
+) -> LoadResult | None:
     """Load the snapshot at startup and log the outcome (None: snapshots are off)."""
     if path is None:
         return None
-    result = load(store, path)
+    result = load(store, path, progress)
     if result.status == "loaded":
         notice(
             "loaded %d items from %s (skipped %d expired or too large%s) in %.2f s",

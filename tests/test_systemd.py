@@ -401,3 +401,20 @@ def test_journal_formatter_prefixes_every_traceback_line() -> None:
     assert lines[0] == "<3>failed: x" and len(lines) > 3
     assert all(line.startswith("<3>") for line in lines), lines
     assert lines[-1] == "<3>RuntimeError: boom"
+
+
+def test_snapshot_loading_shows_in_the_status_before_ready(notify: NotifyReceiver, tmp_path: Path) -> None:
+    from pycache_d import snapshot
+    from pycache_d.store import PyStore
+
+    store = PyStore()
+    for i in range(3):
+        store.set(b"k%d" % i, b"v")
+    path = str(tmp_path / "pycache-d.snapshot")
+    snapshot.save(store, path)
+    with Daemon("--snapshot", path, env={"NOTIFY_SOCKET": notify.address}) as d:
+        notify.wait_for(has("READY"))
+        statuses = [m[1]["STATUS"] for m in notify.messages if "STATUS" in m[1]]
+        assert "loading snapshot: 0 of 3 items" in statuses, notify.messages
+        assert notify.keys().index("READY") > 0  # READY only after the load
+        assert d.request(b"get k2\r\n", until=b"END\r\n") == b"VALUE k2 0 1\r\nv\r\nEND\r\n"
