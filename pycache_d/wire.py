@@ -74,18 +74,9 @@ def parse_u32(tok: bytes) -> int | None:
     """Parse a 32-bit unsigned number as ``safe_strtoul`` does (client flags, verbosity)."""
     if tok.isdigit() and len(tok) < 10:
         return int(tok)
-    parsed = _strto(tok)
-    if parsed is None:
-        return None
-    negative, value = parsed
-    if value >= _U64:
-        return None  # ERANGE
-    if negative:
-        value = -value % _U64
-        if value > _I64_MAX:
-            return None  # a negative number written with '-'
     # NOTE: memcached range-checks the 64-bit unsigned long and then stores it in a uint32_t.
-    return value & 0xFFFFFFFF
+    value = parse_u64(tok)
+    return None if value is None else value & 0xFFFFFFFF
 
 
 def parse_i32(tok: bytes) -> int | None:
