@@ -253,10 +253,7 @@ class Session:
                 # memcached stops here and drops what it had gathered for this command.
                 out.append(wire.BAD_FORMAT)
                 return
-            try:
-                item = store.get_item(key) if exptime is None else store.gat(key, exptime)
-            except InvalidKey:
-                continue  # cannot happen for a token (1..250 bytes); kept for store subclasses
+            item = store.get_item(key) if exptime is None else store.gat(key, exptime)
             if item is not None:
                 value, flags, cas = item
                 if exptime is not None and self.ctx.marks:
@@ -387,10 +384,7 @@ class Session:
         if len(key) > MAX_KEY_LENGTH:
             reply = wire.BAD_FORMAT
         else:
-            try:
-                reply = self.store.delete(key).wire
-            except InvalidKey:
-                reply = _NOT_FOUND
+            reply = self.store.delete(key).wire
         if not noreply:
             out.append(reply)
 
@@ -409,8 +403,6 @@ class Session:
             try:
                 number = self.store.incr(key, delta) if toks[0] == b"incr" else self.store.decr(key, delta)
                 reply = _NOT_FOUND if number is None else b"%d\r\n" % number
-            except InvalidKey:
-                reply = _NOT_FOUND
             except StoreError as exc:
                 reply = exc.wire
         if not noreply:
@@ -428,10 +420,7 @@ class Session:
         elif exptime is None:
             reply = wire.BAD_EXPTIME
         else:
-            try:
-                reply = self.store.touch(key, exptime).wire
-            except InvalidKey:
-                reply = _NOT_FOUND
+            reply = self.store.touch(key, exptime).wire
             if self.ctx.marks:
                 meta.retime(self, key, exptime)
         if not noreply:
