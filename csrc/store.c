@@ -368,14 +368,8 @@ int store_parse_counter(const char *p, size_t n, uint64_t *out) {
             overflow = 1;
         v = v * 10 + d;
     }
-    if (i == start) {
-        /* Nothing parsed: strtoull() points back at the first byte. */
-        if (n && c_space(p[0])) {
-            *out = 0;
-            return 0;
-        }
-        return -1;
-    }
+    if (i == start)
+        return -1; /* nothing parsed: memcached 1.6 rejects a whitespace-only value too */
     if (i < n && !c_space(p[i]) && p[i] != '\0')
         return -1;
     if (overflow)

@@ -60,31 +60,39 @@ def absolute_expiry(exptime: int, now: int) -> int:
     return now + exptime
 
 
+def scan_decimal(data: bytes) -> tuple[bool, int] | None:
+    """Scan a number as memcached's ``safe_strto*`` helpers do: return ``(negative, magnitude)``.
+
+    Optional leading C whitespace and one sign, at least one decimal digit, then the end of
+    ``data``, a whitespace byte or a NUL. Anything else (nothing parsed included: memcached 1.6
+    rejects a whitespace-only number) is None. Range checks are the caller's.
+    """
+    n = len(data)
+    i = 0
+    while i < n and data[i] in _C_SPACE:
+        i += 1
+    negative = False
+    if i < n and data[i] in b"+-":
+        negative = data[i] == 0x2D
+        i += 1
+    start = i
+    while i < n and 0x30 <= data[i] <= 0x39:
+        i += 1
+    if i == start or (i < n and data[i] not in _C_SPACE and data[i] != 0):
+        return None
+    return negative, int(data[start:i])
+
+
 def parse_counter(value: bytes) -> int | None:
     """Parse a stored value as incr/decr see it, or return None if it is not a number.
 
-    Mirrors memcached's ``safe_strtoull``: optional leading whitespace and sign, decimal digits,
-    then the end of the value or a whitespace byte (decr pads shorter results with spaces, so
-    ``b"9 "`` is a number). Values above 2**64-1 and negative numbers are not numbers.
+    Mirrors memcached's ``safe_strtoull``: decr pads shorter results with spaces, so ``b"9 "``
+    is a number. Values above 2**64-1 and negative numbers are not numbers.
     """
-    n = len(value)
-    i = 0
-    while i < n and value[i] in _C_SPACE:
-        i += 1
-    negative = False
-    if i < n and value[i] in b"+-":
-        negative = value[i] == 0x2D
-        i += 1
-    start = i
-    while i < n and 0x30 <= value[i] <= 0x39:
-        i += 1
-    if i == start:
-        # strtoull() parsed nothing and points back at the start of the value; memcached then
-        # accepts 0 only if that first byte is whitespace.
-        return 0 if n and value[0] in _C_SPACE else None
-    if i < n and value[i] not in _C_SPACE and value[i] != 0:
+    scanned = scan_decimal(value)
+    if scanned is None:
         return None
-    number = int(value[start:i])
+    negative, number = scanned
     if number > U64_MAX:
         return None
     if negative and number:

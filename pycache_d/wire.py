@@ -13,6 +13,8 @@ it is only used once the token is known to be plain digits.
 
 from __future__ import annotations
 
+from .semantics import scan_decimal
+
 # -- replies the session produces (protocol.txt, "Error strings" and the command sections) ---------
 
 ERROR = b"ERROR\r\n"
@@ -46,28 +48,8 @@ META_TOO_MANY_FLAGS = b"CLIENT_ERROR options flags are too long\r\n"
 
 # -- C-compatible number parsing ------------------------------------------------------------------
 
-_C_SPACE = b" \t\n\v\f\r"
 _U64 = 2**64
 _I64_MAX = 2**63 - 1
-
-
-def _strto(tok: bytes) -> tuple[bool, int] | None:
-    """Parse like strtoull/strtol: return ``(negative, magnitude)`` or None if nothing parsed or
-    the number does not end at the end of the token or at a whitespace byte."""
-    n = len(tok)
-    i = 0
-    while i < n and tok[i] in _C_SPACE:
-        i += 1
-    negative = False
-    if i < n and tok[i] in b"+-":
-        negative = tok[i] == 0x2D
-        i += 1
-    start = i
-    while i < n and 0x30 <= tok[i] <= 0x39:
-        i += 1
-    if i == start or (i < n and tok[i] not in _C_SPACE):
-        return None
-    return negative, int(tok[start:i])
 
 
 def parse_u32(tok: bytes) -> int | None:
@@ -83,7 +65,7 @@ def parse_i32(tok: bytes) -> int | None:
     """Parse a 32-bit signed number as ``safe_strtol`` does (expiration times, lengths)."""
     if tok.isdigit() and len(tok) < 10:
         return int(tok)
-    parsed = _strto(tok)
+    parsed = scan_decimal(tok)
     if parsed is None:
         return None
     negative, value = parsed
@@ -100,7 +82,7 @@ def parse_u64(tok: bytes) -> int | None:
     """Parse a 64-bit unsigned number as ``safe_strtoull`` does (CAS uniques, deltas)."""
     if tok.isdigit() and len(tok) < 20:
         return int(tok)
-    parsed = _strto(tok)
+    parsed = scan_decimal(tok)
     if parsed is None:
         return None
     negative, value = parsed
