@@ -6,6 +6,7 @@ class ConnectionBase:
     session: Any
     _closing: bool
     _paused: bool
+    _continuing: bool
     _eof: bool
     _pending: bytes
     _lines: int
@@ -13,5 +14,6 @@ class ConnectionBase:
     feed_slice: int
     max_lines: int
     small_reply: int
+    reply_budget: int
     debug_enabled: Any
     def data_received(self, data: bytes) -> None: ...

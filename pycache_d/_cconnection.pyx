@@ -40,6 +40,7 @@ cdef class ConnectionBase:
     cdef public object session
     cdef public bint _closing
     cdef public bint _paused
+    cdef public bint _continuing
     cdef public bint _eof
     cdef public bytes _pending
     cdef public Py_ssize_t _lines
@@ -48,6 +49,7 @@ cdef class ConnectionBase:
     cdef public Py_ssize_t feed_slice
     cdef public Py_ssize_t max_lines
     cdef public Py_ssize_t small_reply
+    cdef public Py_ssize_t reply_budget
     cdef public object debug_enabled
 
     def data_received(self, data):
@@ -55,7 +57,7 @@ cdef class ConnectionBase:
         if self._closing:
             return
         self.last_active = monotonic()
-        if self._paused or self._pending:
+        if self._paused or self._pending or self._continuing:
             # Read before the pause took effect: keep it in order behind what is waiting.
             self._pending = self._pending + bytes(data)
             return
@@ -74,9 +76,14 @@ cdef class ConnectionBase:
             return
         if reply:
             self.transport.write(reply)
-        if len(reply) > self.small_reply * (lines or 1):
-            self._learn(data, len(reply))
+        size = len(reply)
+        if size > self.small_reply * (lines or 1):
+            self._learn(data, size)
         else:
             self._lines = self.max_lines  # what _learn() makes of small replies
-        if session.closing or self._eof:
+        if session.closing:
+            self.close()
+        elif size >= self.reply_budget and session.more:  # only a large reply stops early
+            self._continue_later()
+        elif self._eof:
             self.close()

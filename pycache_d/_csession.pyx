@@ -30,11 +30,13 @@ from . import session as _session
 from .errors import ItemTooLarge, NonNumericValue, OutOfMemory
 
 cdef size_t MAX_LINE = _session.MAX_LINE
+cdef size_t REPLY_BUDGET = _session.REPLY_BUDGET
 cdef size_t MAX_TOKENS = 8  # longest fast-path command: cas <key> <flags> <exptime> <bytes> <cas> noreply
 
 cdef enum:
     NEED_MORE = -1  # the command's data block is not complete yet
     DELEGATE = -2   # hand this line and all after it to the Python session
+    CUT = -4        # a multi-get reached REPLY_BUDGET: its other keys go to the Python session
 
 cdef enum cmd_kind:
     C_GET, C_GETS, C_SET, C_ADD, C_REPLACE, C_APPEND, C_PREPEND, C_CAS, C_DELETE, C_INCR, C_DECR, C_OTHER
@@ -167,6 +169,9 @@ cdef class NativeSession:
     cdef bint _closing
     cdef buffer pending  # input kept between feeds
     cdef buffer out
+    cdef size_t cut_at  # where the unanswered keys of a multi-get cut at the budget start
+    cdef bint cut_cas   # ... and whether it was a gets
+    cdef bint _more     # the last feed stopped at REPLY_BUDGET with complete input left
 
     def __init__(self, Store store not None, ctx=None):
         self.slow = _session.Session(store, ctx)
@@ -182,6 +187,17 @@ cdef class NativeSession:
     def closing(self):
         """True once the connection must be closed after the bytes last returned are sent."""
         return self._closing
+
+    @property
+    def more(self):
+        """True when buffered input can be answered without more from the client (a feed
+        stopped at REPLY_BUDGET): send the reply, then call ``feed(b"")``."""
+        return self._more or (self.slow_active and self.slow.more)
+
+    @property
+    def idle(self):
+        """True when no partial command or data block is held between feeds."""
+        return self.pending.len == 0 and not self.slow_active
 
     def feed(self, data):
         """Consume bytes read from the client; return the reply bytes to send (possibly b"")."""
@@ -203,8 +219,12 @@ cdef class NativeSession:
         else:
             p = PyBytes_AS_STRING(data)
             n = PyBytes_GET_SIZE(data)
+        self.cut_at = 0
+        self._more = False
         pos = self._run(p, n)
         if pos < 0:
+            if self.cut_at:
+                return self._flush_and_cut(p, n)
             # Delegated: everything from -pos - 1 on went to the Python session.
             return self._flush_and_delegate(p, n, <size_t>(-pos - 1))
         if p == self.pending.data:
@@ -223,6 +243,17 @@ cdef class NativeSession:
         rest = PyBytes_FromStringAndSize(p + start, n - start)
         self.pending.len = 0
         return head + self._to_slow(rest)
+
+    cdef object _flush_and_cut(self, const char *p, size_t n):
+        """Answer what the fast path answered; leave the rest of the multi-get it cut at the
+        budget, and the input after it, to the Python session's next feed."""
+        head = PyBytes_FromStringAndSize(self.out.data, self.out.len)
+        rest = (b"gets " if self.cut_cas else b"get ") + PyBytes_FromStringAndSize(
+            p + self.cut_at, n - self.cut_at)
+        self.pending.len = 0
+        self.slow.push(rest)
+        self.slow_active = True
+        return head
 
     cdef object _to_slow(self, data):
         slow = self.slow
@@ -252,9 +283,12 @@ cdef class NativeSession:
             r = self._line(p, pos, lend, eol + 1, n)
             if r == NEED_MORE:
                 break
-            if r == DELEGATE:
+            if r == DELEGATE or r == CUT:
                 return -<Py_ssize_t>pos - 1
             pos = <size_t>r
+            if self.out.len >= REPLY_BUDGET:
+                self._more = pos < n  # the rest waits for the next feed (see REPLY_BUDGET)
+                break
         return <Py_ssize_t>pos
 
     cdef Py_ssize_t _line(self, const char *p, size_t start, size_t lend, size_t next_pos,
@@ -323,6 +357,13 @@ cdef class NativeSession:
                 buf_put(out, b"\r\n", 2)
                 buf_put(out, item_value(it), it.nbytes)
                 buf_put(out, b"\r\n", 2)
+                if out.len >= REPLY_BUDGET:
+                    k = skip_spaces(p, j, lend)
+                    if k < lend:  # keys are left: see REPLY_BUDGET in session.py
+                        self.cut_at = k
+                        self.cut_cas = with_cas
+                        return CUT
+                    break
             k = skip_spaces(p, j, lend)
         buf_put(out, b"END\r\n", 5)
         return <Py_ssize_t>next_pos

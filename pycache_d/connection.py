@@ -10,13 +10,22 @@ returns, and it is where the per-client bounds are enforced:
   therefore stalls itself, not the daemon. Input is fed to the session ``MAX_LINES`` (32) lines
   at a time, fewer when replies are large (:meth:`Connection._cut`), so the pause takes effect
   between slices rather than after a whole read's worth of replies.
-* Hard bounds, past which the client is disconnected: more than ``MAX_UNSENT`` (64 MiB) of
-  unsent replies, or ``STALL_TIMEOUT`` (30 s) paused without reading a single byte (also while
-  closing). A slice asks for at most 32 x ``-I`` (32 MiB by default) unless one line, a
-  multi-get of many large items, asks for more; only such a line, or ``-I`` above 2m, can reach
-  the bound while the client is reading.
-* Input held back while paused is at most one read (the transport stops reading at once);
-  the session bounds its own buffer (line length, item size).
+* Hard bounds, past which the client is disconnected: more than ``MAX_UNSENT`` (64 MiB, or
+  2 x ``-I`` + 256 KiB if larger) of unsent replies, or ``STALL_TIMEOUT`` (30 s) paused without
+  reading a single byte (also while closing). With the sessions' reply budget (below) the
+  first cannot happen; it stays as a backstop for a session that answers too much at once.
+* A session answers at most about ``REPLY_BUDGET`` (256 KiB) of values per feed and sets
+  ``session.more`` when complete input is left (a long multi-get): we stop reading, let the
+  loop serve everyone else (``call_soon``), and feed it again once the reply went out, so
+  ``get k k k ...`` with a 1 MiB value per key streams at the client's pace instead of being
+  built in memory, and never monopolises the loop.
+* Input held back while paused or continuing is at most one read (the transport stops reading
+  at once); the session bounds its own buffer (line length, item size).
+
+Per-connection memory is therefore bounded by: input, one read (256 KiB) plus the session's
+buffer (a partial line of at most 1 MiB, or one data block of at most ``-I`` + 2 bytes and its
+line); output, ``HIGH_WATER`` plus one feed's reply (``REPLY_BUDGET`` + one item + small
+replies), so about 2 x ``-I`` + 1.5 MiB with every limit reached at once.
 * ``--max-connections``: like memcached 1.6, a client over the limit is sent
   ``ERROR Too many open connections`` and closed.
 
@@ -34,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Endpoint
 from .log import log, notice
+from .session import REPLY_BUDGET
 from .store import NO_EXTENSIONS
 
 if TYPE_CHECKING:
@@ -71,6 +81,7 @@ class _ConnectionBase:
     session: Any
     _closing: bool
     _paused: bool
+    _continuing: bool
     _eof: bool
     _pending: bytes
     _lines: int
@@ -80,7 +91,7 @@ class _ConnectionBase:
         if self._closing:
             return
         self.last_active = time.monotonic()
-        if self._paused or self._pending:
+        if self._paused or self._pending or self._continuing:
             # Read before the pause took effect: keep it in order behind what is waiting.
             self._pending += data
             return
@@ -101,7 +112,11 @@ class _ConnectionBase:
             self._learn(data, len(reply))  # type: ignore[attr-defined]
         else:
             self._lines = MAX_LINES  # what _learn() makes of small replies
-        if self.session.closing or self._eof:
+        if self.session.closing:
+            self.close()  # type: ignore[attr-defined]
+        elif len(reply) >= REPLY_BUDGET and self.session.more:  # only a large reply stops early
+            self._continue_later()  # type: ignore[attr-defined]
+        elif self._eof:
             self.close()  # type: ignore[attr-defined]
 
 
@@ -125,7 +140,8 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self.peer = "?"
         self.last_active = time.monotonic()
         self._paused = False
-        self._pending = b""  # input read but not yet fed, held while paused
+        self._continuing = False  # the session has more to answer; reading stops meanwhile
+        self._pending = b""  # input read but not yet fed, held while paused or continuing
         self._eof = False
         self._closing = False
         self._stall_timer: asyncio.TimerHandle | None = None
@@ -135,6 +151,7 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self.feed_slice = FEED_SLICE
         self.max_lines = MAX_LINES
         self.small_reply = SMALL_REPLY
+        self.reply_budget = REPLY_BUDGET
         self.debug_enabled = functools.partial(log.isEnabledFor, logging.DEBUG)
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
@@ -161,8 +178,9 @@ class Connection(ConnectionBase, asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self._eof = True
-        # Keep the transport open while input is waiting to be fed; _feed() closes it after.
-        return bool(self._pending)
+        # Keep the transport open while input is waiting to be fed or answered; _feed() closes
+        # it after.
+        return bool(self._pending) or self._continuing
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -186,10 +204,27 @@ class Connection(ConnectionBase, asyncio.Protocol):
         log.info("conn %d: resumed", self.fd)
         if self._closing:
             return
-        if self._pending:
+        if self._pending or self.session.more:
             pending, self._pending = self._pending, b""
             self._feed(pending)
-        if not self._paused and not self._closing:
+        if not self._paused and not self._closing and not self._continuing:
+            self.transport.resume_reading()
+
+    def _continue_later(self) -> None:
+        """The session stopped at its reply budget: go on in a later loop iteration."""
+        if not self._continuing:
+            self._continuing = True
+            if not self._paused:
+                self.transport.pause_reading()  # bounds _pending to the read in flight
+            self.server.loop.call_soon(self._continue)
+
+    def _continue(self) -> None:
+        self._continuing = False
+        if self._closing or self._paused:
+            return  # closed, or resume_writing() goes on once the client catches up
+        pending, self._pending = self._pending, b""
+        self._feed(pending)
+        if not self._paused and not self._closing and not self._continuing:
             self.transport.resume_reading()
 
     # -- internals -----------------------------------------------------------------------------
@@ -200,10 +235,14 @@ class Connection(ConnectionBase, asyncio.Protocol):
         out: list[bytes] = []  # PERF: replies of several slices go out in one write (syscall)
         out_len = 0
         pos, end = 0, len(data)
-        while pos < end:
-            cut = self._cut(data, pos, end)
-            chunk = data if pos == 0 and cut == end else data[pos:cut]
-            pos = cut
+        session = self.session
+        while pos < end or session.more:
+            if session.more:
+                chunk = b""  # answer what the session holds before anything new
+            else:
+                cut = self._cut(data, pos, end)
+                chunk = data if pos == 0 and cut == end else data[pos:cut]
+                pos = cut
             if debug:
                 log.debug("conn %d: > %d bytes %r", self.fd, len(chunk), bytes(chunk[:80]))
             try:
@@ -216,10 +255,17 @@ class Connection(ConnectionBase, asyncio.Protocol):
                     log.debug("conn %d: < %d bytes %r", self.fd, len(reply), reply[:80])
                 out.append(reply)
                 out_len += len(reply)
-            self._learn(chunk, len(reply))
-            if self.session.closing:
+            if chunk:
+                self._learn(chunk, len(reply))
+            if session.closing:
                 self.transport.writelines(out)
                 self.close()
+                return
+            if session.more:
+                # Stopped at the reply budget: let other clients in before answering more.
+                self.transport.writelines(out)
+                self._pending = data[pos:] if pos < end else b""
+                self._continue_later()
                 return
             if out_len >= HIGH_WATER:
                 # Enough to matter: hand it over, and the transport pauses us if it cannot send.
@@ -227,8 +273,10 @@ class Connection(ConnectionBase, asyncio.Protocol):
                 out.clear()
                 out_len = 0
                 if self._paused:
-                    if self.transport.get_write_buffer_size() > MAX_UNSENT:
-                        self._disconnect(f"more than {MAX_UNSENT >> 20} MiB of replies unsent")
+                    # One feed may answer a whole item, so a huge -I raises the bound.
+                    bound = max(MAX_UNSENT, 2 * self.server.store.max_item_size + HIGH_WATER)
+                    if self.transport.get_write_buffer_size() > bound:
+                        self._disconnect(f"more than {bound >> 20} MiB of replies unsent")
                         return
                     if pos < end:
                         self._pending = data[pos:]
@@ -303,14 +351,19 @@ class Connection(ConnectionBase, asyncio.Protocol):
 
     def finish_if_idle(self, now: float) -> None:
         """During shutdown: close once the client is quiet and nothing is waiting to be fed."""
-        if not self._closing and not self._pending and now - self.last_active >= SHUTDOWN_QUIET:
+        if (
+            not self._closing
+            and not self._pending
+            and not self._continuing
+            and now - self.last_active >= SHUTDOWN_QUIET
+        ):
             self.close()
 
     def state(self) -> str:
         """The memcached-style state name shown in ``stats conns``."""
         if self._closing:
             return "conn_closing"
-        return "conn_mwrite" if self._paused else "conn_parse_cmd"
+        return "conn_mwrite" if self._paused or self._continuing else "conn_parse_cmd"
 
 
 def _peer_name(peer: Any, listener: Endpoint) -> str:

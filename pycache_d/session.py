@@ -17,6 +17,14 @@ Framing, as memcached 1.6 does it (``proto_text.c``, ``try_read_command_ascii``)
 * A block too large for the store (``-I``) is swallowed as it streams in, never buffered, and
   answered ``SERVER_ERROR object too large for cache``.
 
+APPSEC: a reply is bounded too. ``get k k k ...`` is a few bytes per key and may ask for ``-I``
+bytes per key, so one feed answers at most about :data:`REPLY_BUDGET` bytes of values: a multi-get
+that passes it stops after the key that did, the keys left (re-spelt as a shorter command of the
+same kind) and the input after them stay buffered, and :attr:`Session.more` asks the caller to
+feed again (``feed(b"")``) once the reply has gone out. A feed's reply is therefore at most
+``REPLY_BUDGET`` + one item + small replies, however large the multi-get; the bytes and their
+order are the same as if it had been answered at once.
+
 APPSEC: the input buffer is bounded. Between feeds it holds at most one incomplete command line
 (<= :data:`MAX_GET_LINE` bytes) or one incomplete data block (<= the store's ``max_item_size`` + 2
 bytes plus its command line); anything longer is either swallowed or closes the connection.
@@ -44,6 +52,10 @@ MAX_LINE = 2048
 MAX_GET_LINE = 1024 * 1024
 #: ``<bytes>`` above this is a bad command line (memcached: ``vlen > INT_MAX - 2``).
 _MAX_VLEN = 2**31 - 1 - 2
+#: A feed stops answering multi-gets once its reply holds this many bytes of values (see above).
+REPLY_BUDGET = 256 * 1024
+#: Most keys fetched per store call in a multi-get (see Session._get).
+_GET_BATCH = 64
 #: Only these prefixes may exceed MAX_LINE, after at most 100 leading spaces (memcached's rule).
 _LONG_OK = (b"get ", b"gets ")
 
@@ -85,6 +97,11 @@ class Session:
         self._need = 0  # length of the pending data block (<bytes> + 2), when _pending is set
         self._pending: tuple[Any, ...] | None = None  # the storage command awaiting its data block
         self._swallow = 0  # bytes of a rejected data block still to discard
+        #: True when input is buffered that can be answered without more from the client: a
+        #: feed stopped at REPLY_BUDGET. Send the reply, then call ``feed(b"")``.
+        self.more = False
+        self._spent = 0  # value bytes answered in this feed
+        self._rest: bytes | None = None  # the unanswered keys of a multi-get cut at the budget
         # PERF: the python store fetches a multi-get's keys in one call (native: per key).
         self._get_items: Callable[[list[bytes]], list[Any]] | None = getattr(store, "get_items", None)
 
@@ -105,7 +122,9 @@ class Session:
             # APPSEC: an incomplete line or block grows by appending, and is only looked at again
             # once it may be complete, so a client dribbling bytes costs linear time, not quadratic.
             self._buf += data
-            if self._pending is not None:
+            if self.more:
+                pass  # complete input is waiting: answer it
+            elif self._pending is not None:
                 if len(self._buf) < self._need:
                     return b""
             elif b"\n" not in data:
@@ -117,6 +136,8 @@ class Session:
             self._buf = bytearray()
         else:
             buf = data
+        self.more = False
+        self._spent = 0
         out: list[bytes] = []
         pos = 0
         end = len(buf)
@@ -146,9 +167,29 @@ class Session:
             line = buf[pos:eol] if eol - pos < 2 or buf[eol - 1] != 13 else buf[pos : eol - 1]
             pos = eol + 1
             self._command(line, out)
+            if self._spent >= REPLY_BUDGET:
+                if self._rest is not None:  # the multi-get's unanswered keys come first
+                    buf = self._rest + buf[pos:]
+                    self._rest = None
+                    pos, end = 0, len(buf)
+                self.more = pos < end and not self.closing
+                break
         if pos < end and not self.closing:
             self._buf = bytearray(memoryview(buf)[pos:])
         return b"".join(out)
+
+    def push(self, data: bytes) -> None:
+        """Buffer complete input to answer on the next ``feed`` (an idle session only).
+
+        The compiled session hands over the rest of a multi-get it cut at the budget this way.
+        """
+        assert self.idle
+        self._buf = bytearray(data)
+        self.more = True
+
+    def _cut_multiget(self, head: list[bytes], keys: list[bytes]) -> None:
+        """Leave ``keys`` to the next feed, as the command ``head`` + keys (see REPLY_BUDGET)."""
+        self._rest = b" ".join(head + keys) + b"\n"
 
     @staticmethod
     def _too_long(buf: bytes | bytearray, pos: int, end: int) -> bool:
@@ -198,6 +239,23 @@ class Session:
             self._retrieve(toks, 1, out, with_cas, None)
             return
         keys = toks[1:]
+        if len(keys) > 1 and max(map(len, keys)) <= MAX_KEY_LENGTH:
+            # A multi-get is fetched in batches that fit what is left of the budget at the
+            # largest value size seen, starting with one key, so it stops within one item of
+            # the budget (a fetch cannot be taken back).
+            start, batch, largest = 0, 1, 0
+            while start < len(keys):
+                chunk = keys[start : start + batch]
+                items = get_items(chunk)
+                self._values(chunk, items, out, with_cas)
+                start += batch
+                if self._spent >= REPLY_BUDGET and start < len(keys):
+                    self._cut_multiget(toks[:1], keys[start:])
+                    return
+                largest = max(largest, max((len(i[0]) for i in items if i is not None), default=0))
+                batch = max(1, min(_GET_BATCH, (REPLY_BUDGET - self._spent) // (largest or 1)))
+            out.append(wire.END)
+            return
         try:
             items = get_items(keys)
         except InvalidKey:
@@ -206,12 +264,18 @@ class Session:
             # values it had gathered.
             out.append(wire.BAD_FORMAT)
             return
-        # PERF: zip(strict=True) doubles the cost of a one-key get (a keyword call); get_items
-        # returns one entry per key.
+        self._values(keys, items, out, with_cas)
+        out.append(wire.END)
+
+    def _values(self, keys: list[bytes], items: list[Any], out: list[bytes], with_cas: bool) -> None:
+        """Append a VALUE block per hit; ``items`` has one entry (or None) per key."""
+        spent = 0
+        # PERF: zip(strict=True) doubles the cost of a one-key get (a keyword call).
         for key, item in zip(keys, items):  # noqa: B905
             if item is not None:
                 value, flags, cas = item
                 size = len(value)
+                spent += size
                 if with_cas:
                     out.append(b"VALUE %s %d %d %d\r\n" % (key, flags, size, cas))
                     out += (value, b"\r\n")
@@ -220,7 +284,7 @@ class Session:
                     out += (value, b"\r\n")
                 else:
                     out += (b"VALUE ", key, _SUFFIX[size], value, b"\r\n")
-        out.append(wire.END)
+        self._spent += spent
 
     def _gat(self, toks: list[bytes], out: list[bytes]) -> None:
         self._touch_retrieve(toks, out, False)
@@ -246,25 +310,30 @@ class Session:
             out.append(wire.ERROR)
             return
         store = self.store
-        parts: list[bytes] = []
+        # memcached stops at a key that is too long and drops what it had gathered for this
+        # command; so nothing is answered before every key is known to be good.
+        bad = max(map(len, toks[first:]), default=0) > MAX_KEY_LENGTH
         for i in range(first, len(toks)):
             key = toks[i]
             if len(key) > MAX_KEY_LENGTH:
-                # memcached stops here and drops what it had gathered for this command.
                 out.append(wire.BAD_FORMAT)
                 return
             item = store.get_item(key) if exptime is None else store.gat(key, exptime)
             if item is not None:
-                value, flags, cas = item
                 if exptime is not None and self.ctx.marks:
                     meta.retime(self, key, exptime)
+                if bad:
+                    continue
+                value, flags, cas = item
                 if with_cas:
-                    parts.append(b"VALUE %s %d %d %d\r\n" % (key, flags, len(value), cas))
+                    out.append(b"VALUE %s %d %d %d\r\n" % (key, flags, len(value), cas))
                 else:
-                    parts.append(b"VALUE %s %d %d\r\n" % (key, flags, len(value)))
-                parts.append(value)
-                parts.append(b"\r\n")
-        out += parts
+                    out.append(b"VALUE %s %d %d\r\n" % (key, flags, len(value)))
+                out += (value, b"\r\n")
+                self._spent += len(value)
+                if self._spent >= REPLY_BUDGET and i + 1 < len(toks):
+                    self._cut_multiget(toks[:first], toks[i + 1 :])
+                    return
         out.append(wire.END)
 
     # -- storage ------------------------------------------------------------------------------

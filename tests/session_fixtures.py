@@ -33,8 +33,9 @@ def feed_split(s: Session, data: bytes, sizes: list[int]) -> bytes:
     """Feed ``data`` to ``s`` in pieces of the given sizes (the rest in one piece)."""
     out = []
     pos = 0
-    for size in sizes:
+    for size in [*sizes, len(data)]:
         out.append(s.feed(data[pos : pos + size]))
+        while s.more:  # what a connection does once the reply went out
+            out.append(s.feed(b""))
         pos += size
-    out.append(s.feed(data[pos:]))
     return b"".join(out)

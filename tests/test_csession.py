@@ -93,6 +93,8 @@ def run(session, stream: bytes, cuts: list[int]) -> bytes:
         if cut <= start:
             continue
         out.append(session.feed(stream[start:cut]))
+        while session.more:  # what a connection does once the reply went out
+            out.append(session.feed(b""))
         start = cut
         if session.closing:
             break

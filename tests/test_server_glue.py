@@ -21,6 +21,7 @@ from pycache_d import connection, server
 from pycache_d.config import ConfigSource, load
 from pycache_d.connection import TOO_MANY_CONNECTIONS
 from pycache_d.server import Server
+from pycache_d.session import REPLY_BUDGET
 from pycache_d.store import BACKENDS
 
 MiB = 1024 * 1024
@@ -34,18 +35,21 @@ class StandInSession:
     """
 
     instances: list[StandInSession] = []
+    budget = REPLY_BUDGET
 
     def __init__(self, store: Any, ctx: Any = None) -> None:
         self.store, self.ctx = store, ctx
         self.closing = False
+        self.more = False
         self.buf = b""
         self.answered = 0
         StandInSession.instances.append(self)
 
     def feed(self, data: bytes) -> bytes:
         self.buf += data
-        out = []
-        while b"\n" in self.buf and not self.closing:
+        out: list[bytes] = []
+        # Like the real session: stop once the reply passes the budget, and say so.
+        while b"\n" in self.buf and not self.closing and sum(map(len, out)) < self.budget:
             line, self.buf = self.buf.split(b"\n", 1)
             line = line.rstrip(b"\r")
             self.answered += 1
@@ -59,6 +63,7 @@ class StandInSession:
                 raise RuntimeError("stand-in session failure")
             else:
                 out.append(b"ERROR\r\n")
+        self.more = b"\n" in self.buf and not self.closing
         return b"".join(out)
 
 
@@ -192,6 +197,7 @@ def test_stalled_client_is_disconnected(run: Any, monkeypatch: pytest.MonkeyPatc
 
 def test_client_over_the_unsent_bound_is_disconnected(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(connection, "MAX_UNSENT", 4 * MiB)
+    monkeypatch.setattr(StandInSession, "budget", 1 << 40)  # a session that answers it all at once
 
     async def body() -> None:
         srv = await started()
