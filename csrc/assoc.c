@@ -130,6 +130,14 @@ void assoc_remove(assoc *t, item_ref ref, uint64_t hv) {
     }
 }
 
+void assoc_replace(assoc *t, item_ref old, item_ref ref, uint64_t hv) {
+    item_ref *pp = bucket_of(t, hv);
+    while (*pp != SLAB_NIL && *pp != old)
+        pp = &ITEM(t, *pp)->h_next;
+    if (*pp != SLAB_NIL)
+        *pp = ref;
+}
+
 uint64_t assoc_bytes(const assoc *t) {
     uint64_t n = NBUCKETS(t->hashpower);
     if (t->old)

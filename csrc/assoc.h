@@ -39,6 +39,8 @@ uint64_t assoc_hash(const assoc *t, const char *key, size_t nkey);
 item_ref assoc_find(const assoc *t, const char *key, size_t nkey, uint64_t hv);
 void assoc_insert(assoc *t, item_ref ref, uint64_t hv);
 void assoc_remove(assoc *t, item_ref ref, uint64_t hv);
+/* Repoint the chain link to `old` at `ref` (the item moved; ref's h_next is already old's). */
+void assoc_replace(assoc *t, item_ref old, item_ref ref, uint64_t hv);
 /* Size an empty table for n items up front (a snapshot load knows its count), so filling it
  * needs no growth at all; a no-op when items are present or it is big enough. 0, or -1. */
 int assoc_reserve(assoc *t, uint64_t n);

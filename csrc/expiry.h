@@ -29,6 +29,10 @@ void expiry_destroy(expiry_heap *h);
 int expiry_reserve(expiry_heap *h); /* room for one more push; -1 if out of memory */
 void expiry_push(expiry_heap *h, item_ref ref); /* after expiry_reserve */
 void expiry_remove(expiry_heap *h, item *it);
+/* The item `it` (in the heap) now lives at handle `ref`. */
+static inline void expiry_moved(expiry_heap *h, const item *it, item_ref ref) {
+    h->slots[it->heap_idx] = ref;
+}
 void expiry_fix(expiry_heap *h, item *it); /* after its exptime or cas changed */
 static inline item_ref expiry_first(const expiry_heap *h) { return h->len ? h->slots[0] : SLAB_NIL; }
 

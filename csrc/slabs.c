@@ -28,6 +28,10 @@
 #endif
 
 #define UNIT_MASK ((1u << SLAB_UNIT_BITS) - 1)
+#define SCRATCH_REFS (SLAB_PAGE_SIZE / SLAB_UNIT) /* most chunks a page can hold */
+
+static int wasteful(const slabs *a, uint32_t cls);
+static void mark(slabs *a, uint32_t cls);
 
 static inline uint32_t chunk_size(uint32_t cls) { return (cls + 1) * SLAB_UNIT; }
 static inline uint32_t capacity(uint32_t cls) { return SLAB_PAGE_SIZE / chunk_size(cls); }
@@ -59,6 +63,7 @@ void slabs_destroy(slabs *a) {
     }
     free(a->pages);
     free(a->large);
+    free(a->scratch);
     memset(a, 0, sizeof(*a));
 }
 
@@ -119,7 +124,9 @@ static uint32_t page_new(slabs *a, uint32_t cls) {
     p->bump = 0;
     p->live = 0;
     p->cls = (uint16_t)cls;
+    p->evacuating = 0;
     a->bytes_held += SLAB_PAGE_SIZE;
+    a->cls_pages[cls]++;
     partial_push(a, id);
     return id;
 }
@@ -128,6 +135,9 @@ static void page_release(slabs *a, uint32_t id) {
     slab_page *p = &a->pages[id];
     if (p->on_partial)
         partial_remove(a, id);
+    a->cls_pages[p->cls]--;
+    a->cls_live[p->cls] -= p->live;
+    p->evacuating = 0;
     UNPOISON(p->mem, SLAB_PAGE_SIZE);
     free(p->mem);
     p->mem = NULL;
@@ -202,6 +212,7 @@ slab_ref slabs_alloc(slabs *a, size_t size) {
         UNPOISON(p->mem + (size_t)unit * SLAB_UNIT, chunk_size(cls));
     }
     p->live++;
+    a->cls_live[cls]++;
     if (!p->free_head && p->bump == capacity(cls))
         partial_remove(a, id); /* full */
     return ref;
@@ -215,6 +226,7 @@ void slabs_free(slabs *a, slab_ref ref, size_t size) {
     uint32_t id = ref >> SLAB_UNIT_BITS;
     slab_page *p = &a->pages[id];
     char *mem = p->mem + (size_t)(ref & UNIT_MASK) * SLAB_UNIT;
+    a->cls_live[p->cls]--;
     if (--p->live == 0) {
         page_release(a, id);
         return;
@@ -222,6 +234,94 @@ void slabs_free(slabs *a, slab_ref ref, size_t size) {
     memcpy(mem, &p->free_head, sizeof(uint32_t));
     POISON(mem, chunk_size(p->cls));
     p->free_head = ref;
+    if (p->evacuating)
+        return;
     if (!p->on_partial)
         partial_push(a, id);
+    if (wasteful(a, p->cls))
+        mark(a, p->cls);
+}
+
+/* ---- compaction -------------------------------------------------------------------------- */
+
+/* More than 1.5 pages' worth of free chunks in a class of 3+ pages. */
+static int wasteful(const slabs *a, uint32_t cls) {
+    uint64_t cap = capacity(cls);
+    uint64_t free_chunks = (uint64_t)a->cls_pages[cls] * cap - a->cls_live[cls];
+    return a->cls_pages[cls] >= 3 && 2 * free_chunks > 3 * cap;
+}
+
+static void mark(slabs *a, uint32_t cls) {
+    uint64_t bit = (uint64_t)1 << (cls % 64);
+    if (!(a->compact_marks[cls / 64] & bit)) {
+        a->compact_marks[cls / 64] |= bit;
+        a->compact_pending++;
+    }
+}
+
+void slabs_compact_unmark(slabs *a, uint32_t cls) {
+    uint64_t bit = (uint64_t)1 << (cls % 64);
+    if (a->compact_marks[cls / 64] & bit) {
+        a->compact_marks[cls / 64] &= ~bit;
+        a->compact_pending--;
+    }
+}
+
+int slabs_compact_next(slabs *a) {
+    for (uint32_t w = 0; a->compact_pending && w < SLAB_CLASSES / 64; w++) {
+        while (a->compact_marks[w]) {
+            uint32_t cls = w * 64 + (uint32_t)__builtin_ctzll(a->compact_marks[w]);
+            if (wasteful(a, cls))
+                return (int)cls;
+            slabs_compact_unmark(a, cls);
+        }
+    }
+    return -1;
+}
+
+uint32_t slabs_evacuate_begin(slabs *a, uint32_t cls, uint32_t *n) {
+    if (!a->scratch && !(a->scratch = malloc(SCRATCH_REFS * sizeof(slab_ref) + SCRATCH_REFS))) {
+        slabs_compact_unmark(a, cls);
+        return 0;
+    }
+    /* The emptiest of the first few partial pages: fewest chunks to move. */
+    uint32_t best = 0;
+    int looked = 0;
+    for (uint32_t id = a->partial[cls]; id && looked < 8; id = a->pages[id].next, looked++)
+        if (!best || a->pages[id].live < a->pages[best].live)
+            best = id;
+    if (!best) {
+        slabs_compact_unmark(a, cls);
+        return 0;
+    }
+    slab_page *p = &a->pages[best];
+    partial_remove(a, best);
+    p->evacuating = 1;
+    /* Live chunks are those handed out (below bump) and not on the free list. */
+    uint32_t units = chunk_size(cls) / SLAB_UNIT;
+    uint8_t *flags = (uint8_t *)(a->scratch + SCRATCH_REFS); /* 1 = free, per chunk */
+    memset(flags, 0, capacity(cls));
+    for (slab_ref r = p->free_head; r != SLAB_NIL;) {
+        char *mem = p->mem + (size_t)(r & UNIT_MASK) * SLAB_UNIT;
+        flags[(r & UNIT_MASK) / units] = 1;
+        UNPOISON(mem, sizeof(uint32_t));
+        slab_ref next;
+        memcpy(&next, mem, sizeof(uint32_t));
+        POISON(mem, sizeof(uint32_t));
+        r = next;
+    }
+    uint32_t count = 0;
+    for (uint32_t i = 0; i < p->bump; i++)
+        if (!flags[i])
+            a->scratch[count++] = make_ref(best, i * units);
+    *n = count;
+    return best;
+}
+
+void slabs_evacuate_end(slabs *a, uint32_t id) {
+    slab_page *p = &a->pages[id];
+    if (!p->mem || !p->evacuating)
+        return; /* released with its last chunk (and maybe reused since) */
+    p->evacuating = 0;
+    partial_push(a, id);
 }

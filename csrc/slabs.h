@@ -15,9 +15,19 @@
  * 4-byte handles instead of 8-byte pointers, and 8-byte chunk granularity with no per-chunk
  * header, are what bring a small item under 160 bytes of RSS (malloc costs 8-24 bytes per item).
  *
+ * Compaction: pages are per class, so chunks freed all over a class's pages pin memory that no
+ * other size can use (a workload whose item sizes drift could hold many times -m). When a
+ * class's free chunks pass 1.5 pages' worth (with 3+ pages), the class is marked; at its next
+ * safe point the store moves the live chunks of one of its pages into the others and the page
+ * is released (store.c, compact()). Each such move returns a whole page, so the work is at
+ * most a page's chunks per page's worth of frees, and free chunks stay under about 1.5 pages
+ * per class in use.
+ *
  * Invariants:
- *   - A page with a free chunk (on its free list or past bump) is on its class's partial list;
- *     a full page is on no list; a page whose last chunk is freed is released to the system.
+ *   - A page with a free chunk (on its free list or past bump) is on its class's partial list,
+ *     unless it is being evacuated; a full page is on no list; a page whose last chunk is freed
+ *     is released to the system.
+ *   - cls_pages[c] and cls_live[c] count the pages of class c and their live chunks.
  *   - live counts the chunks handed out and not freed; for a page, 0 < live <= capacity.
  *   - Chunks are 8-byte aligned, so an item's 64-bit CAS is aligned.
  */
@@ -45,7 +55,8 @@ typedef struct slab_page {
     uint16_t bump;      /* chunks below this index were handed out at least once */
     uint16_t live;
     uint16_t cls;
-    uint16_t on_partial;
+    uint8_t on_partial;
+    uint8_t evacuating; /* its chunks are being moved out: allocate nothing from it */
 } slab_page;
 
 typedef struct slabs {
@@ -57,12 +68,29 @@ typedef struct slabs {
     uint32_t nlarge, large_cap;
     uint32_t free_large; /* chain of unused large indices, stored in large[] itself */
     uint64_t bytes_held; /* pages and large chunks currently allocated */
+    uint32_t cls_pages[SLAB_CLASSES];
+    uint32_t cls_live[SLAB_CLASSES];
+    uint64_t compact_marks[SLAB_CLASSES / 64]; /* classes that may need compacting */
+    uint32_t compact_pending;                  /* how many marks are set */
+    slab_ref *scratch;                         /* live chunks of the page being evacuated */
 } slabs;
 
 int slabs_init(slabs *a);
 void slabs_destroy(slabs *a);
 slab_ref slabs_alloc(slabs *a, size_t size); /* SLAB_NIL when out of memory */
 void slabs_free(slabs *a, slab_ref ref, size_t size); /* size as passed to slabs_alloc */
+
+/* Compaction, driven by the store (which knows how to move an item): */
+/* A marked class still past the threshold, unmarking the ones no longer past it; -1 if none. */
+int slabs_compact_next(slabs *a);
+/* Detach a page of `cls` to empty (nothing is allocated from it any more) and list its live
+ * chunks in a->scratch; returns the page id and sets *n, or 0 (and unmarks cls) if none. Move
+ * each chunk elsewhere (slabs_alloc, copy, slabs_free of the old one: the page is released
+ * with its last chunk), then call slabs_evacuate_end. */
+uint32_t slabs_evacuate_begin(slabs *a, uint32_t cls, uint32_t *n);
+/* Give the page back to its class if it still holds chunks (a move failed). */
+void slabs_evacuate_end(slabs *a, uint32_t id);
+void slabs_compact_unmark(slabs *a, uint32_t cls);
 
 static inline void *slabs_ptr(const slabs *a, slab_ref ref) {
     if (ref & SLAB_LARGE_BIT)

@@ -46,6 +46,57 @@ static void lru_bump(store *s, item_ref ref, item *it) {
     }
 }
 
+/* ---- compaction (see slabs.h) ----------------------------------------------------------- */
+
+/* Move a linked item to a new chunk of its class and repoint everything that links to it. */
+static int relocate(store *s, item_ref old_ref) {
+    size_t size = item_size(ITEM(s, old_ref));
+    item_ref ref = slabs_alloc(&s->mem, size);
+    if (ref == SLAB_NIL)
+        return -1;
+    item *it = ITEM(s, ref);
+    memcpy(it, ITEM(s, old_ref), size);
+    assoc_replace(&s->table, old_ref, ref, assoc_hash(&s->table, item_key(it), it->nkey));
+    if (it->prev != SLAB_NIL)
+        ITEM(s, it->prev)->next = ref;
+    else
+        s->head = ref;
+    if (it->next != SLAB_NIL)
+        ITEM(s, it->next)->prev = ref;
+    else
+        s->tail = ref;
+    if (it->exptime)
+        expiry_moved(&s->expiry, it, ref);
+    slabs_free(&s->mem, old_ref, size);
+    return 0;
+}
+
+/* Empty a few pages of the classes that hold too many free chunks. Runs only where every
+ * allocated chunk is a linked item and no caller holds an item pointer: at the end of the
+ * operations that free items (see settle()), never inside one. */
+static void compact(store *s) {
+    int cls;
+    for (int pages = 0; pages < 4 && (cls = slabs_compact_next(&s->mem)) >= 0; pages++) {
+        uint32_t n = 0;
+        uint32_t id = slabs_evacuate_begin(&s->mem, (uint32_t)cls, &n);
+        if (!id)
+            continue;
+        for (uint32_t i = 0; i < n; i++) {
+            if (relocate(s, s->mem.scratch[i]) != 0) {
+                slabs_compact_unmark(&s->mem, (uint32_t)cls); /* out of memory: try later */
+                break;
+            }
+        }
+        slabs_evacuate_end(&s->mem, id);
+        s->pages_compacted++;
+    }
+}
+
+static inline void settle(store *s) {
+    if (s->mem.compact_pending)
+        compact(s);
+}
+
 /* ---- item life cycle -------------------------------------------------------------------- */
 
 static item_ref item_alloc(store *s, const char *key, size_t nkey, size_t nbytes, uint32_t flags,
@@ -180,6 +231,7 @@ void store_set_limits(store *s, uint64_t max_bytes, uint64_t max_items) {
     s->max_bytes = max_bytes;
     s->max_items = max_items;
     shrink(s, 0, 0);
+    settle(s);
 }
 
 uint32_t store_absolute_expiry(const store *s, int64_t exptime) {
@@ -238,7 +290,7 @@ item *store_gat(store *s, const char *key, size_t nkey, int64_t exptime) {
     return ITEM(s, ref);
 }
 
-int store_touch(store *s, const char *key, size_t nkey, int64_t exptime) {
+static int touch(store *s, const char *key, size_t nkey, int64_t exptime) {
     s->stats.cmd_touch++;
     item_ref ref = lookup(s, key, nkey);
     if (ref == SLAB_NIL) {
@@ -257,9 +309,9 @@ static int fits(const store *s, uint64_t size) {
     return 0;
 }
 
-int store_update(store *s, int mode, const char *key, size_t nkey, const char *value,
-                 size_t nbytes, uint32_t flags, int64_t exptime, uint64_t cas_in,
-                 uint64_t *cas_out) {
+static int update(store *s, int mode, const char *key, size_t nkey, const char *value,
+                  size_t nbytes, uint32_t flags, int64_t exptime, uint64_t cas_in,
+                  uint64_t *cas_out) {
     int err = fits(s, (uint64_t)nkey + nbytes + STORE_ITEM_OVERHEAD);
     if (err) {
         if (mode == STORE_SET) {
@@ -337,7 +389,7 @@ link:
     return STORE_STORED;
 }
 
-int store_delete(store *s, const char *key, size_t nkey) {
+static int delete(store *s, const char *key, size_t nkey) {
     item_ref ref = lookup(s, key, nkey);
     if (ref == SLAB_NIL) {
         s->stats.delete_misses++;
@@ -383,8 +435,8 @@ int store_parse_counter(const char *p, size_t n, uint64_t *out) {
     return 0;
 }
 
-int store_delta(store *s, const char *key, size_t nkey, int incr, uint64_t delta,
-                uint64_t *result) {
+static int delta(store *s, const char *key, size_t nkey, int incr, uint64_t delta,
+                 uint64_t *result) {
     item_ref ref = lookup(s, key, nkey);
     if (ref == SLAB_NIL) {
         if (incr)
@@ -468,11 +520,12 @@ uint64_t store_reclaim(store *s, uint64_t limit) {
         freed++;
     }
     assoc_step(&s->table, 64);
+    settle(s);
     return freed;
 }
 
-int store_load(store *s, const char *key, size_t nkey, const char *value, size_t nbytes,
-               uint32_t flags, uint32_t exptime, uint64_t cas) {
+static int load(store *s, const char *key, size_t nkey, const char *value, size_t nbytes,
+                uint32_t flags, uint32_t exptime, uint64_t cas) {
     if ((exptime && exptime <= s->now) || cas < s->flush_cas)
         return 0;
     uint64_t size = (uint64_t)nkey + nbytes + STORE_ITEM_OVERHEAD;
@@ -510,3 +563,38 @@ item *store_newer(store *s, const item *it) {
 }
 
 void store_reset_stats(store *s) { memset(&s->stats, 0, sizeof(s->stats)); }
+
+/* ---- the operations that free items end by settling (see compact()) ----------------------- */
+
+int store_touch(store *s, const char *key, size_t nkey, int64_t exptime) {
+    int rc = touch(s, key, nkey, exptime);
+    settle(s);
+    return rc;
+}
+
+int store_update(store *s, int mode, const char *key, size_t nkey, const char *value,
+                 size_t nbytes, uint32_t flags, int64_t exptime, uint64_t cas_in,
+                 uint64_t *cas_out) {
+    int rc = update(s, mode, key, nkey, value, nbytes, flags, exptime, cas_in, cas_out);
+    settle(s);
+    return rc;
+}
+
+int store_delete(store *s, const char *key, size_t nkey) {
+    int rc = delete(s, key, nkey);
+    settle(s);
+    return rc;
+}
+
+int store_delta(store *s, const char *key, size_t nkey, int incr, uint64_t by, uint64_t *result) {
+    int rc = delta(s, key, nkey, incr, by, result);
+    settle(s);
+    return rc;
+}
+
+int store_load(store *s, const char *key, size_t nkey, const char *value, size_t nbytes,
+               uint32_t flags, uint32_t exptime, uint64_t cas) {
+    int rc = load(s, key, nkey, value, nbytes, flags, exptime, cas);
+    settle(s);
+    return rc;
+}

@@ -66,6 +66,7 @@ typedef struct store {
     uint32_t flush_at; /* pending delayed flush_all, 0 = none */
     uint64_t cas;      /* last CAS handed out */
     uint64_t flush_cas;
+    uint64_t pages_compacted; /* slab pages emptied by moving their items (slabs.h) */
     store_stats stats;
 } store;
 

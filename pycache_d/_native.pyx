@@ -291,6 +291,15 @@ cdef class Store:
         }
         return {name: out[name] for name in STAT_NAMES}
 
+    def memory(self):
+        """What the items occupy: ``slab_bytes`` (pages and large chunks held), ``hash_bytes``,
+        and ``pages_compacted`` (slab pages emptied by moving their items; see csrc/slabs.h)."""
+        return {
+            "slab_bytes": self._s.mem.bytes_held,
+            "hash_bytes": assoc_bytes(&self._s.table),
+            "pages_compacted": self._s.pages_compacted,
+        }
+
     def reset_stats(self):
         """Zero the counters that memcached's ``stats reset`` clears."""
         store_reset_stats(&self._s)

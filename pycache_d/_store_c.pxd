@@ -16,6 +16,11 @@ cdef extern from "item.h":
     char *item_value(item *it)
 
 
+cdef extern from "slabs.h":
+    ctypedef struct slabs:
+        uint64_t bytes_held
+
+
 cdef extern from "assoc.h":
     ctypedef struct assoc:
         item_ref *old
@@ -55,7 +60,9 @@ cdef extern from "store.h":
         uint64_t cas_hits, cas_misses, cas_badval, touch_hits, touch_misses
 
     ctypedef struct store:
+        slabs mem
         assoc table
+        uint64_t pages_compacted
         uint64_t bytes, max_bytes, curr_items, max_items
         uint32_t max_item_size
         uint32_t now
