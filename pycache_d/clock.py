@@ -1,23 +1,111 @@
-"""The store's clock: whole seconds on a Unix-time scale that never jumps.
+"""The daemon's clock: whole seconds on a Unix-time scale that never jumps, and a jump detector.
 
-memcached keeps a relative clock ticked from a monotonic source and uses the wall clock only
-to interpret absolute expiry times. We do the same: the reading is the wall time when the clock
-was made plus the monotonic time elapsed since, so setting the system clock back or forth moves
-no expiry; only absolute expiry times from the protocol refer to the wall clock.
+memcached keeps a relative clock ticked from a monotonic source and uses the wall clock only to
+interpret absolute expiry times. We do the same: a reading is the wall time when the process
+started plus the monotonic time elapsed since (the stores compute the same sum themselves, on
+their hot path). So setting the system clock back or forth moves no relative expiry: a TTL of
+60 s ends 60 s later, whatever ``date -s`` or an NTP step did meanwhile.
+
+Absolute expiry times (over 30 days, protocol.txt) name a Unix time, and the store reads them
+against this clock, i.e. against the wall clock *as it was at start*. That is memcached's rule
+(``realtime()`` subtracts ``process_started``, the wall time at start, which is never re-synced),
+and it keeps the store on one clock with no wall-clock read per command. The cost: after a step
+of N seconds, absolute expiry times land N seconds off (a client's "now + 60" lives N + 60 s
+after a forward step) until the daemon restarts. :class:`WallClockWatch` logs every step so an
+operator can tell, and the snapshot converts expiry times to the wall clock of the save (see
+:func:`wall_skew`), so a restart re-syncs without moving any item's remaining time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+
+from .log import log
+
+#: Wall time minus monotonic time when the process imported this module: the origin of the
+#: process's clock. The stores take the same sum when they are built, moments later.
+_BASE = time.time() - time.monotonic()
+
+#: A step of the wall clock at least this large (seconds) is logged. NTP's slewing never comes
+#: near it between two checks; a smaller step moves nothing that whole seconds can show.
+JUMP_THRESHOLD = 2.0
+#: Seconds between two looks at the wall clock. PERF: two clock reads a second, nothing per request.
+CHECK_INTERVAL = 1.0
 
 
 class MonotonicClock:
-    """Return Unix-scale whole seconds that advance with the monotonic clock."""
+    """Return Unix-scale whole seconds that advance with the monotonic clock.
+
+    Args:
+        base: wall time minus monotonic time at the origin; by default the process's (so every
+            clock of the process, and the stores, agree).
+    """
 
     __slots__ = ("_base",)
 
-    def __init__(self) -> None:
-        self._base = time.time() - time.monotonic()
+    def __init__(self, base: float | None = None) -> None:
+        self._base = _BASE if base is None else base
 
     def __call__(self) -> int:
         return int(self._base + time.monotonic())
+
+
+def wall_skew() -> int:
+    """Return how many whole seconds the wall clock is now ahead of the process's clock.
+
+    0 unless the wall clock was set (stepped) since the process started; negative when it was
+    set back. Adding it to a time on the process's clock gives the wall-clock Unix time.
+    """
+    return round(time.time() - time.monotonic() - _BASE)
+
+
+class WallClockWatch:
+    """Notice the wall clock being stepped, and log each step once.
+
+    The daemon calls :meth:`start` on its event loop; :meth:`check` compares the wall clock with
+    the monotonic one every :data:`CHECK_INTERVAL` seconds. Each check compares with the one
+    before, so a slow drift never adds up to a false alarm.
+    """
+
+    def __init__(self, threshold: float = JUMP_THRESHOLD) -> None:
+        self.threshold = threshold
+        #: Steps seen so far.
+        self.jumps = 0
+        self._offset = time.time() - time.monotonic()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def check(self) -> float:
+        """Look at the clocks now; log a step and return its size in seconds (0.0 for none)."""
+        offset = time.time() - time.monotonic()
+        step = offset - self._offset
+        self._offset = offset
+        if abs(step) < self.threshold:
+            return 0.0
+        self.jumps += 1
+        log.warning(
+            "wall clock jumped %s by %d s (now %+d s from the clock the daemon started with): "
+            "relative expiry times are unaffected; absolute ones are still read against the "
+            "start clock, as memcached does, until the daemon restarts",
+            "forward" if step > 0 else "back",
+            round(abs(step)),
+            wall_skew(),
+        )
+        return step
+
+    def start(self, loop: asyncio.AbstractEventLoop, interval: float = CHECK_INTERVAL) -> None:
+        """Check every ``interval`` seconds on ``loop`` until :meth:`stop`."""
+
+        def tick() -> None:
+            self.check()
+            self._handle = loop.call_later(interval, tick)
+
+        self.stop()
+        self._offset = time.time() - time.monotonic()
+        self._handle = loop.call_later(interval, tick)
+
+    def stop(self) -> None:
+        """Stop checking (idempotent)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None

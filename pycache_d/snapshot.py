@@ -16,13 +16,25 @@ File format, version 1 (all integers little endian)::
     size      +-------------------------------------------------------------------+
 
 Invariants: ``crc32`` (zlib) covers every byte before it; the end record sits exactly at
-``size - 20 - 22``; there are ``count`` records. ``exptime`` is absolute on the store clock
-(Unix-scale seconds, 0 = never), so items that expired while the daemon was down are skipped
-on load.
+``size - 20 - 22``; there are ``count`` records. ``exptime`` is a Unix time on the wall clock of
+the save (0 = never), so items that expired while the daemon was down are skipped on load.
+
+Clock steps: the store keeps expiry times on its own clock, the wall clock at start plus
+monotonic time (see :mod:`pycache_d.clock`). If the wall clock was stepped while the daemon ran,
+the two differ by the step, and saving adds the difference to every expiry time: each item keeps
+its remaining time across the restart instead of losing (or gaining) the step. A clock that is
+wrong at the *next* start (stepped while the daemon was down) shifts every expiry by that error;
+nothing in the file can tell, so it is not corrected.
 
 Writing is atomic: the records go to ``PATH.tmp`` in the same directory, which is fsynced,
 renamed over ``PATH``, and the directory fsynced. A crash, ``kill -9`` or full disk at any point
 leaves the previous snapshot as it was.
+
+Faults are logged in one line each and never stop the daemon: at start, a snapshot that cannot
+be read (the daemon starts empty) and a directory where no snapshot could be written (found by
+creating and removing a probe file, so the operator learns of a read-only or missing directory
+before the shutdown that would need it); at shutdown, a save that fails (read-only, full disk),
+which removes its temporary file and keeps the previous snapshot as it was.
 
 Loading reads the file twice: first to check the magic, version and checksum (nothing is
 inserted yet), then to insert. Memory stays bounded by one read chunk (or one large value),
@@ -34,12 +46,15 @@ from __future__ import annotations
 
 import os
 import struct
+import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from . import clock
+from .config import describe_size
 from .errors import StoreError
 from .log import log, notice
 
@@ -78,6 +93,7 @@ class SaveResult:
     items: int
     bytes: int
     seconds: float
+    skew: int = 0  # seconds added to expiry times: the wall clock's step while the daemon ran
 
 
 @dataclass(frozen=True)
@@ -117,8 +133,12 @@ def default_path(setting: str | bool | None, environ: Mapping[str, str]) -> str 
 # -- saving ----------------------------------------------------------------------------------------
 
 
-def save(store: Any, path: str) -> SaveResult:
+def save(store: Any, path: str, skew: int | None = None) -> SaveResult:
     """Write every live item of ``store`` and its CAS counter to ``path``, atomically.
+
+    Args:
+        skew: seconds to add to expiry times to put them on the wall clock; by default
+            :func:`pycache_d.clock.wall_skew` (the stores run on the process's clock).
 
     Raises:
         SnapshotError: the file could not be written (full disk, permissions, missing
@@ -133,7 +153,9 @@ def save(store: Any, path: str) -> SaveResult:
     except OSError as e:
         raise SnapshotError(f"cannot write snapshot {tmp}: {_reason(e)}") from None
     try:
-        count, size = _write_records(fd, store)
+        if skew is None:
+            skew = clock.wall_skew()
+        count, size = _write_records(fd, store, skew)
         os.fsync(fd)  # the data must be on disk before the rename makes it the snapshot
     except BaseException as e:
         os.close(fd)
@@ -148,10 +170,10 @@ def save(store: Any, path: str) -> SaveResult:
         _unlink_quietly(tmp)
         raise SnapshotError(f"cannot rename {tmp} to {path}: {_reason(e)}") from None
     _fsync_dir(os.path.dirname(path) or ".")
-    return SaveResult(count, size, time.perf_counter() - start)
+    return SaveResult(count, size, time.perf_counter() - start, skew)
 
 
-def _write_records(fd: int, store: Any) -> tuple[int, int]:
+def _write_records(fd: int, store: Any, skew: int) -> tuple[int, int]:
     """Write header, records, end record and trailer to ``fd``; return (records, bytes)."""
     cas_counter = store.cas_counter
     buf = bytearray(_HEADER.pack(MAGIC, VERSION, 0, int(time.time())))
@@ -159,7 +181,10 @@ def _write_records(fd: int, store: Any) -> tuple[int, int]:
     size = 0
     count = 0
     pack = _RECORD.pack
-    for key, value, flags, exptime, cas in store.items():
+    items = store.items()
+    if skew:
+        items = _shifted(items, skew)
+    for key, value, flags, exptime, cas in items:
         buf += pack(len(key), len(value), flags, exptime, cas)
         buf += key
         buf += value
@@ -177,11 +202,49 @@ def _write_records(fd: int, store: Any) -> tuple[int, int]:
     return count, size + len(buf)
 
 
+def _shifted(
+    items: Iterator[tuple[bytes, bytes, int, int, int]], skew: int
+) -> Iterator[tuple[bytes, bytes, int, int, int]]:
+    """Pass ``items`` through with every expiry time (but 0, never) moved by ``skew`` seconds."""
+    for key, value, flags, exptime, cas in items:
+        if exptime:
+            # 1 is long past (0 would mean never); a record holds a u32.
+            exptime = min(max(exptime + skew, 1), 0xFFFFFFFF)
+        yield key, value, flags, exptime, cas
+
+
 def _write_all(fd: int, data: bytearray) -> None:
     # os.write may write less than asked (a signal, a nearly full disk): loop until all is out.
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def check_writable(path: str) -> str | None:
+    """Return why a snapshot could not be saved at ``path`` now, or None if it could.
+
+    Creates and removes a probe file beside ``path``: a name of its own, never the ``.tmp`` that
+    a daemon shutting down may be writing this very moment.
+    """
+    directory = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        return f"{path} is a directory"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=os.path.basename(path) + ".probe-", dir=directory)
+    except OSError as e:
+        return f"cannot create files in {directory}: {_reason(e)}"
+    os.close(fd)
+    _unlink_quietly(probe)
+    return None
+
+
+def free_space(path: str) -> int | None:
+    """Return the bytes an unprivileged writer may still use beside ``path`` (None: unknown)."""
+    try:
+        st = os.statvfs(os.path.dirname(path) or ".")
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 def _fsync_dir(directory: str) -> None:
@@ -396,7 +459,33 @@ def restore(
         log.error("snapshot %s is unusable (%s); %s; starting empty", path, result.reason, where)
     else:
         log.error("cannot read snapshot %s: %s; starting empty", path, result.reason)
+    _warn_if_unsaveable(store, path)
     return result
+
+
+def _warn_if_unsaveable(store: Any, path: str) -> None:
+    """Say now, not at shutdown, when the snapshot will not be saved (or may not fit)."""
+    problem = check_writable(path)
+    if problem is not None:
+        log.warning(
+            "the snapshot cannot be saved to %s: %s; the items will not survive a restart "
+            "unless this is fixed before the daemon stops",
+            path,
+            problem,
+        )
+        return
+    free = free_space(path)
+    limit = getattr(store, "max_bytes", 0)
+    # A record is its key and value plus 22 bytes; the store charges 48 per item: a full store's
+    # snapshot is smaller than the memory limit.
+    if free is not None and free < limit:
+        log.warning(
+            "only %s free beside %s: a full store (memory limit %s) may not fit, and a save "
+            "that does not fit keeps the previous snapshot",
+            describe_size(free),
+            path,
+            describe_size(limit),
+        )
 
 
 def persist(store: Any, path: str | None) -> bool:
@@ -408,5 +497,13 @@ def persist(store: Any, path: str | None) -> bool:
     except SnapshotError as e:
         log.error("%s; the previous snapshot (if any) is kept", e)
         return False
-    notice("saved %d items to %s in %.2f s", result.items, path, result.seconds)
+    notice(
+        "saved %d items to %s in %.2f s%s",
+        result.items,
+        path,
+        result.seconds,
+        f" (expiry times moved {result.skew:+d} s: the wall clock was stepped while the daemon ran)"
+        if result.skew
+        else "",
+    )
     return True
