@@ -57,6 +57,7 @@ def extensions() -> list:
     connection = Extension(
         "pycache_d._cconnection",
         sources=["pycache_d/_cconnection.pyx"],
+        include_dirs=["csrc"],  # it calls the compiled session, whose fields are C structs
         extra_compile_args=[*opt, *san],
         extra_link_args=san,
         define_macros=macros,

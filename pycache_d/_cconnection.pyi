@@ -16,4 +16,7 @@ class ConnectionBase:
     small_reply: int
     reply_budget: int
     debug_enabled: Any
+    log_cache: Any
+    debug_level: Any
+    write: Any
     def data_received(self, data: bytes) -> None: ...

@@ -9,13 +9,21 @@ logging, errors) is Connection's, in Python: this class calls back into it.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
 from libc.string cimport memchr
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+from posix.time cimport clock_gettime, timespec
+
+cdef extern from "<time.h>":
+    int CLOCK_MONOTONIC_COARSE
+
+from ._csession cimport NativeSession
 
 
 cdef inline double monotonic() noexcept:
+    # PERF: the coarse clock (a few ms) is plenty for idle times, and cheaper per read.
     cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
@@ -51,6 +59,19 @@ cdef class ConnectionBase:
     cdef public Py_ssize_t small_reply
     cdef public Py_ssize_t reply_budget
     cdef public object debug_enabled
+    # The logger's level cache (logging.Logger._cache, cleared whenever a level changes) and
+    # the DEBUG level: a dict lookup instead of a Python call to isEnabledFor per read.
+    cdef public object log_cache
+    cdef public object debug_level
+    cdef public object write  # transport.write, looked up once
+
+    cdef bint _debug(self) except -1:
+        cdef PyObject *cached
+        if self.log_cache is not None:
+            cached = PyDict_GetItem(self.log_cache, self.debug_level)
+            if cached != NULL:
+                return <object>cached is True
+        return bool(self.debug_enabled())
 
     def data_received(self, data):
         cdef Py_ssize_t lines, size
@@ -65,23 +86,31 @@ cdef class ConnectionBase:
             data = bytes(data)
         lines = count_lines(data)
         size = PyBytes_GET_SIZE(data)
-        if lines > self._lines or size > self.feed_slice or self.debug_enabled():
+        if lines > self._lines or size > self.feed_slice or self._debug():
             self._feed(data)
             return
         session = self.session
+        cdef bint closing
         try:
-            reply = session.feed(data)
+            if type(session) is NativeSession:  # PERF: a C call, not a Python method call
+                reply = (<NativeSession>session).feed_bytes(data)
+            else:
+                reply = session.feed(data)
         except Exception:
             self._session_failed([])
             return
-        if reply:
-            self.transport.write(reply)
         size = len(reply)
+        if size:
+            self.write(reply)
         if size > self.small_reply * (lines or 1):
             self._learn(data, size)
         else:
             self._lines = self.max_lines  # what _learn() makes of small replies
-        if session.closing:
+        if type(session) is NativeSession:
+            closing = (<NativeSession>session)._closing
+        else:
+            closing = session.closing
+        if closing:
             self.close()
         elif size >= self.reply_budget and session.more:  # only a large reply stops early
             self._continue_later()

@@ -38,16 +38,6 @@ cdef enum:
     DELEGATE = -2   # hand this line and all after it to the Python session
     CUT = -4        # a multi-get reached REPLY_BUDGET: its other keys go to the Python session
 
-cdef enum cmd_kind:
-    C_GET, C_GETS, C_SET, C_ADD, C_REPLACE, C_APPEND, C_PREPEND, C_CAS, C_DELETE, C_INCR, C_DECR, C_OTHER
-
-
-cdef struct buffer:
-    char *data
-    size_t len
-    size_t cap
-
-
 cdef int buf_reserve(buffer *b, size_t extra) except -1:
     cdef size_t cap
     cdef char *grown
@@ -161,17 +151,7 @@ cdef tuple STORE_REPLIES = ()  # Result -> reply line, filled in at import
 cdef class NativeSession:
     """A memcached text-protocol session over a native store, with the same API as Session."""
 
-    cdef readonly Store store
-    cdef store *s
-    cdef readonly object ctx
-    cdef object slow
-    cdef bint slow_active
-    cdef bint _closing
-    cdef buffer pending  # input kept between feeds
-    cdef buffer out
-    cdef size_t cut_at  # where the unanswered keys of a multi-get cut at the budget start
-    cdef bint cut_cas   # ... and whether it was a gets
-    cdef bint _more     # the last feed stopped at REPLY_BUDGET with complete input left
+    # Fields: see _csession.pxd.
 
     def __init__(self, Store store not None, ctx=None):
         self.slow = _session.Session(store, ctx)
@@ -201,6 +181,12 @@ cdef class NativeSession:
 
     def feed(self, data):
         """Consume bytes read from the client; return the reply bytes to send (possibly b"")."""
+        if type(data) is not bytes:
+            data = bytes(data)
+        return self.feed_bytes(data)
+
+    cdef bytes feed_bytes(self, bytes data):
+        """feed() for the compiled connection, which calls it without a Python method call."""
         cdef const char *p
         cdef size_t n
         cdef Py_ssize_t pos
@@ -208,8 +194,6 @@ cdef class NativeSession:
             return b""
         if self.slow_active:
             return self._to_slow(data)
-        if type(data) is not bytes:
-            data = bytes(data)
         self.store._tick()
         self.out.len = 0
         if self.pending.len:
@@ -238,13 +222,13 @@ cdef class NativeSession:
         shrink(&self.out)
         return reply
 
-    cdef object _flush_and_delegate(self, const char *p, size_t n, size_t start):
+    cdef bytes _flush_and_delegate(self, const char *p, size_t n, size_t start):
         head = PyBytes_FromStringAndSize(self.out.data, self.out.len)
         rest = PyBytes_FromStringAndSize(p + start, n - start)
         self.pending.len = 0
         return head + self._to_slow(rest)
 
-    cdef object _flush_and_cut(self, const char *p, size_t n):
+    cdef bytes _flush_and_cut(self, const char *p, size_t n):
         """Answer what the fast path answered; leave the rest of the multi-get it cut at the
         budget, and the input after it, to the Python session's next feed."""
         head = PyBytes_FromStringAndSize(self.out.data, self.out.len)
@@ -255,9 +239,9 @@ cdef class NativeSession:
         self.slow_active = True
         return head
 
-    cdef object _to_slow(self, data):
+    cdef bytes _to_slow(self, data):
         slow = self.slow
-        reply = slow.feed(data)
+        cdef bytes reply = slow.feed(data)
         self._closing = slow.closing
         self.slow_active = not _idle(slow)
         return reply

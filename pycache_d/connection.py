@@ -153,11 +153,15 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self.small_reply = SMALL_REPLY
         self.reply_budget = REPLY_BUDGET
         self.debug_enabled = functools.partial(log.isEnabledFor, logging.DEBUG)
+        self.log_cache = getattr(log, "_cache", None)  # see _cconnection.pyx
+        self.debug_level = logging.DEBUG
+        self.write: Any = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         self.transport = transport
+        self.write = transport.write
         sock = transport.get_extra_info("socket")
         self.fd = sock.fileno() if sock is not None else -1
         self.peer = _peer_name(transport.get_extra_info("peername"), self.listener)

@@ -1,0 +1,46 @@
+# The compiled session's C-level interface, shared with the compiled connection
+# (_cconnection.pyx), which calls feed_bytes() without a Python method call.
+from ._native cimport Store
+from ._store_c cimport store
+
+
+cdef struct buffer:
+    char *data
+    size_t len
+    size_t cap
+
+
+cdef enum cmd_kind:
+    C_GET, C_GETS, C_SET, C_ADD, C_REPLACE, C_APPEND, C_PREPEND, C_CAS, C_DELETE, C_INCR, C_DECR, C_OTHER
+
+
+cdef class NativeSession:
+    cdef readonly Store store
+    cdef store *s
+    cdef readonly object ctx
+    cdef object slow
+    cdef bint slow_active
+    cdef bint _closing
+    cdef buffer pending  # input kept between feeds
+    cdef buffer out
+    cdef size_t cut_at  # where the unanswered keys of a multi-get cut at the budget start
+    cdef bint cut_cas   # ... and whether it was a gets
+    cdef bint _more     # the last feed stopped at REPLY_BUDGET with complete input left
+
+    cdef bytes feed_bytes(self, bytes data)
+    cdef bytes _flush_and_delegate(self, const char *p, size_t n, size_t start)
+    cdef bytes _flush_and_cut(self, const char *p, size_t n)
+    cdef bytes _to_slow(self, data)
+    cdef Py_ssize_t _run(self, const char *p, size_t n) except? -3
+    cdef Py_ssize_t _line(self, const char *p, size_t start, size_t lend, size_t next_pos,
+                          size_t n) except? -3
+    cdef Py_ssize_t _get(self, const char *p, size_t i, size_t lend, bint with_cas,
+                         size_t next_pos) except? -3
+    cdef Py_ssize_t _storage(self, cmd_kind kind, const char **tok, size_t *tlen, size_t ntok,
+                             const char *p, size_t next_pos, size_t n) except? -3
+    cdef int _reply(self, int rc) except -1
+    cdef bytes _count_error(self, int rc)
+    cdef Py_ssize_t _delete(self, const char **tok, size_t *tlen, size_t ntok,
+                            size_t next_pos) except? -3
+    cdef Py_ssize_t _arith(self, const char **tok, size_t *tlen, size_t ntok, bint incr,
+                           size_t next_pos) except? -3
