@@ -68,7 +68,7 @@ static void start_expanding(assoc *t) {
 
 int assoc_reserve(assoc *t, uint64_t n) {
     unsigned power = t->hashpower;
-    while (power < ASSOC_MAX_POWER && n > NBUCKETS(power) + NBUCKETS(power) / 2)
+    while (power < ASSOC_MAX_POWER && n > NBUCKETS(power))
         power++;
     if (t->count || t->old || power == t->hashpower)
         return 0;
@@ -114,7 +114,7 @@ void assoc_insert(assoc *t, item_ref ref, uint64_t hv) {
     t->count++;
     if (t->old)
         assoc_step(t, ASSOC_MIGRATE_PER_INSERT);
-    else if (t->count > NBUCKETS(t->hashpower) + NBUCKETS(t->hashpower) / 2)
+    else if (t->count > NBUCKETS(t->hashpower))
         start_expanding(t);
 }
 

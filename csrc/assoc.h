@@ -8,7 +8,8 @@
  * Invariants:
  *   - Every linked item is in exactly one chain. While expanding, an item whose old-table
  *     bucket (hv & oldmask) is >= migrate_next is in the old table, otherwise in primary.
- *   - Growth starts when count exceeds 1.5 items per bucket; each insert then moves
+ *   - Growth starts when count exceeds one item per bucket (a hit walks 1.25 items on
+ *     average at worst; 1M items still fit 2^20 buckets, 4 bytes each); each insert then moves
  *     ASSOC_MIGRATE_PER_INSERT old buckets, and assoc_step() moves more, so no call ever
  *     rehashes the whole table at once (the old table is gone long before the next doubling).
  */
