@@ -317,13 +317,18 @@ class Store:
         """Return ``(value, flags, cas)`` of ``key``, or None on a miss."""
         return self.get_items((key,))[0]
 
-    def get_items(self, keys: Iterable[bytes]) -> list[tuple[bytes, int, int] | None]:
+    def get_items(
+        self, keys: Iterable[bytes], budget: int | None = None
+    ) -> list[tuple[bytes, int, int] | None]:
         """Return ``(value, flags, cas)`` or None for each key in turn, as :meth:`get_item` would.
 
         The keys are looked up one after the other (a repeated key counts twice, an invalid key
         raises once the keys before it are done), at one reading of the clock: a multi-get
         happens at one instant. This is the python backend's hot path (every get of the
         session); the native backend has no counterpart, its session drives C directly.
+
+        With a ``budget`` (bytes), it stops after the hit that brings the values' total to it,
+        so the list may be shorter than ``keys``; the keys after it are not looked up.
         """
         now = self._now()
         data = self._data
@@ -333,12 +338,17 @@ class Store:
         found: list[tuple[bytes, int, int] | None] = []
         put = found.append
         hits = misses = 0
+        left = (1 << 62) if budget is None else budget
         try:
             for key in keys:
                 if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_LENGTH:
                     _check_key(key)
                     rec = self._fetch(key, now)  # e.g. a bytes subclass: the careful path
                     put(None if rec is None else self._triple(rec))
+                    if rec is not None:
+                        left -= len(rec) - _HSIZE
+                        if left <= 0:
+                            break
                     continue
                 # PERF: the common case written out, with one header unpack and the counters
                 # kept in locals; what it does is _fetch()'s, step for step.
@@ -351,7 +361,11 @@ class Store:
                             rec = rec[: _HSIZE - 1] + b"\x01" + rec[_HSIZE:]
                             data[key] = rec
                         bump(key)
-                        put((rec[_HSIZE:], flags, cas))
+                        value = rec[_HSIZE:]
+                        put((value, flags, cas))
+                        left -= len(value)
+                        if left <= 0:
+                            break
                         continue
                     self._lookup(key, now)  # dead: frees it, counting get_expired or get_flushed
                 misses += 1

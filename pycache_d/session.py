@@ -54,8 +54,6 @@ MAX_GET_LINE = 1024 * 1024
 _MAX_VLEN = 2**31 - 1 - 2
 #: A feed stops answering multi-gets once its reply holds this many bytes of values (see above).
 REPLY_BUDGET = 256 * 1024
-#: Most keys fetched per store call in a multi-get (see Session._get).
-_GET_BATCH = 64
 #: Only these prefixes may exceed MAX_LINE, after at most 100 leading spaces (memcached's rule).
 _LONG_OK = (b"get ", b"gets ")
 
@@ -103,7 +101,7 @@ class Session:
         self._spent = 0  # value bytes answered in this feed
         self._rest: bytes | None = None  # the unanswered keys of a multi-get cut at the budget
         # PERF: the python store fetches a multi-get's keys in one call (native: per key).
-        self._get_items: Callable[[list[bytes]], list[Any]] | None = getattr(store, "get_items", None)
+        self._get_items: Callable[..., list[Any]] | None = getattr(store, "get_items", None)
 
     # -- framing ------------------------------------------------------------------------------
 
@@ -239,38 +237,18 @@ class Session:
             self._retrieve(toks, 1, out, with_cas, None)
             return
         keys = toks[1:]
-        if len(keys) > 1 and max(map(len, keys)) <= MAX_KEY_LENGTH:
-            # A multi-get is fetched in batches that fit what is left of the budget at the
-            # largest value size seen, starting with one key, so it stops within one item of
-            # the budget (a fetch cannot be taken back).
-            start, batch, largest = 0, 1, 0
-            while start < len(keys):
-                chunk = keys[start : start + batch]
-                items = get_items(chunk)
-                self._values(chunk, items, out, with_cas)
-                start += batch
-                if self._spent >= REPLY_BUDGET and start < len(keys):
-                    self._cut_multiget(toks[:1], keys[start:])
-                    return
-                largest = max(largest, max((len(i[0]) for i in items if i is not None), default=0))
-                batch = max(1, min(_GET_BATCH, (REPLY_BUDGET - self._spent) // (largest or 1)))
-            out.append(wire.END)
-            return
+        mark = len(out)
         try:
-            items = get_items(keys)
+            items = get_items(keys, REPLY_BUDGET - self._spent)
         except InvalidKey:
             # Tokens are never empty, so the store refused a key longer than MAX_KEY_LENGTH,
             # after fetching the keys before it; memcached, too, stops there and drops the
             # values it had gathered.
             out.append(wire.BAD_FORMAT)
             return
-        self._values(keys, items, out, with_cas)
-        out.append(wire.END)
-
-    def _values(self, keys: list[bytes], items: list[Any], out: list[bytes], with_cas: bool) -> None:
-        """Append a VALUE block per hit; ``items`` has one entry (or None) per key."""
         spent = 0
-        # PERF: zip(strict=True) doubles the cost of a one-key get (a keyword call).
+        # PERF: zip(strict=True) doubles the cost of a one-key get (a keyword call); the loop
+        # stops with the shorter list when the budget ran out.
         for key, item in zip(keys, items):  # noqa: B905
             if item is not None:
                 value, flags, cas = item
@@ -284,7 +262,22 @@ class Session:
                     out += (value, b"\r\n")
                 else:
                     out += (b"VALUE ", key, _SUFFIX[size], value, b"\r\n")
+        if len(items) < len(keys):  # the budget ran out: see REPLY_BUDGET
+            rest = keys[len(items) :]
+            if max(map(len, rest)) > MAX_KEY_LENGTH:
+                # A bad key further on drops the whole reply, as above; it is not sent yet.
+                del out[mark:]
+                try:
+                    get_items(rest)
+                except InvalidKey:
+                    pass
+                out.append(wire.BAD_FORMAT)
+                return
+            self._spent += spent
+            self._cut_multiget(toks[:1], rest)
+            return
         self._spent += spent
+        out.append(wire.END)
 
     def _gat(self, toks: list[bytes], out: list[bytes]) -> None:
         self._touch_retrieve(toks, out, False)

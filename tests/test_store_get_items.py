@@ -77,3 +77,15 @@ def test_get_items_takes_bytes_subclasses_the_careful_way():
     store.set(b"k", b"v")
     assert store.get_items([Key(b"k"), Key(b"nope")]) == [(b"v", 0, 1), None]
     assert store.stats()["get_hits"] == 1
+
+
+def test_a_budget_stops_after_the_hit_that_reaches_it():
+    store = Store(1 << 20, clock=FakeClock())
+    for name, size in ((b"a", 10), (b"b", 20), (b"c", 30)):
+        store.set(name, b"x" * size)
+    found = store.get_items([b"a", b"nope", b"b", b"c", b"a"], 30)
+    assert [None if f is None else len(f[0]) for f in found] == [10, None, 20]
+    stats = store.stats()
+    assert (stats["cmd_get"], stats["get_hits"], stats["get_misses"]) == (3, 2, 1)
+    assert len(store.get_items([b"c", b"a"], 1)) == 1  # at least one key, always
+    assert len(store.get_items([b"nope", b"nope", b"a"], 1)) == 3  # misses cost nothing
