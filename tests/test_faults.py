@@ -29,7 +29,7 @@ pytest_plugins = ["daemon"]
 from pycache_d import clock, snapshot  # noqa: E402
 from pycache_d.store import PyStore  # noqa: E402
 
-from daemon import Daemon, backend_params, read_until, stats  # noqa: E402
+from daemon import Daemon, backend_params, native_built, read_until, stats  # noqa: E402
 
 Factory = Callable[..., Daemon]
 
@@ -379,7 +379,7 @@ def test_a_full_disk_keeps_the_old_snapshot_loadable(daemon_factory: Factory, sm
     assert first.request(b"set old 0 0 3\r\nold\r\n") == b"STORED\r\n"
     assert first.stop() == 0
     saved = snap.read_bytes()
-    big = daemon_factory("--snapshot", str(snap), "-m", "4", backend="native" if _native() else "python")
+    big = daemon_factory("--snapshot", str(snap), "-m", "4", backend="native" if native_built() else "python")
     value = os.urandom(100_000)  # incompressible, not that tmpfs compresses
     for i in range(25):  # 2.5 MB: more than the file system holds
         assert big.request(b"set big%d 0 0 %d\r\n%s\r\n" % (i, len(value), value)) == b"STORED\r\n"
@@ -389,12 +389,6 @@ def test_a_full_disk_keeps_the_old_snapshot_loadable(daemon_factory: Factory, sm
     again = daemon_factory("--snapshot", str(snap), backend="python")
     again.wait_for_log(r"loaded 1 items from ")
     assert present(again, "old", "big0") == ["old"]
-
-
-def _native() -> bool:
-    from daemon import native_built
-
-    return native_built()
 
 
 def test_missing_directory_is_reported_at_start(daemon_factory: Factory, tmp_path: Path) -> None:
