@@ -9,7 +9,7 @@ EXT_SUFFIX = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var(
 NATIVE_SRC := $(wildcard csrc/*.c csrc/*.h pycache_d/*.pyx pycache_d/*.pxd) setup.py
 APT_PACKAGES := memcached libmemcached-tools curl wrk
 
-.PHONY: venv ext test lint test-asan bench dist deb install clean run apt
+.PHONY: venv ext test lint test-asan fuzz bench dist deb install clean run apt
 
 venv: $(STAMP) ext
 
@@ -64,6 +64,36 @@ test-asan: $(STAMP)
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  PYCACHE_D_EXPECT_NATIVE_FROM=$(CURDIR)/$(ASAN_BUILD)/lib \
 	  $(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider -m asan $(CURDIR)/tests -o addopts=""
+
+# Coverage-guided fuzzing with atheris (fuzz/harness.py says what is checked): the pure-Python
+# session, then the compiled session + C store differentially against it, FUZZ_SECONDS each, from
+# the seed corpus fuzz/corpus; new inputs and crashes go to $(FUZZ_BUILD). The
+# native target runs a clang build of the extension made out of tree like test-asan's, with
+# libFuzzer's coverage counters on top of PYCACHE_D_SANITIZE=1, under an ASan runtime that
+# carries libFuzzer (fuzz/asan_with_fuzzer.sh says why). Not part of `make test`; the regression
+# test replays the corpus there.
+FUZZ_BUILD := build/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_APT := clang libclang-rt-14-dev
+FUZZ_FLAGS = -dict=fuzz/protocol.dict -max_len=8192 -timeout=60 -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
+FUZZ_SEEDS = fuzz/corpus
+fuzz: $(STAMP)
+	@command -v clang >/dev/null || $(MAKE) --no-print-directory apt APT_PACKAGES="$(FUZZ_APT)"
+	@command -v clang >/dev/null || { echo "make fuzz needs clang with compiler-rt (Debian: $(FUZZ_APT))"; exit 1; }
+	$(PY) -m pip install --quiet "atheris>=2.3,<4"
+	CC=clang LDSHARED="clang -shared" CFLAGS=-fsanitize=fuzzer-no-link PYCACHE_D_SANITIZE=1 \
+	  $(PY) setup.py --quiet build --build-base $(FUZZ_BUILD) --build-lib $(FUZZ_BUILD)/lib
+	fuzz/asan_with_fuzzer.sh $(FUZZ_BUILD)/asan_with_fuzzer.so
+	mkdir -p $(FUZZ_BUILD)/corpus/session $(FUZZ_BUILD)/corpus/native $(FUZZ_BUILD)/artifacts
+	rc=0; \
+	PYCACHE_D_NO_EXTENSIONS=1 $(PY) fuzz/fuzz_session.py $(FUZZ_FLAGS) \
+	  -artifact_prefix=$(FUZZ_BUILD)/artifacts/session- $(FUZZ_BUILD)/corpus/session $(FUZZ_SEEDS) || rc=1; \
+	PYTHONPATH=$(CURDIR)/$(FUZZ_BUILD)/lib PYTHONMALLOC=malloc LD_PRELOAD=$(CURDIR)/$(FUZZ_BUILD)/asan_with_fuzzer.so \
+	  ASAN_OPTIONS=detect_leaks=0:quarantine_size_mb=32 UBSAN_OPTIONS=print_stacktrace=1 \
+	  PYCACHE_D_EXPECT_NATIVE_FROM=$(CURDIR)/$(FUZZ_BUILD)/lib \
+	  $(PY) fuzz/fuzz_native.py $(FUZZ_FLAGS) \
+	  -artifact_prefix=$(FUZZ_BUILD)/artifacts/native- $(FUZZ_BUILD)/corpus/native $(FUZZ_SEEDS) || rc=1; \
+	exit $$rc
 
 bench: venv apt
 	$(PY) benchmarks/run.py
