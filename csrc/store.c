@@ -239,8 +239,12 @@ uint32_t store_absolute_expiry(const store *s, int64_t exptime) {
         return 0;
     if (exptime < 0)
         return 1;
-    if (exptime > STORE_REALTIME_MAXDELTA)
-        return (uint32_t)exptime;
+    if (exptime > STORE_REALTIME_MAXDELTA) {
+        /* A Unix time on the wall clock, which may have been stepped since the store's clock
+         * was set (see pycache_d/clock.py). */
+        int64_t at = exptime - s->wall_skew;
+        return at > 1 ? (uint32_t)at : 1;
+    }
     return s->now + (uint32_t)exptime;
 }
 

@@ -67,6 +67,7 @@ typedef struct store {
     uint64_t cas;      /* last CAS handed out */
     uint64_t flush_cas;
     uint64_t pages_compacted; /* slab pages emptied by moving their items (slabs.h) */
+    int64_t wall_skew; /* wall clock minus store clock (s): absolute exptimes follow the wall */
     store_stats stats;
 } store;
 

@@ -8,6 +8,7 @@ class Store:
     max_bytes: int
     max_items: int
     max_item_size: int
+    wall_skew: int
     def __init__(
         self,
         max_bytes: int = ...,

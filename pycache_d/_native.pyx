@@ -109,6 +109,17 @@ cdef class Store:
         store_set_limits(&self._s, value, self._s.max_items)
 
     @property
+    def wall_skew(self):
+        """Seconds the wall clock is ahead of the store's clock (it was stepped): absolute
+        expiry times from the protocol are read against the wall clock (pycache_d/clock.py)."""
+        return self._s.wall_skew
+
+    @wall_skew.setter
+    def wall_skew(self, value):
+        _check_range("wall_skew", value, -2 ** 40, 2 ** 40)
+        self._s.wall_skew = value
+
+    @property
     def max_items(self):
         return self._s.max_items
 

@@ -155,6 +155,7 @@ class Store:
         self._cas = 0
         self._flush_cas = 0  # items with cas < this are flushed
         self._flush_at = 0  # pending delayed flush_all deadline, 0 for none
+        self._wall_skew = 0  # see the wall_skew property
         self._bytes = 0
         self._max_items = 0
         self.max_bytes = max_bytes
@@ -162,6 +163,17 @@ class Store:
         self.max_item_size = max_item_size
 
     # -- limits -------------------------------------------------------------------------------
+
+    @property
+    def wall_skew(self) -> int:
+        """Seconds the wall clock is ahead of the store's clock (it was stepped): absolute
+        expiry times from the protocol are read against the wall clock (pycache_d/clock.py)."""
+        return self._wall_skew
+
+    @wall_skew.setter
+    def wall_skew(self, value: int) -> None:
+        _check_range("wall_skew", value, -(2**40), 2**40)
+        self._wall_skew = value
 
     @property
     def max_bytes(self) -> int:
@@ -407,7 +419,7 @@ class Store:
             stats["touch_misses"] += 1
             return None
         stats["touch_hits"] += 1
-        rec = self._retime(key, rec, absolute_expiry(exptime, now))
+        rec = self._retime(key, rec, absolute_expiry(exptime, now, self._wall_skew))
         cas, flags, _e, _f = _unpack(rec)
         return rec[_HSIZE:], flags, cas
 
@@ -433,7 +445,7 @@ class Store:
             self._stats["touch_misses"] += 1
             return NOT_FOUND
         self._stats["touch_hits"] += 1
-        self._retime(key, rec, absolute_expiry(exptime, now))
+        self._retime(key, rec, absolute_expiry(exptime, now, self._wall_skew))
         return TOUCHED
 
     # -- writes -------------------------------------------------------------------------------
@@ -495,7 +507,7 @@ class Store:
             return STORED
         if old is not None:
             self._unlink(key, old)
-        self._link(key, value, flags, absolute_expiry(exptime, now) if exptime else 0, now)
+        self._link(key, value, flags, absolute_expiry(exptime, now, self._wall_skew) if exptime else 0, now)
         self._stats["total_items"] += 1
         return STORED
 
@@ -580,7 +592,7 @@ class Store:
         self._stats["cmd_flush"] += 1
         if delay > 0:
             # memcached's oldest_live is realtime(delay) - 1: the flush takes effect then.
-            self._flush_at = max(absolute_expiry(delay, now) - 1, 1)
+            self._flush_at = max(absolute_expiry(delay, now, self._wall_skew) - 1, 1)
             if self._flush_at > now:
                 return
         self._flush_at = 0

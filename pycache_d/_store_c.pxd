@@ -63,6 +63,7 @@ cdef extern from "store.h":
         slabs mem
         assoc table
         uint64_t pages_compacted
+        int64_t wall_skew
         uint64_t bytes, max_bytes, curr_items, max_items
         uint32_t max_item_size
         uint32_t now

@@ -6,20 +6,22 @@ started plus the monotonic time elapsed since (the stores compute the same sum t
 their hot path). So setting the system clock back or forth moves no relative expiry: a TTL of
 60 s ends 60 s later, whatever ``date -s`` or an NTP step did meanwhile.
 
-Absolute expiry times (over 30 days, protocol.txt) name a Unix time, and the store reads them
-against this clock, i.e. against the wall clock *as it was at start*. That is memcached's rule
-(``realtime()`` subtracts ``process_started``, the wall time at start, which is never re-synced),
-and it keeps the store on one clock with no wall-clock read per command. The cost: after a step
-of N seconds, absolute expiry times land N seconds off (a client's "now + 60" lives N + 60 s
-after a forward step) until the daemon restarts. :class:`WallClockWatch` logs every step so an
-operator can tell, and the snapshot converts expiry times to the wall clock of the save (see
-:func:`wall_skew`), so a restart re-syncs without moving any item's remaining time.
+Absolute expiry times (over 30 days, protocol.txt) name a Unix time on the wall clock: that is
+the one place the wall clock counts. :class:`WallClockWatch` notices a step of the wall clock
+(within a second), logs it once, and hands the new skew (:func:`wall_skew`) to the store, which
+subtracts it when it converts an absolute time to its own clock; a client's "now + 60" then
+still means 60 seconds. (memcached reads absolute times against the wall clock as it was at
+start, ``process_started``, so after a step of N seconds they land N seconds off until it
+restarts; we re-sync instead.) Expiry times already stored stay where they are on the store's
+clock: their remaining time is what the client asked for. The snapshot converts expiry times
+to the wall clock of the save, so a restart keeps every item's remaining time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from .log import log
 
@@ -68,8 +70,12 @@ class WallClockWatch:
     before, so a slow drift never adds up to a false alarm.
     """
 
-    def __init__(self, threshold: float = JUMP_THRESHOLD) -> None:
+    def __init__(
+        self, threshold: float = JUMP_THRESHOLD, on_step: Callable[[int], object] | None = None
+    ) -> None:
         self.threshold = threshold
+        #: Called with :func:`wall_skew` after each step (the daemon sets the store's skew).
+        self.on_step = on_step
         #: Steps seen so far.
         self.jumps = 0
         self._offset = time.time() - time.monotonic()
@@ -83,14 +89,16 @@ class WallClockWatch:
         if abs(step) < self.threshold:
             return 0.0
         self.jumps += 1
+        skew = wall_skew()
         log.warning(
             "wall clock jumped %s by %d s (now %+d s from the clock the daemon started with): "
-            "relative expiry times are unaffected; absolute ones are still read against the "
-            "start clock, as memcached does, until the daemon restarts",
+            "relative expiry times are unaffected; absolute ones from now on follow the wall clock",
             "forward" if step > 0 else "back",
             round(abs(step)),
-            wall_skew(),
+            skew,
         )
+        if self.on_step is not None:
+            self.on_step(skew)
         return step
 
     def start(self, loop: asyncio.AbstractEventLoop, interval: float = CHECK_INTERVAL) -> None:

@@ -45,18 +45,19 @@ def is_valid_key(key: bytes) -> bool:
     return 0 < len(key) <= MAX_KEY_LENGTH
 
 
-def absolute_expiry(exptime: int, now: int) -> int:
+def absolute_expiry(exptime: int, now: int, wall_skew: int = 0) -> int:
     """Turn a protocol expiration time into an absolute time on the store's clock (0 = never).
 
     0 never expires; a negative value is already expired; up to 30 days is relative to ``now``;
-    anything larger is an absolute Unix time (in the past means already expired).
+    anything larger is an absolute Unix time on the wall clock, which is ``wall_skew`` seconds
+    ahead of the store's clock if it was stepped since (in the past means already expired).
     """
     if exptime == 0:
         return 0
     if exptime < 0:
         return 1  # long gone: any clock reading is later
     if exptime > REALTIME_MAXDELTA:
-        return exptime
+        return max(exptime - wall_skew, 1)
     return now + exptime
 
 

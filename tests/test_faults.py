@@ -107,11 +107,9 @@ def test_each_step_is_logged_once(fake_time: FakeTime, caplog: pytest.LogCapture
     assert watch.check() == -7200
     assert jump_lines(caplog) == [
         "wall clock jumped forward by 3600 s (now +3600 s from the clock the daemon started with): "
-        "relative expiry times are unaffected; absolute ones are still read against the start "
-        "clock, as memcached does, until the daemon restarts",
+        "relative expiry times are unaffected; absolute ones from now on follow the wall clock",
         "wall clock jumped back by 7200 s (now -3600 s from the clock the daemon started with): "
-        "relative expiry times are unaffected; absolute ones are still read against the start "
-        "clock, as memcached does, until the daemon restarts",
+        "relative expiry times are unaffected; absolute ones from now on follow the wall clock",
     ]
     assert all(r.levelname == "WARNING" for r in caplog.records)
     assert watch.jumps == 2

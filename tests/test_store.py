@@ -207,6 +207,31 @@ def test_thirty_days_is_relative_beyond_is_absolute(store, clock):
     assert store.get(b"rel") is None
 
 
+def test_absolute_times_follow_a_stepped_wall_clock_relative_ones_do_not(store, clock):
+    """The wall clock was set forward an hour after the store's clock was taken (clock.py)."""
+    store.wall_skew = 3600
+    wall = clock.now + 3600
+    store.set(b"abs", b"v", 0, wall + 50)  # a client's "now + 50" in Unix time
+    store.set(b"rel", b"v", 0, 50)
+    store.set(b"touched", b"v")
+    assert store.touch(b"touched", wall + 20) is Result.TOUCHED
+    assert store.gat(b"rel", 50) is not None
+    clock.advance(20)
+    assert store.get(b"touched") is None
+    clock.advance(29)
+    assert store.get(b"abs") == b"v" and store.get(b"rel") == b"v"
+    clock.advance(1)
+    assert store.get(b"abs") is None and store.get(b"rel") is None
+    store.set(b"past", b"v", 0, wall)  # the wall clock's now: already gone
+    assert store.get(b"past") is None
+    store.wall_skew = -3600  # set back instead: absolute times land later on the store clock
+    store.set(b"later", b"v", 0, clock.now - 3600 + 10)
+    clock.advance(9)
+    assert store.get(b"later") == b"v"
+    with pytest.raises(ValueError):
+        store.wall_skew = 2**41
+
+
 def test_touch_and_gat(store, clock):
     assert store.touch(b"k", 10) is Result.NOT_FOUND
     assert store.gat(b"k", 10) is None
