@@ -12,8 +12,9 @@ flag                        TOML key / environment     meaning (default)
 ``-p/--port``               ``port``                   TCP port, 0 = any free one (11211)
 ``-l/--listen``             ``listen``                 ``host``, ``host:port``, ``[v6]:port`` or
                                                        ``unix:/path``; repeatable; a list in TOML,
-                                                       comma-separated in the environment
-                                                       (127.0.0.1)
+                                                       comma-separated in the environment; a
+                                                       ``notls:`` prefix keeps a TCP address
+                                                       plain when TLS is on (127.0.0.1)
 ``--unix-mode``             ``unix_mode``              unix socket permissions, octal (0700)
 ``-m/--memory-limit``       ``memory_limit``           item memory: megabytes, or with a k/m/g
                                                        suffix (64)
@@ -25,6 +26,16 @@ flag                        TOML key / environment     meaning (default)
 ``--snapshot PATH``,        ``snapshot`` (a path, or   items saved there on SIGTERM and loaded at
 ``--no-snapshot``           false in TOML)             start ($STATE_DIRECTORY/pycache-d.snapshot
                                                        under systemd, else none)
+``--idle-timeout``          ``idle_timeout``           close clients idle this many seconds,
+                                                       0 = never (0)
+``--tls-cert FILE``         ``tls_cert``               PEM certificate (chain): every TCP
+                                                       listener speaks TLS 1.2+, except
+                                                       ``notls:`` ones; unix sockets stay plain
+                                                       (none: no TLS)
+``--tls-key FILE``          ``tls_key``                its PEM private key, unencrypted (none:
+                                                       the key is in the certificate file)
+``--tls-ca FILE``           ``tls_ca``                 PEM CA certificates: clients must present a
+                                                       certificate signed by one (none)
 ``--config``                (environment only)         the TOML file (none)
 ==========================  =========================  ===========================================
 
@@ -32,18 +43,22 @@ Environment variables are ``PYCACHE_D_`` + the upper-case key (``PYCACHE_D_MEMOR
 ``PYCACHE_D_CONFIG``); TOML keys are the long flag names with underscores (``memory_limit = 128``).
 A key spelled with dashes is rejected with a hint rather than silently ignored, as is any unknown
 key. An empty environment variable counts as unset.
+
+The TLS files are loaded once here (:func:`pycache_d.tls.server_context`), so a missing, damaged
+or mismatched one is a ConfigError naming the option, like any other bad value.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from . import __version__
+from . import __version__, tls
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -72,6 +87,8 @@ class Endpoint:
     host: str = ""
     port: int = 0
     path: str = ""
+    #: Written ``notls:host:port``: stays plain text when TLS is on (memcached's prefix).
+    notls: bool = False
 
     @property
     def is_unix(self) -> bool:
@@ -81,7 +98,7 @@ class Endpoint:
         if self.path:
             return f"unix:{self.path}"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return f"{'notls:' if self.notls else ''}{host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -100,6 +117,17 @@ class Config:
     config: str | None = None
     #: A path, False for none, or None: the default (see ``snapshot.default_path``).
     snapshot: str | bool | None = None
+    #: Seconds without input after which a client is closed; 0: never.
+    idle_timeout: int = 0
+    #: PEM files; TLS is on when ``tls_cert`` is set (see :mod:`pycache_d.tls`).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        """True when the TCP listeners (except ``notls:`` ones) speak TLS."""
+        return self.tls_cert is not None
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
@@ -108,7 +136,11 @@ class Config:
 
 
 #: Settings SIGHUP can apply to a running daemon; the others need a restart.
-LIVE_SETTINGS = ("memory_limit", "max_items", "max_item_size", "verbose", "max_connections")
+LIVE_SETTINGS = ("memory_limit", "max_items", "max_item_size", "verbose", "max_connections", "idle_timeout")
+
+#: The TLS files: SIGHUP re-reads them (new certificates at the same paths, memcached's
+#: ``refresh_certs``); turning TLS or client certificates on or off needs a restart.
+TLS_SETTINGS = ("tls_cert", "tls_key", "tls_ca")
 
 
 # -- value parsers: each takes what the user gave (a string, or a TOML value) ----------------------
@@ -164,7 +196,14 @@ def _listen(value: object) -> tuple[str, ...]:
 
 
 def _endpoint(text: str, default_port: int) -> Endpoint:
-    """Parse ``host``, ``host:port``, ``[v6]``, ``[v6]:port``, a bare IPv6 address or ``unix:/path``."""
+    """Parse ``host``, ``host:port``, ``[v6]``, ``[v6]:port``, a bare IPv6 address or ``unix:/path``.
+
+    Any TCP form may carry a ``notls:`` prefix.
+    """
+    if text.startswith("notls:"):
+        if text[6:].startswith("unix:"):
+            raise ValueError(f"notls: applies to TCP addresses only (unix sockets are never TLS): {text!r}")
+        return dataclasses.replace(_endpoint(text[6:], default_port), notls=True)
     if text.startswith("unix:"):
         path = text[5:]
         if not path:
@@ -206,6 +245,12 @@ def _config_path(value: object) -> str:
     return value
 
 
+def _file(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a file name, got {value!r}")
+    return value
+
+
 def _snapshot(value: object) -> str | bool:
     if value is False or (isinstance(value, str) and value):
         return value
@@ -225,6 +270,11 @@ PARSERS: dict[str, Callable[[object], Any]] = {
     "verbose": lambda v: _integer(v, 0),
     "config": _config_path,
     "snapshot": _snapshot,
+    # NOTE: an int bound keeps the sweep's timer arithmetic far from overflow (memcached: an int).
+    "idle_timeout": lambda v: _integer(v, 0, 2**31 - 1),
+    "tls_cert": _file,
+    "tls_key": _file,
+    "tls_ca": _file,
 }
 
 
@@ -275,6 +325,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--no-snapshot", dest="snapshot", action="store_const", const=False, help="no snapshot file at all"
+    )
+    p.add_argument(
+        "--idle-timeout", metavar="SECONDS", help="close clients idle this long, 0 for never (default: 0)"
+    )
+    p.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="PEM certificate: TCP listeners speak TLS (except -l notls:ADDR) (default: no TLS)",
+    )
+    p.add_argument("--tls-key", metavar="FILE", help="PEM private key, if not in the --tls-cert file")
+    p.add_argument(
+        "--tls-ca", metavar="FILE", help="PEM CA certificates; clients must present one they signed"
     )
     p.add_argument("-V", "--version", action="version", version=f"pycache-d {__version__}")
     return p
@@ -360,7 +422,21 @@ def validate(layers: Sequence[tuple[str, Mapping[str, object]]]) -> Config:
             f"{_label(name, origins.get(name, 'flag'))}: max item size ({cfg.max_item_size} bytes) "
             f"exceeds the memory limit ({cfg.memory_limit} bytes)"
         )
+    _check_tls(cfg, origins)
     return cfg
+
+
+def _check_tls(cfg: Config, origins: Mapping[str, str]) -> None:
+    """Load the TLS files once, so a bad one is a ConfigError naming the option."""
+    if cfg.tls_cert is None:
+        for name in ("tls_key", "tls_ca"):
+            if name in origins:
+                raise ConfigError(f"{_label(name, origins[name])}: needs a certificate (tls_cert) too")
+        return
+    try:
+        tls.server_context(cfg.tls_cert, cfg.tls_key, cfg.tls_ca)
+    except tls.TLSError as e:
+        raise ConfigError(f"{_label(e.option, origins[e.option])}: {e}") from None
 
 
 @dataclass(frozen=True)

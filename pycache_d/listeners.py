@@ -11,7 +11,7 @@ import resource
 import socket
 import stat
 
-from .log import log
+from .log import log, notice
 
 #: File descriptors kept for listeners, logs and the loop on top of --max-connections.
 RESERVED_FDS = 64
@@ -63,17 +63,28 @@ def bind_unix(path: str, mode: int) -> socket.socket:
     return sock
 
 
-def raise_fd_limit(max_connections: int) -> None:
-    """Raise the soft open-file limit to fit ``max_connections`` (memcached does the same)."""
+def raise_fd_limit(max_connections: int) -> int:
+    """Raise the soft open-file limit to fit ``max_connections`` (memcached does the same).
+
+    The soft limit goes up to what the connections need, as far as the hard limit allows; what
+    it got is logged, and a warning says so when that is not enough.
+
+    Returns:
+        The soft limit now in effect (``resource.RLIM_INFINITY`` for none).
+    """
     want = max_connections + RESERVED_FDS
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= want:
-        return
+        return soft
     new = want if hard == resource.RLIM_INFINITY else min(want, hard)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-    except (ValueError, OSError):
+    except (ValueError, OSError) as e:
+        log.warning("cannot raise the open-file limit from %d to %d: %s", soft, new, e)
         new = soft
+    else:
+        hard_text = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+        notice("raised the open-file limit from %d to %d (hard limit %s)", soft, new, hard_text)
     if new < want:
         log.warning(
             "max_connections %d needs %d file descriptors but the limit is %d; "
@@ -82,3 +93,4 @@ def raise_fd_limit(max_connections: int) -> None:
             want,
             new,
         )
+    return new

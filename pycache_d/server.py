@@ -8,23 +8,32 @@ lifecycle:
 * a background task frees dead items (``store.reclaim``) in slices that never stall the loop;
 * SIGTERM/SIGINT: stop accepting, let every client's in-flight replies flush (at most
   ``SHUTDOWN_GRACE``), exit 0;
-* SIGHUP: re-read the config file and apply the settings that can change live.
+* SIGHUP: re-read the config file and apply the settings that can change live (and the TLS
+  certificate files, re-read at the same paths);
+* ``--idle-timeout``: one loop timer sweeps the connections now and then and closes those the
+  client left idle (no per-connection timers: idle clients cost nothing).
+
+TLS (see :mod:`pycache_d.tls`): with a certificate, every TCP listener but the ``notls:`` ones
+speaks TLS; unix sockets stay plain. A plain listener that other hosts can reach is warned about
+at start, since the memcached protocol has no authentication.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import os
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
 
 from . import log as logmod
-from . import systemd
-from .config import LIVE_SETTINGS, Config, ConfigError, ConfigSource, Endpoint, describe_size
+from . import systemd, tls
+from .config import LIVE_SETTINGS, TLS_SETTINGS, Config, ConfigError, ConfigSource, Endpoint, describe_size
 from .connection import Connection
 from .context import ServerContext
 from .listeners import ListenError, bind_unix, raise_fd_limit
@@ -43,6 +52,10 @@ SHUTDOWN_GRACE = 5.0
 #: Rejected connections are logged at most once per this many seconds (a flood must not
 #: become a flood of log lines).
 REJECT_LOG_INTERVAL = 1.0
+
+#: The idle sweep runs at most this often (seconds), and at most 8 times per --idle-timeout, so
+#: a client is closed between timeout and timeout + max(1 s, timeout / 8) after its last input.
+IDLE_SWEEP_MIN = 1.0
 
 
 class DaemonContext(ServerContext):
@@ -63,16 +76,17 @@ class DaemonContext(ServerContext):
 
     def general_stats(self) -> list[tuple[str, object]]:
         s = self._server
-        return _merge(
-            super().general_stats(),
-            [
-                ("max_connections", s.max_connections),
-                ("curr_connections", len(s.connections)),
-                ("total_connections", s.total_connections),
-                ("rejected_connections", s.rejected_connections),
-                ("connection_structures", len(s.connections)),
-            ],
-        )
+        ours: list[tuple[str, object]] = [
+            ("max_connections", s.max_connections),
+            ("curr_connections", len(s.connections)),
+            ("total_connections", s.total_connections),
+            ("rejected_connections", s.rejected_connections),
+            ("connection_structures", len(s.connections)),
+            ("idle_kicks", s.idle_kicks),
+        ]
+        if s.tls_context is not None:
+            ours.append(("time_since_server_cert_refresh", int(time.monotonic() - s.certs_loaded_at)))
+        return _merge(super().general_stats(), ours)
 
     def settings_stats(self) -> list[tuple[str, object]]:
         s = self._server
@@ -90,8 +104,17 @@ class DaemonContext(ServerContext):
                 ("domain_socket", unix[0].path if unix else "NULL"),
                 ("umask", f"{cfg.unix_mode:o}"),
                 ("item_size_max", s.store.max_item_size),
+                ("idle_timeout", s.idle_timeout),
                 ("maxitems", s.store.max_items),
                 ("backend", s.store.backend),
+                # memcached 1.6's TLS settings, those that apply here.
+                ("ssl_enabled", "yes" if cfg.tls else "no"),
+                ("ssl_chain_cert", cfg.tls_cert or "NULL"),
+                ("ssl_key", cfg.tls_key or "NULL"),
+                ("ssl_verify_mode", 2 if cfg.tls_ca else 0),  # 2: a client certificate is required
+                ("ssl_ciphers", "NULL"),  # OpenSSL's defaults
+                ("ssl_ca_cert", cfg.tls_ca or "NULL"),
+                ("ssl_min_version", tls.MIN_VERSION_NAME),
             ],
         )
 
@@ -114,6 +137,7 @@ class DaemonContext(ServerContext):
         # memcached zeroes both (its stats_reset clears the whole counter struct).
         self._server.total_connections = 0
         self._server.rejected_connections = 0
+        self._server.idle_kicks = 0
 
 
 def _endpoint_of(sock: socket.socket) -> Endpoint:
@@ -122,6 +146,16 @@ def _endpoint_of(sock: socket.socket) -> Endpoint:
     if sock.family == socket.AF_UNIX:
         return Endpoint(path="@" + name[1:].decode(errors="replace") if isinstance(name, bytes) else name)
     return Endpoint(host=name[0], port=name[1])
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:  # not an address: cannot tell, so assume it is reachable
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
 
 
 def _wire_addr(e: Endpoint) -> str:
@@ -173,7 +207,15 @@ class Server:
         self.total_connections = 0
         self.rejected_connections = 0
         self.bound: list[Endpoint] = []
+        #: The bound addresses that speak TLS (a subset of ``bound``).
+        self.tls_bound: list[Endpoint] = []
         self.listening_fds: dict[int, Endpoint] = {}
+        #: Every TLS listener shares this context (None: no TLS); SIGHUP reloads it in place.
+        self.tls_context: ssl.SSLContext | None = None
+        self.certs_loaded_at = time.monotonic()
+        self.idle_timeout = config.idle_timeout
+        self.idle_kicks = 0
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._unix_sockets: list[tuple[str, int]] = []  # (path, inode) to remove on exit
         self._stopping = asyncio.Event()
@@ -195,6 +237,13 @@ class Server:
             ListenError: an address cannot be bound; listeners already open are closed again.
         """
         raise_fd_limit(self.max_connections)
+        cfg = self.config
+        if cfg.tls_cert is not None:
+            try:
+                self.tls_context = tls.server_context(cfg.tls_cert, cfg.tls_key, cfg.tls_ca)
+            except tls.TLSError as e:  # validated already: the file changed since
+                raise ListenError(f"TLS: {e}") from None
+            self.certs_loaded_at = time.monotonic()
         self.notifier.status("starting: opening listeners")
         try:
             activated = systemd.listen_fds()
@@ -211,25 +260,32 @@ class Server:
         except BaseException:
             self._close_listeners()
             raise
+        self._warn_if_exposed()
         self._reclaimer = self.loop.create_task(self._reclaim_forever())
+        self._schedule_idle_sweep(self.idle_timeout)
 
     async def _listen(self, endpoint: Endpoint, sock: socket.socket | None = None) -> None:
         def factory(e: Endpoint = endpoint) -> Connection:
             return Connection(self, e)
 
+        secure = self.tls_context is not None and not endpoint.is_unix and not endpoint.notls
+        # NOTE: asyncio refuses a handshake timeout without ssl.
+        tls_args: dict[str, Any] = (
+            {"ssl": self.tls_context, "ssl_handshake_timeout": tls.HANDSHAKE_TIMEOUT} if secure else {}
+        )
         try:
             if sock is not None:  # passed by systemd, which owns (and removes) a unix socket file
                 if endpoint.is_unix:
                     srv = await self.loop.create_unix_server(factory, sock=sock, backlog=1024)
                 else:
-                    srv = await self.loop.create_server(factory, sock=sock, backlog=1024)
+                    srv = await self.loop.create_server(factory, sock=sock, backlog=1024, **tls_args)
             elif endpoint.is_unix:
                 sock = bind_unix(endpoint.path, self.config.unix_mode)
                 self._unix_sockets.append((endpoint.path, os.stat(endpoint.path).st_ino))
                 srv = await self.loop.create_unix_server(factory, sock=sock, backlog=1024)
             else:
                 srv = await self.loop.create_server(
-                    factory, endpoint.host, endpoint.port, reuse_address=True, backlog=1024
+                    factory, endpoint.host, endpoint.port, reuse_address=True, backlog=1024, **tls_args
                 )
         except OSError as e:
             # NOTE: the errno's text, not the loop's message, which differs between uvloop and
@@ -249,7 +305,28 @@ class Server:
                 bound = Endpoint(host=host, port=port)
             self.bound.append(bound)
             self.listening_fds[sock.fileno()] = bound
-            notice("listening on %s", bound)
+            if secure:
+                self.tls_bound.append(bound)
+                # NOTE: tests/daemon.py finds the addresses by "listening on ADDR" at the line's end.
+                notice("TLS listening on %s", bound)
+            else:
+                notice("listening on %s", bound)
+
+    def _warn_if_exposed(self) -> None:
+        """Warn (one line) about plain-text TCP listeners that other hosts can reach."""
+        exposed = [
+            str(e)
+            for e in self.bound
+            if not e.is_unix and e not in self.tls_bound and not _is_loopback(e.host)
+        ]
+        if exposed:
+            # APPSEC: the memcached protocol has no authentication: anyone who can connect can
+            # read, change and flush every item.
+            log.warning(
+                "plain-text listener(s) reachable beyond this host: %s; the memcached protocol has no "
+                "authentication: prefer TLS (--tls-cert, --tls-ca for client certificates) or loopback",
+                ", ".join(exposed),
+            )
 
     def _close_listeners(self) -> None:
         for srv in self._servers:
@@ -288,6 +365,46 @@ class Server:
 
     # -- background work -----------------------------------------------------------------------
 
+    def _schedule_idle_sweep(self, delay: float) -> None:
+        """(Re)start the idle sweep ``delay`` seconds from now; none at all when the timeout is 0."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self.idle_timeout and not self._stopping.is_set():
+            self._idle_timer = self.loop.call_later(delay, self._sweep_idle)
+
+    def _sweep_idle(self) -> None:
+        """Close the connections idle for ``idle_timeout`` seconds; sleep until the next one is due.
+
+        Idle means nothing received for that long and nothing being answered: like memcached,
+        which kicks only connections waiting for a command, a client still being sent replies
+        (paused, continuing or with unsent bytes) is left alone; the connection's stall timeout
+        watches it instead. A client holding a partial command or value counts as idle (it is
+        memcached's conn_read, and a slowloris is exactly this).
+        """
+        self._idle_timer = None
+        timeout = self.idle_timeout
+        if not timeout:
+            return
+        now = time.monotonic()
+        floor = max(IDLE_SWEEP_MIN, timeout / 8)
+        next_due = now + timeout  # a connection active just now is due then at the earliest
+        for c in list(self.connections):
+            due = c.last_active + timeout
+            if due > now:
+                next_due = min(next_due, due)
+            elif c.state() != "conn_parse_cmd" or c.transport.get_write_buffer_size():
+                next_due = now  # busy: look again after the floor
+            else:
+                self.idle_kicks += 1
+                log.info(
+                    "conn %d: closing %s: idle for %d s (idle_timeout)", c.fd, c.peer, now - c.last_active
+                )
+                c.close()
+        # NOTE: one timer for all connections, and never sooner than the floor: idle clients
+        # do not make the loop spin, however many there are.
+        self._schedule_idle_sweep(max(next_due - now, floor))
+
     async def _reclaim_forever(self) -> None:
         """Free dead (expired or flushed) items a slice at a time, never stalling the loop."""
         while True:
@@ -324,6 +441,7 @@ class Server:
         """Run until :meth:`stop`; then stop accepting and let in-flight replies flush."""
         await self._stopping.wait()
         self._close_listeners()
+        self._schedule_idle_sweep(0)  # stopping: cancels it
         if self._reclaimer is not None:
             self._reclaimer.cancel()
         deadline = self.loop.time() + SHUTDOWN_GRACE
@@ -370,9 +488,35 @@ class Server:
         for name in ("port", "listen", "unix_mode", "backend"):
             if getattr(old, name) != getattr(new, name):
                 log.warning("reload: %s changed in %s; restart the daemon to apply it", name, path)
+        applied.update(self._reload_tls(old, new, changes))
         # Only what was applied: ``stats settings`` must show what the daemon really does.
         self.config = dataclasses.replace(old, **applied)
         notice("reloaded %s: %s", path, "; ".join(changes) or "no live setting changed")
+
+    def _reload_tls(self, old: Config, new: Config, changes: list[str]) -> dict[str, str | None]:
+        """Re-read the certificate files (new ones at the same paths, memcached's refresh_certs).
+
+        Returns the TLS settings now in effect where they changed; turning TLS or client
+        certificates on or off needs a restart (the listeners are made with or without it).
+        """
+        if self.tls_context is None or new.tls_cert is None or (old.tls_ca is None) != (new.tls_ca is None):
+            for name in TLS_SETTINGS:
+                if getattr(old, name) != getattr(new, name):
+                    log.warning(
+                        "reload: %s changed in %s; restart the daemon to turn TLS or client "
+                        "certificates on or off",
+                        name,
+                        self.source.path if self.source else None,
+                    )
+            return {}
+        try:
+            tls.reload_context(self.tls_context, new.tls_cert, new.tls_key, new.tls_ca)
+        except tls.TLSError as e:
+            log.error("reload: keeping the current TLS certificate: %s: %s", e.option, e)
+            return {}
+        self.certs_loaded_at = time.monotonic()
+        changes.append(f"TLS certificate re-read from {new.tls_cert}")
+        return {name: getattr(new, name) for name in TLS_SETTINGS}
 
     def _apply(self, name: str, value: int) -> None:
         if name == "memory_limit":
@@ -386,6 +530,9 @@ class Server:
         elif name == "max_connections":
             self.max_connections = value
             raise_fd_limit(value)
+        elif name == "idle_timeout":
+            self.idle_timeout = value
+            self._schedule_idle_sweep(0)  # at once: a shorter timeout may already be due
 
 
 async def run(server: Server, on_started: Callable[[], None] | None = None) -> None:

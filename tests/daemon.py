@@ -48,7 +48,7 @@ STARTED = re.compile(r": notice: pycache-d \S+ started: ")
 #: (STATE_DIRECTORY, set when the runner is a systemd service, would turn its snapshot on).
 _ISOLATE = re.compile(
     r"PYCACHE_D_(PORT|LISTEN|UNIX_MODE|MEMORY_LIMIT|MAX_ITEMS|MAX_CONNECTIONS|MAX_ITEM_SIZE|BACKEND|VERBOSE"
-    r"|CONFIG|SNAPSHOT)$|STATE_DIRECTORY$"
+    r"|CONFIG|SNAPSHOT|IDLE_TIMEOUT|TLS_CERT|TLS_KEY|TLS_CA)$|STATE_DIRECTORY$"
 )
 
 
