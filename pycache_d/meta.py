@@ -31,7 +31,7 @@ import binascii
 from typing import TYPE_CHECKING, Any
 
 from . import wire
-from .errors import InvalidKey, ItemTooLarge, NonNumericValue, Result, StoreError
+from .errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result, StoreError
 from .semantics import ITEM_OVERHEAD, MAX_KEY_LENGTH, absolute_expiry
 from .wire import parse_i32, parse_u32, parse_u64
 
@@ -229,6 +229,8 @@ def _mg(session: Session, toks: list[bytes], out: list[bytes]) -> None:
                     store.touch(key, _ttl(last_ttl[1:]))
     except InvalidKey:
         item = None
+    except (ItemTooLarge, OutOfMemory):
+        item = None  # memcached: an item it cannot allocate is not vivified; the miss stands
     if item is None:
         if 0x71 not in args:  # q hides a miss
             out.append(b"EN" + b"".join(_echo(fl, toks[1])) + b"\r\n")
@@ -449,7 +451,7 @@ def _ma(session: Session, toks: list[bytes], out: list[bytes]) -> None:
     assert delta is not None
     now = session.ctx.clock()
     number: int | None = None
-    vivified = False
+    vivified = vivifying = False
     code = b"HD"
     carried: list[int] | None = None
     try:
@@ -476,6 +478,7 @@ def _ma(session: Session, toks: list[bytes], out: list[bytes]) -> None:
                     initial = parse_u64(args[0x4A]) if 0x4A in args else 0
                     assert initial is not None
                     viv = _ttl(args[0x4E])
+                    vivifying = True
                     if store.add(key, b"%d" % initial, 0, viv) is Result.STORED:
                         number = initial
                         vivified = True
@@ -510,6 +513,10 @@ def _ma(session: Session, toks: list[bytes], out: list[bytes]) -> None:
         code = b"NF"
     except NonNumericValue:
         out.append(_NON_NUMERIC)
+        return
+    except (ItemTooLarge, OutOfMemory):
+        # memcached's failed allocation (-I or -m), reported even under q.
+        out.append(wire.META_VIVIFY_NO_MEMORY if vivifying else wire.META_DELTA_NO_MEMORY)
         return
     if number is None:
         out.append(code + b"".join(_echo(fl, toks[1])) + b"\r\n")

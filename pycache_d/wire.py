@@ -45,6 +45,9 @@ META_M_LENGTH = b"CLIENT_ERROR incorrect length for M token\r\n"
 META_BAD_INITIAL = b"CLIENT_ERROR invalid numeric initial value\r\n"
 META_BAD_DELTA = b"CLIENT_ERROR invalid numeric delta value\r\n"
 META_TOO_MANY_FLAGS = b"CLIENT_ERROR options flags are too long\r\n"
+# ma when the counter's longer value, or the item it vivifies, cannot be allocated (-I, -m).
+META_DELTA_NO_MEMORY = b"SERVER_ERROR out of memory\r\n"
+META_VIVIFY_NO_MEMORY = b"SERVER_ERROR Out of memory allocating new item\r\n"
 
 # -- C-compatible number parsing ------------------------------------------------------------------
 
