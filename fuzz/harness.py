@@ -16,8 +16,9 @@ Checks (each raises AssertionError, which atheris reports as a crash):
 
 * :func:`check_python`: the pure-Python session on the python store. No exception escapes
   ``feed``; every feed returns whole, well-formed memcached replies; what it keeps buffered
-  between feeds stays within the bounds session.py promises; the replies and the store after are
-  the same as when the whole stream arrives in one feed.
+  between feeds stays within the bounds session.py promises, and the store within its memory
+  limit; the replies and the store after are the same as when the whole stream arrives in one
+  feed.
 * :func:`check_differential`: the Python session on the python store and the compiled session on
   the native store, fed the same pieces at the same clock, answer the same bytes (``STAT`` lines
   aside, as in tests/test_csession.py), close together and leave the same items and counters.
@@ -189,6 +190,7 @@ def check_python(data: bytes) -> None:
         reply = feed(split, piece, limit)
         check_replies(reply)
         check_buffer(split)
+        assert split.store.stats()["bytes"] <= split.store.max_bytes, "the store outgrew its memory limit"
         replies.append(reply)
         if split.closing:
             break
