@@ -13,6 +13,7 @@ fault. SIGHUP re-reads the files into the live context (:func:`reload_context`, 
 
 from __future__ import annotations
 
+import re
 import ssl
 
 #: What ``stats settings`` reports as ``ssl_min_version`` (memcached's spelling).
@@ -63,10 +64,18 @@ def _load_chain(ctx: ssl.SSLContext, cert: str, key: str | None) -> None:
     except ssl.SSLError as e:
         if e.reason == "KEY_VALUES_MISMATCH":
             raise TLSError(key_option, f"{key_path}: the key does not match the certificate {cert}") from None
-        # A damaged PEM body: say which files, and OpenSSL's own reason.
-        raise TLSError(
-            "tls_cert", f"cannot load the certificate {cert} with key {key_path}: {e.reason or e}"
-        ) from None
+        # A damaged PEM body: find out which file it is in.
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=cert)
+        except ssl.SSLError:
+            raise TLSError("tls_cert", f"{cert}: damaged PEM certificate ({_why(e)})") from None
+        raise TLSError(key_option, f"{key_path}: damaged PEM private key ({_why(e)})") from None
+
+
+def _why(e: ssl.SSLError) -> str:
+    """OpenSSL's reason, without Python's ``[LIB]`` prefix and ``(_ssl.c:NNNN)`` suffix."""
+    text = str(e.reason or e.strerror or e)
+    return "OpenSSL: " + re.sub(r"^\[\w+\]\s*|\s*\(_ssl\.c:\d+\)$", "", text)
 
 
 def _load_ca(ctx: ssl.SSLContext, ca: str) -> None:
@@ -75,7 +84,7 @@ def _load_ca(ctx: ssl.SSLContext, ca: str) -> None:
     try:
         ctx.load_verify_locations(cafile=ca)
     except ssl.SSLError as e:
-        raise TLSError("tls_ca", f"cannot load the CA certificates in {ca}: {e.reason or e}") from None
+        raise TLSError("tls_ca", f"{ca}: damaged PEM certificate ({_why(e)})") from None
 
 
 def server_context(cert: str, key: str | None = None, ca: str | None = None) -> ssl.SSLContext:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+from tlscerts import PKI, make_pki
 
 from pycache_d.config import (
+    LIVE_SETTINGS,
     Config,
     ConfigError,
     ConfigSource,
@@ -60,6 +64,8 @@ def test_short_and_long_flags() -> None:
         ("[::1]:99", Endpoint(host="::1", port=99)),
         ("localhost", Endpoint(host="localhost", port=7)),
         ("unix:/run/pc.sock", Endpoint(path="/run/pc.sock")),
+        ("notls:10.0.0.1:99", Endpoint(host="10.0.0.1", port=99, notls=True)),
+        ("notls:[::1]", Endpoint(host="::1", port=7, notls=True)),
     ],
 )
 def test_listen_address_forms(text: str, expected: Endpoint) -> None:
@@ -71,6 +77,7 @@ def test_endpoint_str_brackets_ipv6() -> None:
     assert str(Endpoint(host="::1", port=5)) == "[::1]:5"
     assert str(Endpoint(host="127.0.0.1", port=5)) == "127.0.0.1:5"
     assert str(Endpoint(path="/x")) == "unix:/x"
+    assert str(Endpoint(host="::1", port=5, notls=True)) == "notls:[::1]:5"
 
 
 @pytest.mark.parametrize(
@@ -105,6 +112,12 @@ def test_size_suffixes(flag: str, value: str, expected: int) -> None:
         (["-l", "[::1"], "--listen: bad address '[::1'"),
         (["-l", "host:99999"], "--listen: must be 0..65535, got 99999"),
         (["-l", "unix:"], "--listen: unix: needs a socket path"),
+        (["-l", "notls:unix:/x"], "--listen: notls: applies to TCP addresses only"),
+        (["--idle-timeout", "-5"], "--idle-timeout: must be 0..2147483647, got -5"),
+        (["--tls-key", "k.pem"], "--tls-key: needs a certificate (tls_cert) too"),
+        (["--tls-ca", "ca.pem"], "--tls-ca: needs a certificate (tls_cert) too"),
+        (["--tls-cert", "/nonexistent/c.pem"], "--tls-cert: cannot read /nonexistent/c.pem: No such file"),
+        (["--tls-cert", ""], "--tls-cert: expected a file name, got ''"),
         (["--bogus"], "unrecognized arguments: --bogus"),
         (["-p"], "argument -p/--port: expected one argument"),
         (["stray"], "unrecognized arguments: stray"),
@@ -230,3 +243,83 @@ def test_verbosity_counts_and_caps() -> None:
 def test_describe_size() -> None:
     sizes = (64 * MiB, 512 * 1024, 1000, 2048 * MiB)
     assert [describe_size(n) for n in sizes] == ["64m", "512k", "1000", "2g"]
+
+
+def test_idle_timeout_everywhere_and_live(tmp_path: Path) -> None:
+    assert load([], {})[1].idle_timeout == 0
+    path = write(tmp_path, "idle_timeout = 30\n")
+    assert load(["--config", path], {})[1].idle_timeout == 30
+    assert load(["--config", path], {"PYCACHE_D_IDLE_TIMEOUT": "20"})[1].idle_timeout == 20
+    assert (
+        load(["--config", path, "--idle-timeout", "10"], {"PYCACHE_D_IDLE_TIMEOUT": "20"})[1].idle_timeout
+        == 10
+    )
+    assert "idle_timeout" in LIVE_SETTINGS
+
+
+# -- TLS: the files are loaded while validating, so certificates are made with openssl ---------
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def test_tls_settings_precedence(tmp_path: Path, pki: PKI) -> None:
+    path = write(tmp_path, f"tls_cert = '{pki.server_combined}'\ntls_ca = '{pki.ca}'\n")
+    _, cfg = load(["--config", path], {})
+    assert (cfg.tls, cfg.tls_cert, cfg.tls_key, cfg.tls_ca) == (
+        True,
+        str(pki.server_combined),
+        None,
+        str(pki.ca),
+    )
+    env = {"PYCACHE_D_TLS_CERT": str(pki.server_cert), "PYCACHE_D_TLS_KEY": str(pki.server_key)}
+    _, cfg = load(["--config", path], env)
+    assert (cfg.tls_cert, cfg.tls_key, cfg.tls_ca) == (str(pki.server_cert), str(pki.server_key), str(pki.ca))
+    _, cfg = load(["--config", path, "--tls-cert", str(pki.server_combined)], env)
+    assert cfg.tls_cert == str(pki.server_combined)
+    assert not load([], {})[1].tls
+
+
+def test_bad_tls_files_name_the_option_where_it_was_set(tmp_path: Path, pki: PKI) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    path = write(tmp_path, f"tls_cert = '{junk}'\ntls_key = '{pki.server_key}'\n")
+    with pytest.raises(ConfigError) as info:
+        load(["--config", path], {})
+    assert str(info.value) == f"{path}: tls_cert: {junk}: damaged PEM certificate (OpenSSL: PEM lib)"
+    env = {"PYCACHE_D_TLS_CERT": str(pki.server_cert), "PYCACHE_D_TLS_KEY": str(pki.client_key)}
+    with pytest.raises(
+        ConfigError, match=r"^PYCACHE_D_TLS_KEY: .*client.key: the key does not match the certificate"
+    ):
+        load([], env)
+    with pytest.raises(ConfigError, match=r"^--tls-ca: .*server.key: no PEM certificate in it$"):
+        load(["--tls-cert", str(pki.server_combined), "--tls-ca", str(pki.server_key)], {})
+    with pytest.raises(
+        ConfigError, match=r"^--tls-cert: .*server.pem: no PEM private key in it \(give the key"
+    ):
+        load(["--tls-cert", str(pki.server_cert)], {})
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command is not installed")
+def test_encrypted_key_is_refused_without_a_prompt(tmp_path: Path, pki: PKI) -> None:
+    encrypted = tmp_path / "encrypted.key"
+    subprocess.run(
+        [
+            "openssl",
+            "pkey",
+            "-in",
+            str(pki.server_key),
+            "-aes256",
+            "-passout",
+            "pass:secret",
+            "-out",
+            str(encrypted),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    with pytest.raises(ConfigError, match=r"^--tls-key: .*encrypted.key: the private key is encrypted"):
+        load(["--tls-cert", str(pki.server_cert), "--tls-key", str(encrypted)], {})
