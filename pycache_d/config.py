@@ -28,13 +28,13 @@ flag                        TOML key / environment     meaning (default)
                                                        under systemd, else none)
 ``--idle-timeout``          ``idle_timeout``           close clients idle this many seconds,
                                                        0 = never (0)
-``--tls-cert FILE``         ``tls_cert``               PEM certificate (chain): every TCP
-                                                       listener speaks TLS 1.2+, except
+``--tls-cert FILE``         ``tls_cert`` (a path, or   PEM certificate (chain): every TCP
+                            false in TOML)             listener speaks TLS 1.2+, except
                                                        ``notls:`` ones; unix sockets stay plain
                                                        (none: no TLS)
-``--tls-key FILE``          ``tls_key``                its PEM private key, unencrypted (none:
+``--tls-key FILE``          ``tls_key`` (idem)         its PEM private key, unencrypted (none:
                                                        the key is in the certificate file)
-``--tls-ca FILE``           ``tls_ca``                 PEM CA certificates: clients must present a
+``--tls-ca FILE``           ``tls_ca`` (idem)          PEM CA certificates: clients must present a
                                                        certificate signed by one (none)
 ``--config``                (environment only)         the TOML file (none)
 ==========================  =========================  ===========================================
@@ -245,9 +245,11 @@ def _config_path(value: object) -> str:
     return value
 
 
-def _file(value: object) -> str:
+def _tls_file(value: object) -> str | None:
+    if value is False:  # TOML has no null: false spells "none", as for snapshot
+        return None
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected a file name, got {value!r}")
+        raise ValueError(f"expected a file name (or false for none), got {value!r}")
     return value
 
 
@@ -272,9 +274,9 @@ PARSERS: dict[str, Callable[[object], Any]] = {
     "snapshot": _snapshot,
     # NOTE: an int bound keeps the sweep's timer arithmetic far from overflow (memcached: an int).
     "idle_timeout": lambda v: _integer(v, 0, 2**31 - 1),
-    "tls_cert": _file,
-    "tls_key": _file,
-    "tls_ca": _file,
+    "tls_cert": _tls_file,
+    "tls_key": _tls_file,
+    "tls_ca": _tls_file,
 }
 
 
@@ -430,7 +432,7 @@ def _check_tls(cfg: Config, origins: Mapping[str, str]) -> None:
     """Load the TLS files once, so a bad one is a ConfigError naming the option."""
     if cfg.tls_cert is None:
         for name in ("tls_key", "tls_ca"):
-            if name in origins:
+            if getattr(cfg, name) is not None:
                 raise ConfigError(f"{_label(name, origins[name])}: needs a certificate (tls_cert) too")
         return
     try:

@@ -117,7 +117,7 @@ def test_size_suffixes(flag: str, value: str, expected: int) -> None:
         (["--tls-key", "k.pem"], "--tls-key: needs a certificate (tls_cert) too"),
         (["--tls-ca", "ca.pem"], "--tls-ca: needs a certificate (tls_cert) too"),
         (["--tls-cert", "/nonexistent/c.pem"], "--tls-cert: cannot read /nonexistent/c.pem: No such file"),
-        (["--tls-cert", ""], "--tls-cert: expected a file name, got ''"),
+        (["--tls-cert", ""], "--tls-cert: expected a file name (or false for none), got ''"),
         (["--bogus"], "unrecognized arguments: --bogus"),
         (["-p"], "argument -p/--port: expected one argument"),
         (["stray"], "unrecognized arguments: stray"),
@@ -280,6 +280,9 @@ def test_tls_settings_precedence(tmp_path: Path, pki: PKI) -> None:
     _, cfg = load(["--config", path, "--tls-cert", str(pki.server_combined)], env)
     assert cfg.tls_cert == str(pki.server_combined)
     assert not load([], {})[1].tls
+    # TOML has no null: false is "none", as for snapshot.
+    none = write(tmp_path, "tls_cert = false\ntls_key = false\ntls_ca = false\n")
+    assert load(["--config", none], {})[1] == Config(config=none)
 
 
 def test_bad_tls_files_name_the_option_where_it_was_set(tmp_path: Path, pki: PKI) -> None:
