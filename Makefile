@@ -7,7 +7,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 EXT_SUFFIX = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 NATIVE_SRC := $(wildcard csrc/*.c csrc/*.h pycache_d/*.pyx pycache_d/*.pxd) setup.py
-APT_PACKAGES := memcached libmemcached-tools curl wrk
+APT_PACKAGES := memcached libmemcached-tools curl wrk nutcracker
 
 .PHONY: venv ext test lint test-asan fuzz bench dist deb install clean run apt
 
