@@ -57,6 +57,10 @@ REJECT_LOG_INTERVAL = 1.0
 #: a client is closed between timeout and timeout + max(1 s, timeout / 8) after its last input.
 IDLE_SWEEP_MIN = 1.0
 
+#: On SIGTERM, a closing TLS client with nothing left to encrypt gets this long to read the
+#: last bytes and the close_notify before its connection ends (see serve_until_stopped).
+TLS_CLOSE_WAIT = 0.2
+
 
 class DaemonContext(ServerContext):
     """What the session's ``stats``/``verbosity`` commands see of the running daemon."""
@@ -268,7 +272,7 @@ class Server:
         def factory(e: Endpoint = endpoint) -> Connection:
             return Connection(self, e)
 
-        secure = self.tls_context is not None and not endpoint.is_unix and not endpoint.notls
+        secure = self._secure(endpoint)
         # NOTE: asyncio refuses a handshake timeout without ssl.
         tls_args: dict[str, Any] = (
             {"ssl": self.tls_context, "ssl_handshake_timeout": tls.HANDSHAKE_TIMEOUT} if secure else {}
@@ -311,6 +315,10 @@ class Server:
                 notice("TLS listening on %s", bound)
             else:
                 notice("listening on %s", bound)
+
+    def _secure(self, listener: Endpoint) -> bool:
+        """True if clients of ``listener`` speak TLS."""
+        return self.tls_context is not None and not listener.is_unix and not listener.notls
 
     def _warn_if_exposed(self) -> None:
         """Warn (one line) about plain-text TCP listeners that other hosts can reach."""
@@ -401,6 +409,11 @@ class Server:
                     "conn %d: closing %s: idle for %d s (idle_timeout)", c.fd, c.peer, now - c.last_active
                 )
                 c.close()
+                if self._secure(c.listener):
+                    # NOTE: a TLS close then waits (up to 30 s) for the client's close_notify,
+                    # which an idle client does not send. Ours went out at once (nothing was
+                    # unsent), so end the connection now and free its slot.
+                    c.transport.abort()
         # NOTE: one timer for all connections, and never sooner than the floor: idle clients
         # do not make the loop spin, however many there are.
         self._schedule_idle_sweep(max(next_due - now, floor))
@@ -445,10 +458,17 @@ class Server:
         if self._reclaimer is not None:
             self._reclaimer.cancel()
         deadline = self.loop.time() + SHUTDOWN_GRACE
+        flushed_at: dict[Connection, float] = {}
         while self.connections and self.loop.time() < deadline:
             now = time.monotonic()
             for c in list(self.connections):
                 c.finish_if_idle(now)
+                # NOTE: a closing TLS connection lingers until the client answers our close_notify,
+                # which a pooled client that is not reading never does. Once everything is
+                # encrypted and handed on, give it TLS_CLOSE_WAIT to go out, then end it.
+                if c._closing and self._secure(c.listener) and not c.transport.get_write_buffer_size():
+                    if now - flushed_at.setdefault(c, now) >= TLS_CLOSE_WAIT:
+                        c.transport.abort()
             await asyncio.sleep(0.02)
         if self.connections:
             notice(

@@ -315,3 +315,54 @@ def test_loopback_unix_and_tls_listeners_are_not_warned_about(
     d = daemon_factory(*tls_args(pki), listen=("0.0.0.0",))
     assert not [line for line in d.lines if WARNING in line]
     assert re.search(r"TLS listening on 0\.0\.0\.0:\d+$", d.log, re.M)
+
+
+# -- the connection machinery over TLS -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_idle_timeout_and_stats_conns_over_tls(daemon_factory: Factory, pki: PKI, backend: str) -> None:
+    d = daemon_factory(*tls_args(pki), "--idle-timeout", "1", "-v", backend=backend)
+    port = tls_ports(d)[0]
+    ctx = client_context(pki)
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as idle:
+            idle.sendall(b"stats conns\r\n")
+            conns = read_until(idle, b"END\r\n").decode()  # type: ignore[arg-type]
+            # The TLS transport still shows its socket: the connection's fd and peer are known.
+            m = re.search(
+                r"STAT (\d+):addr tcp:127\.0\.0\.1:\d+\r\nSTAT \1:listen_addr tcp:127\.0\.0\.1:", conns
+            )
+            assert m
+            # Not reading, so not answering the close_notify: the connection ends all the same
+            # (not 30 s later, when the TLS shutdown would time out).
+            d.wait_for_log(rf"conn {m[1]}: closing .* \(idle_timeout\)", timeout=15)
+            d.wait_for_log(rf"conn {m[1]}: closed", timeout=5)
+            assert idle.recv(1) == b""  # our close_notify
+    st = stats_over(ctx, port)
+    assert (st["idle_kicks"], st["curr_connections"]) == ("1", "1")
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_sigterm_with_tls_clients_flushes_and_does_not_wait(
+    daemon_factory: Factory, pki: PKI, backend: str
+) -> None:
+    d = daemon_factory(*tls_args(pki), "-I", "2m", backend=backend)
+    port = tls_ports(d)[0]
+    ctx = client_context(pki)
+    value = b"x" * MiB
+    assert talk(ctx, port, b"set big 0 0 %d\r\n%s\r\n" % (MiB, value)) == b"STORED\r\n"
+    expected = (b"VALUE big 0 %d\r\n%s\r\nEND\r\n" % (MiB, value)) * 8
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as raw1:
+        with ctx.wrap_socket(raw1, server_hostname="127.0.0.1") as pooled:  # connected, silent
+            with socket.create_connection(("127.0.0.1", port), timeout=15) as raw2:
+                with ctx.wrap_socket(raw2, server_hostname="127.0.0.1") as busy:
+                    busy.sendall(b"get big\r\n" * 8)
+                    busy.recv(1)  # the replies have started
+                    d.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+                    # Replies already asked for are all delivered, then the connection ends.
+                    assert b"V" + read_until(busy, None, limit=len(expected)) == expected  # type: ignore[arg-type]
+            assert d.stop() == 0
+            assert pooled.recv(1) == b""
+    # The silent client did not hold the shutdown until the grace period ran out.
+    assert "still busy" not in d.log
