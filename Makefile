@@ -9,7 +9,7 @@ EXT_SUFFIX = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var(
 NATIVE_SRC := $(wildcard csrc/*.c csrc/*.h pycache_d/*.pyx pycache_d/*.pxd) setup.py
 APT_PACKAGES := memcached libmemcached-tools curl wrk nutcracker
 
-.PHONY: venv ext test lint test-asan fuzz bench dist deb install clean run apt
+.PHONY: venv ext test lint test-asan fuzz bench loadtest dist deb install clean run apt
 
 venv: $(STAMP) ext
 
@@ -98,6 +98,13 @@ fuzz: $(STAMP)
 bench: venv apt
 	$(PY) benchmarks/run.py
 	$(PY) client/benchmarks/http_bench.py
+
+# A daemon per backend driven by 4 processes x 8 connections for LOADTEST_SECONDS each, every
+# reply checked against a model of what the keys hold (benchmarks/loadtest.py says how); fails
+# on any wrong reply or error.
+LOADTEST_SECONDS ?= 30
+loadtest: venv
+	$(PY) benchmarks/loadtest.py --seconds $(LOADTEST_SECONDS)
 
 # sdists and wheels of both distributions in $(DIST). The daemon's linux_* wheel is replaced by
 # auditwheel's repair of it: auditwheel picks the lowest manylinux_2_x tag the extension's glibc
