@@ -387,8 +387,9 @@ class Server:
         Idle means nothing received for that long and nothing being answered: like memcached,
         which kicks only connections waiting for a command, a client still being sent replies
         (paused, continuing or with unsent bytes) is left alone; the connection's stall timeout
-        watches it instead. A client holding a partial command or value counts as idle (it is
-        memcached's conn_read, and a slowloris is exactly this).
+        watches it instead. A client that stopped halfway through a command or a value counts
+        as idle too: memcached spares one mid-value (conn_nread), but a client that sends nothing
+        for a whole timeout in the middle of a request is a slowloris either way.
         """
         self._idle_timer = None
         timeout = self.idle_timeout

@@ -338,7 +338,7 @@ def test_idle_timeout_and_stats_conns_over_tls(daemon_factory: Factory, pki: PKI
             # (not 30 s later, when the TLS shutdown would time out).
             d.wait_for_log(rf"conn {m[1]}: closing .* \(idle_timeout\)", timeout=15)
             d.wait_for_log(rf"conn {m[1]}: closed", timeout=5)
-            assert idle.recv(1) == b""  # our close_notify
+            assert idle.recv(1) == b""  # closed
     st = stats_over(ctx, port)
     assert (st["idle_kicks"], st["curr_connections"]) == ("1", "1")
 
