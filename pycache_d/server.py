@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import clock, systemd, tls
 from . import log as logmod
-from . import systemd, tls
 from .config import LIVE_SETTINGS, TLS_SETTINGS, Config, ConfigError, ConfigSource, Endpoint, describe_size
 from .connection import Connection
 from .context import ServerContext
@@ -220,6 +220,8 @@ class Server:
         self.idle_timeout = config.idle_timeout
         self.idle_kicks = 0
         self._idle_timer: asyncio.TimerHandle | None = None
+        # A step of the wall clock is logged, and absolute expiry times follow it (clock.py).
+        self._clock_watch = clock.WallClockWatch(on_step=self._set_wall_skew)
         self._servers: list[asyncio.AbstractServer] = []
         self._unix_sockets: list[tuple[str, int]] = []  # (path, inode) to remove on exit
         self._stopping = asyncio.Event()
@@ -267,6 +269,7 @@ class Server:
         self._warn_if_exposed()
         self._reclaimer = self.loop.create_task(self._reclaim_forever())
         self._schedule_idle_sweep(self.idle_timeout)
+        self._clock_watch.start(self.loop)
 
     async def _listen(self, endpoint: Endpoint, sock: socket.socket | None = None) -> None:
         def factory(e: Endpoint = endpoint) -> Connection:
@@ -373,6 +376,9 @@ class Server:
 
     # -- background work -----------------------------------------------------------------------
 
+    def _set_wall_skew(self, skew: int) -> None:
+        self.store.wall_skew = skew
+
     def _schedule_idle_sweep(self, delay: float) -> None:
         """(Re)start the idle sweep ``delay`` seconds from now; none at all when the timeout is 0."""
         if self._idle_timer is not None:
@@ -456,6 +462,7 @@ class Server:
         await self._stopping.wait()
         self._close_listeners()
         self._schedule_idle_sweep(0)  # stopping: cancels it
+        self._clock_watch.stop()
         if self._reclaimer is not None:
             self._reclaimer.cancel()
         deadline = self.loop.time() + SHUTDOWN_GRACE
