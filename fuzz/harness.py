@@ -4,7 +4,7 @@ An input is one header byte, up to seven feed lengths, then the client's byte st
 
     header  bit 7    advance the clock one second between feeds
             bits 5-6 the store's max_item_size, from ITEM_SIZES
-            bits 3-4 the store's max_bytes, from MEMORY_LIMITS (tiny, so eviction is common)
+            bits 3-4 the store's max_bytes, from MEMORY_LIMITS
             bits 0-2 n, the number of feed-length bytes that follow (0: the stream in one feed)
     n bytes each b gives a feed of b + 1 bytes; they are used in turn until the stream runs out
     stream  the rest
@@ -34,7 +34,8 @@ from pycache_d.context import ServerContext
 from pycache_d.session import MAX_GET_LINE, MAX_LINE, Session
 from pycache_d.store import BACKENDS
 
-MEMORY_LIMITS = (600, 6000, 60_000, 1 << 20)
+# A few small items fill the smaller ones, so eviction is common.
+MEMORY_LIMITS = (600, 1500, 6000, 1 << 20)
 ITEM_SIZES = (100, 1024, 2048, 1 << 20)
 START_TIME = 1_700_000_000
 

@@ -70,18 +70,21 @@ STREAMS = {
     b"touch a 5 noreply\r\nget a\r\nmn\r\n",
 }
 
-# (feed lengths, memory index, item size index, tick) for each file of a stream.
+# (feed lengths, memory index, item size index, tick) for each file of a stream: small memory
+# limits (harness.MEMORY_LIMITS), so the streams evict as they go.
 VARIANTS = {
-    "whole": ((), 2, 2, False),
-    "split": ((1, 7, 3, 64), 1, 2, True),
+    "whole": ((), 1, 2, False),
+    "split": ((1, 7, 3, 64), 0, 2, True),
 }
+# Streams that need more room: the budget one must hold three values of 1900 bytes.
+MEMORY = {"budget": 2}
 
 
 def main() -> None:
     CORPUS.mkdir(exist_ok=True)
     for name, stream in STREAMS.items():
         for variant, (lengths, memory, item_size, tick) in VARIANTS.items():
-            data = encode(stream, lengths, memory, item_size, tick)
+            data = encode(stream, lengths, MEMORY.get(name, memory), item_size, tick)
             (CORPUS / f"{name}-{variant}").write_bytes(data)
 
 

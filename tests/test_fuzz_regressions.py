@@ -84,6 +84,6 @@ def test_the_checks_catch_a_broken_reply():
 def test_inputs_decode_as_documented():
     data = harness.encode(b"get a\r\n", (2, 3), memory=1, item_size=3, tick=True)
     case = harness.decode(data)
-    assert case == harness.Case(b"get a\r\n", (2, 3), 6000, 1 << 20, True)
+    assert case == harness.Case(b"get a\r\n", (2, 3), 1500, 1 << 20, True)
     assert case.pieces() == [b"ge", b"t a", b"\r\n"]
     assert harness.decode(b"").pieces() == []
