@@ -9,6 +9,7 @@ Build switches (environment variables, read here):
 
 import os
 import sys
+from pathlib import Path
 
 from setuptools import Extension, setup
 
@@ -23,6 +24,7 @@ SANITIZE = flag("PYCACHE_D_SANITIZE")
 ANNOTATE = flag("PYCACHE_D_ANNOTATE")
 
 CSRC = ["csrc/siphash.c", "csrc/slabs.c", "csrc/assoc.c", "csrc/expiry.c", "csrc/store.c"]
+HEADERS = sorted(str(p) for p in Path("csrc").glob("*.h"))
 
 # Our own C is held to -Werror; Cython's generated C only to the defaults.
 opt = ["-O0", "-g"] if DEBUG else ["-O2"]
@@ -41,6 +43,7 @@ def extensions() -> list:
         sources=["pycache_d/_native.pyx"],
         include_dirs=["csrc"],
         libraries=["pycache_store"],
+        depends=HEADERS,
         extra_compile_args=[*opt, *san],
         extra_link_args=san,
         define_macros=macros,
@@ -50,6 +53,7 @@ def extensions() -> list:
         sources=["pycache_d/_csession.pyx"],
         include_dirs=["csrc"],
         libraries=["pycache_store"],
+        depends=HEADERS,
         extra_compile_args=[*opt, *san],
         extra_link_args=san,
         define_macros=macros,
@@ -58,6 +62,7 @@ def extensions() -> list:
         "pycache_d._cconnection",
         sources=["pycache_d/_cconnection.pyx"],
         include_dirs=["csrc"],  # it calls the compiled session, whose fields are C structs
+        depends=HEADERS,
         extra_compile_args=[*opt, *san],
         extra_link_args=san,
         define_macros=macros,
@@ -72,5 +77,12 @@ setup(
     ext_modules=extensions(),
     libraries=[]
     if NO_EXTENSIONS
-    else [("pycache_store", {"sources": CSRC, "include_dirs": ["csrc"], "cflags": own_cflags})],
+    else [
+        (
+            "pycache_store",
+            # obj_deps: a changed header rebuilds every object (the extensions read the same
+            # structs; a stale object would disagree with them about the layout).
+            {"sources": CSRC, "include_dirs": ["csrc"], "cflags": own_cflags, "obj_deps": {"": HEADERS}},
+        )
+    ],
 )

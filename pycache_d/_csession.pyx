@@ -196,6 +196,7 @@ cdef class NativeSession:
             return self._to_slow(data)
         self.store._tick()
         self.out.len = 0
+        shrink(&self.out)  # a large reply last time (a cut multi-get) is not kept while idle
         if self.pending.len:
             buf_put(&self.pending, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
             p = self.pending.data

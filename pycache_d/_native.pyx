@@ -116,7 +116,7 @@ cdef class Store:
 
     @wall_skew.setter
     def wall_skew(self, value):
-        _check_range("wall_skew", value, -2 ** 40, 2 ** 40)
+        _check_range("wall_skew", value, -2 ** 31 + 1, 2 ** 31 - 1)  # keeps times in uint32
         self._s.wall_skew = value
 
     @property

@@ -172,7 +172,7 @@ class Store:
 
     @wall_skew.setter
     def wall_skew(self, value: int) -> None:
-        _check_range("wall_skew", value, -(2**40), 2**40)
+        _check_range("wall_skew", value, -(2**31) + 1, 2**31 - 1)
         self._wall_skew = value
 
     @property

@@ -79,6 +79,7 @@ class WallClockWatch:
         #: Steps seen so far.
         self.jumps = 0
         self._offset = time.time() - time.monotonic()
+        self._skew = 0  # what on_step was last told: the store starts at 0
         self._handle: asyncio.TimerHandle | None = None
 
     def check(self) -> float:
@@ -86,10 +87,14 @@ class WallClockWatch:
         offset = time.time() - time.monotonic()
         step = offset - self._offset
         self._offset = offset
+        skew = wall_skew()
+        if skew != self._skew:  # small steps too: they add up
+            self._skew = skew
+            if self.on_step is not None:
+                self.on_step(skew)
         if abs(step) < self.threshold:
             return 0.0
         self.jumps += 1
-        skew = wall_skew()
         log.warning(
             "wall clock jumped %s by %d s (now %+d s from the clock the daemon started with): "
             "relative expiry times are unaffected; absolute ones from now on follow the wall clock",
@@ -97,8 +102,6 @@ class WallClockWatch:
             round(abs(step)),
             skew,
         )
-        if self.on_step is not None:
-            self.on_step(skew)
         return step
 
     def start(self, loop: asyncio.AbstractEventLoop, interval: float = CHECK_INTERVAL) -> None:
@@ -110,6 +113,9 @@ class WallClockWatch:
 
         self.stop()
         self._offset = time.time() - time.monotonic()
+        self._skew = wall_skew()  # a step before now (a long snapshot load) counts too
+        if self.on_step is not None:
+            self.on_step(self._skew)
         self._handle = loop.call_later(interval, tick)
 
     def stop(self) -> None:

@@ -359,6 +359,8 @@ class Connection(ConnectionBase, asyncio.Protocol):
             not self._closing
             and not self._pending
             and not self._continuing
+            and not self._paused  # still sending: the session may hold more to answer too
+            and not (self.session is not None and self.session.more)
             and now - self.last_active >= SHUTDOWN_QUIET
         ):
             self.close()

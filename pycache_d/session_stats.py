@@ -23,7 +23,8 @@ GENERAL_ORDER = (
     "cas_badval touch_hits touch_misses store_too_large store_no_memory auth_cmds auth_errors "
     "idle_kicks bytes_read bytes_written limit_maxbytes accepting_conns listen_disabled_num "
     "time_in_listen_disabled_us threads conn_yields hash_power_level hash_bytes hash_is_expanding "
-    "ssl_handshake_errors time_since_server_cert_refresh bytes curr_items total_items expired_unfetched evicted_unfetched evicted_active evictions reclaimed"
+    "ssl_handshake_errors time_since_server_cert_refresh bytes curr_items total_items "
+    "expired_unfetched evicted_unfetched evicted_active evictions reclaimed"
 ).split()
 _RANK = {name: i for i, name in enumerate(GENERAL_ORDER)}
 

@@ -144,6 +144,26 @@ def test_the_watch_runs_on_the_event_loop(fake_time: FakeTime, caplog: pytest.Lo
     assert [m.split(" (")[0] for m in jump_lines(caplog)] == ["wall clock jumped back by 120 s"]
 
 
+def test_the_store_is_told_every_skew_small_steps_and_steps_before_start(
+    fake_time: FakeTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    told: list[int] = []
+    watch = clock.WallClockWatch(on_step=told.append)
+    fake_time.wall += 3600  # e.g. NTP stepped the clock while a snapshot was loading
+    loop = asyncio.new_event_loop()
+    try:
+        watch.start(loop)
+    finally:
+        watch.stop()
+        loop.close()
+    assert told == [3600]
+    for _ in range(3):  # steps too small to log, but they add up
+        fake_time.wall += 1.5
+        fake_time.elapse(1)
+        watch.check()
+    assert told == [3600, 3602, 3603, 3604] and jump_lines(caplog) == []
+
+
 # -- snapshots across a step, in process -----------------------------------------------------------
 
 

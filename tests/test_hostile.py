@@ -9,7 +9,9 @@ pycache_d/connection.py (input: one read plus a partial line or one data block o
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -191,3 +193,16 @@ def test_a_multiget_of_gigabytes_streams_at_the_clients_pace(
         assert d.rss() < rss + 48 * MiB
     wait_for(lambda: stats(d)["curr_connections"] == "1")
     served(d)
+
+
+def test_sigterm_lets_a_paused_multiget_finish(daemon: Daemon) -> None:
+    """Shutdown waits for what a client already asked, even when most of it is not built yet."""
+    value = b"v" * 100_000
+    daemon.request(b"set k 0 0 %d\r\n%s\r\n" % (len(value), value))
+    with daemon.connect(timeout=10) as c:
+        c.sendall(b"get" + b" k" * 300 + b"\r\n")
+        time.sleep(1.0)  # reading nothing: the daemon paused, holding most keys unanswered
+        os.kill(daemon.pid, signal.SIGTERM)
+        reply = read_until(c, b"END\r\n")
+    assert reply == (b"VALUE k 0 100000\r\n" + value + b"\r\n") * 300 + b"END\r\n"
+    assert daemon.proc is not None and daemon.proc.wait(10) == 0
