@@ -43,8 +43,8 @@ apt:
 	else echo "not root: skipping apt-get install of $(APT_PACKAGES) (tests that need them will skip)"; fi
 
 lint: venv
-	$(BIN)/ruff check pycache_d tests benchmarks
-	$(BIN)/ruff format --check pycache_d tests benchmarks
+	$(BIN)/ruff check pycache_d tests benchmarks fuzz
+	$(BIN)/ruff format --check pycache_d tests benchmarks fuzz
 	$(BIN)/mypy
 	cd client && ../$(BIN)/ruff check . && ../$(BIN)/ruff format --check . && ../$(BIN)/mypy
 

@@ -443,9 +443,10 @@ cdef class NativeSession:
             elif rc == STORE_NOT_FOUND:
                 self._reply(rc)
             else:
-                # The Python session answers these with the error's wire text and counts nothing.
-                line = OutOfMemory.wire if rc == STORE_NO_MEMORY else (
-                    ItemTooLarge.wire if rc == STORE_TOO_LARGE else NonNumericValue.wire)
+                # As the Python session: memcached's texts, nothing counted (any failure to
+                # allocate the longer number is "out of memory" there).
+                line = OutOfMemory.wire if rc == STORE_NO_MEMORY or rc == STORE_TOO_LARGE else (
+                    NonNumericValue.wire)
                 buf_put(&self.out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
         return <Py_ssize_t>next_pos
 

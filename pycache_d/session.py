@@ -434,7 +434,7 @@ class Session:
         if not 2 <= n <= 4:
             out.append(wire.ERROR)
             return
-        noreply = toks[-1] == b"noreply"
+        noreply = n > 2 and toks[-1] == b"noreply"  # "delete noreply": a key named noreply
         if n > 2:
             # The legacy "delete <key> 0" (a hold time of zero) is still accepted, nothing else.
             zero = toks[2] == b"0"
@@ -465,6 +465,9 @@ class Session:
             try:
                 number = self.store.incr(key, delta) if toks[0] == b"incr" else self.store.decr(key, delta)
                 reply = _NOT_FOUND if number is None else b"%d\r\n" % number
+            except (ItemTooLarge, OutOfMemory):
+                # memcached: any failure to allocate the longer number is "out of memory".
+                reply = OutOfMemory.wire
             except StoreError as exc:
                 reply = exc.wire
         if not noreply:

@@ -21,10 +21,7 @@ pytestmark = pytest.mark.asan
 FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
 
 # Reproducers of bugs found by fuzzing and not fixed yet: (check, file name) -> what is wrong.
-KNOWN_BUGS = {
-    ("native", "delete-key-noreply"): "session.py _delete takes the key of 'delete noreply' for "
-    "the noreply flag and answers nothing; memcached 1.6 and the compiled session answer it",
-}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 def _load_harness():

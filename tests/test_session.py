@@ -170,6 +170,10 @@ def test_delete_and_its_legacy_forms(session):
     assert session.feed(b"delete k 1\r\ndelete k x\r\ndelete k 0 0\r\n") == usage * 3
     assert session.feed(b"delete k noreply\r\ndelete k 0 noreply\r\ndelete k 1 noreply\r\n") == b""
     assert session.feed(b"delete\r\ndelete k 0 noreply x\r\n") == b"ERROR\r\nERROR\r\n"
+    # A key named noreply is a key (memcached looks for the flag only after one); found by fuzzing.
+    assert session.feed(b"set noreply 0 0 1\r\nx\r\ndelete noreply\r\ndelete noreply\r\n") == (
+        b"STORED\r\nDELETED\r\nNOT_FOUND\r\n"
+    )
 
 
 def test_incr_decr(session):
