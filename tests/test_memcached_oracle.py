@@ -40,7 +40,10 @@ CAS = b"{cas}"
 #: A CAS unique neither server reaches (literal small ones would match only on our fresh store).
 NO_CAS = b"18446744073709551615"
 KEYS = [b"a", b"b", b"foo", b"k1", b"c\x10\x7f\td"]  # memaslap sends control bytes in keys
-VALUES = [b"", b"x", b"0", b"10", b"99", b"abc", b"18446744073709551615", b"hello1", b" ", b"\t7", b"7 "]
+# Not b" ": memcached's incr on a whitespace-only value parses on past the value's end into
+# whatever memory follows (strtoull skips the "\r\n" it stores there), so its answer varies
+# between runs; test_session.py pins ours (not a number) instead.
+VALUES = [b"", b"x", b"0", b"10", b"99", b"abc", b"18446744073709551615", b"hello1", b"\t7", b"7 "]
 
 
 def _free_port() -> int:

@@ -198,6 +198,9 @@ def test_incr_non_numeric_and_wrong_arity(session):
     session.feed(b"set s 0 0 1\r\nx\r\nset e 0 0 0\r\n\r\n")
     err = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
     assert session.feed(b"incr s 1\r\ndecr e 1\r\n") == err * 2
+    # Whitespace only: memcached usually says the same (it may parse on past the value's end).
+    session.feed(b"set w 0 0 2\r\n \t\r\n")
+    assert session.feed(b"incr w 1\r\n") == err
     assert session.feed(b"incr s\r\nincr s 1 2 3\r\n") == b"ERROR\r\nERROR\r\n"
     # a fourth word that is not noreply is ignored
     session.feed(b"set n 0 0 1\r\n1\r\n")
