@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from procs import stop
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = """key
 16 16 1
@@ -66,15 +68,6 @@ def start(server: str, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(pin + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     return proc
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def memaslap(port: int, seconds: int, extra: list[str], cfg: str) -> float:

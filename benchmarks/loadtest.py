@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest_model import Check, Owned, Planned, Wrong, exact, parse_values, value_reply
+from procs import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_KEYS = 32
@@ -454,12 +455,7 @@ def main() -> int:
             try:
                 r = run_load("127.0.0.1", port, args)
             finally:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop(proc)
             if proc.returncode != 0:
                 r["errors"] += 1
                 log.seek(0)

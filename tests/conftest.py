@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from pathlib import Path
@@ -68,15 +69,28 @@ def store(make_store):
     return make_store()
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path: Path):
-    """A 64 KiB tmpfs mounted for the test, to fill up for real (skips unless we may mount)."""
-    mnt = tmp_path / "tiny"
+@contextlib.contextmanager
+def mount_tmpfs(mnt: Path, size: str):
+    """Mount a tmpfs of ``size`` (``64k``, ``2m``) at the new directory ``mnt`` for a test.
+
+    Skips the test unless we may mount (root: chmod cannot stop root writing, so a real small
+    or read-only filesystem is the only honest way to make writes fail).
+    """
     mnt.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    rc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True)
+    argv = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)]
+    rc = subprocess.run(argv, capture_output=True)
     if rc.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {rc.stderr.decode().strip()}")
-    yield mnt
-    subprocess.run(["umount", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path):
+    """A 64 KiB tmpfs mounted for the test, to fill up for real (skips unless we may mount)."""
+    with mount_tmpfs(tmp_path / "tiny", "64k") as mnt:
+        yield mnt

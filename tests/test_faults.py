@@ -29,6 +29,7 @@ pytest_plugins = ["daemon"]
 from pycache_d import clock, snapshot  # noqa: E402
 from pycache_d.store import PyStore  # noqa: E402
 
+from conftest import mount_tmpfs  # noqa: E402
 from daemon import Daemon, backend_params, native_built, read_until, stats  # noqa: E402
 
 Factory = Callable[..., Daemon]
@@ -353,15 +354,8 @@ def test_snapshot_keeps_remaining_ttls_across_a_step(
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs for the test, which it may remount read-only (skips unless we may mount)."""
-    mnt = tmp_path / "fs"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (chmod cannot stop root writing)")
-    rc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
-    if rc.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {rc.stderr.decode().strip()}")
-    yield mnt
-    subprocess.run(["umount", str(mnt)], check=True)
+    with mount_tmpfs(tmp_path / "fs", "2m") as mnt:
+        yield mnt
 
 
 def remount(mnt: Path, mode: str) -> None:
