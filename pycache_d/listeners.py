@@ -64,19 +64,22 @@ def bind_unix(path: str, mode: int) -> socket.socket:
 
 
 def raise_fd_limit(max_connections: int) -> int:
-    """Raise the soft open-file limit to fit ``max_connections`` (memcached does the same).
+    """Raise the soft open-file limit to the hard limit, so ``max_connections`` fits now and
+    after a SIGHUP raises it (memcached raises it only as far as its -c needs).
 
-    The soft limit goes up to what the connections need, as far as the hard limit allows; what
-    it got is logged, and a warning says so when that is not enough.
+    What it got is logged, and a warning says so when that is not enough. With no hard limit,
+    the soft one goes up to what the connections need (the kernel caps it at fs.nr_open).
 
     Returns:
         The soft limit now in effect (``resource.RLIM_INFINITY`` for none).
     """
     want = max_connections + RESERVED_FDS
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= want:
+    if soft == resource.RLIM_INFINITY or soft == hard or (hard == resource.RLIM_INFINITY and soft >= want):
+        if soft != resource.RLIM_INFINITY and soft < want:
+            _warn_short(max_connections, want, soft)
         return soft
-    new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    new = max(want, soft) if hard == resource.RLIM_INFINITY else hard
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
     except (ValueError, OSError) as e:
@@ -86,11 +89,15 @@ def raise_fd_limit(max_connections: int) -> int:
         hard_text = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
         notice("raised the open-file limit from %d to %d (hard limit %s)", soft, new, hard_text)
     if new < want:
-        log.warning(
-            "max_connections %d needs %d file descriptors but the limit is %d; "
-            "accepting may fail before the limit is reached",
-            max_connections,
-            want,
-            new,
-        )
+        _warn_short(max_connections, want, new)
     return new
+
+
+def _warn_short(max_connections: int, want: int, limit: int) -> None:
+    log.warning(
+        "max_connections %d needs %d file descriptors but the limit is %d; "
+        "accepting may fail before the limit is reached",
+        max_connections,
+        want,
+        limit,
+    )

@@ -41,22 +41,23 @@ def limits(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) ->
     return fake
 
 
-def test_raised_to_what_the_connections_need_and_logged(
-    limits: FakeLimits, caplog: pytest.LogCaptureFixture
-) -> None:
-    assert raise_fd_limit(5000) == 5000 + RESERVED_FDS
-    assert limits.calls == [(5000 + RESERVED_FDS, 524288)]
+def test_raised_to_the_hard_limit_and_logged(limits: FakeLimits, caplog: pytest.LogCaptureFixture) -> None:
+    assert raise_fd_limit(100) == 524288  # even when -c needs less: a reload may raise -c
+    assert limits.calls == [(524288, 524288)]
     (record,) = caplog.records
     assert record.levelname == "NOTICE"
-    assert record.getMessage() == "raised the open-file limit from 1024 to 5064 (hard limit 524288)"
+    assert record.getMessage() == "raised the open-file limit from 1024 to 524288 (hard limit 524288)"
 
 
-def test_enough_already_changes_and_logs_nothing(
+def test_at_the_hard_limit_already_changes_and_logs_nothing(
     limits: FakeLimits, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert raise_fd_limit(100) == 1024
+    limits.soft = limits.hard
+    assert raise_fd_limit(5000) == 524288
     assert limits.calls == []
     assert not caplog.records
+    assert raise_fd_limit(600000) == 524288  # not enough: said once per call
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
 
 
 def test_capped_by_the_hard_limit_with_a_warning(
@@ -82,5 +83,5 @@ def test_refused_keeps_the_old_limit_and_warns(limits: FakeLimits, caplog: pytes
     limits.refuse = True
     assert raise_fd_limit(5000) == 1024
     assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING"]
-    assert "cannot raise the open-file limit from 1024 to 5064" in caplog.records[0].getMessage()
+    assert "cannot raise the open-file limit from 1024 to 524288" in caplog.records[0].getMessage()
     assert "but the limit is 1024" in caplog.records[1].getMessage()
