@@ -19,4 +19,6 @@ class ConnectionBase:
     log_cache: Any
     debug_level: Any
     write: Any
+    direct_fd: int
+    _direct: bool
     def data_received(self, data: bytes) -> None: ...

@@ -12,6 +12,11 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from libc.string cimport memchr
+
+cdef extern from "<sys/socket.h>" nogil:
+    Py_ssize_t send(int fd, const void *buf, size_t n, int flags)
+    int MSG_DONTWAIT
+    int MSG_NOSIGNAL
 from posix.time cimport clock_gettime, timespec
 
 cdef extern from "<time.h>":
@@ -64,6 +69,12 @@ cdef class ConnectionBase:
     cdef public object log_cache
     cdef public object debug_level
     cdef public object write  # transport.write, looked up once
+    # PERF: while the transport holds nothing unsent (_direct), a reply is sent on the socket
+    # here, skipping the transport's write path; direct_fd is -1 where that is not allowed
+    # (TLS). Whatever the kernel does not take goes to transport.write, in order, and direct
+    # sends wait until the transport has sent it all. Any other write clears _direct first.
+    cdef public int direct_fd
+    cdef public bint _direct
 
     cdef bint _debug(self) except -1:
         cdef PyObject *cached
@@ -72,6 +83,21 @@ cdef class ConnectionBase:
             if cached != NULL:
                 return <object>cached is True
         return bool(self.debug_enabled())
+
+    cdef int _send(self, bytes reply, Py_ssize_t size) except -1:
+        cdef Py_ssize_t sent
+        if self._direct:
+            sent = send(self.direct_fd, PyBytes_AS_STRING(reply), size, MSG_DONTWAIT | MSG_NOSIGNAL)
+            if sent == size:
+                return 0
+            # The kernel took part or nothing (or the socket failed: the transport finds out).
+            self._direct = False
+            self.write(reply[sent:] if sent > 0 else reply)
+            return 0
+        self.write(reply)
+        if self.direct_fd >= 0:
+            self._direct = self.transport.get_write_buffer_size() == 0
+        return 0
 
     def data_received(self, data):
         cdef Py_ssize_t lines, size
@@ -101,7 +127,7 @@ cdef class ConnectionBase:
             return
         size = len(reply)
         if size:
-            self.write(reply)
+            self._send(reply, size)
         if size > self.small_reply * (lines or 1):
             self._learn(data, size)
         else:
