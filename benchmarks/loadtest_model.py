@@ -231,15 +231,18 @@ class Owned:
         req = b"%s %s %d 0 %d\r\n%s\r\n" % (cmd, key, flags, len(value), value)
         return Planned(cmd.decode(), req, "line", exact(reply))
 
+    def concat(self, key: bytes, old: Item | None, value: bytes, at_end: bool) -> None:
+        """Model an append (``at_end``) or prepend: it changes only an existing item, flags kept."""
+        if old is not None:
+            self.write(key, Item(old.value + value if at_end else value + old.value, old.flags))
+
     def op_append_prepend(self) -> Planned:
         key, value = self.rng.choice(self.keys), self.value()
         old = self.items.get(key)
         if old is not None and len(old.value) + len(value) > MAX_VALUE:
             return self.op_set()
         cmd = self.rng.choice((b"append", b"prepend"))
-        if old is not None:
-            new = old.value + value if cmd == b"append" else value + old.value
-            self.write(key, Item(new, old.flags))
+        self.concat(key, old, value, cmd == b"append")
         reply = b"STORED\r\n" if old is not None else b"NOT_STORED\r\n"
         req = b"%s %s %d 0 %d\r\n%s\r\n" % (cmd, key, self.flags(), len(value), value)
         return Planned(cmd.decode(), req, "line", exact(reply))
@@ -396,9 +399,7 @@ class Owned:
             if item is not None and len(item.value) + len(value) > MAX_VALUE:
                 return self.op_set()
             mode = self.rng.choice((b"A", b"P"))
-            if item is not None:
-                new = item.value + value if mode == b"A" else value + item.value
-                self.write(key, Item(new, item.flags))
+            self.concat(key, item, value, mode == b"A")
             req = head + b" M%s\r\n%s\r\n" % (mode, value)
             return Planned("ms", req, "meta", exact(b"HD\r\n" if item is not None else b"NS\r\n"))
         # compare and swap
