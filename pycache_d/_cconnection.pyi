@@ -14,10 +14,6 @@ class ConnectionBase:
     feed_slice: int
     max_lines: int
     small_reply: int
-    reply_budget: int
-    debug_enabled: Any
-    log_cache: Any
-    debug_level: Any
     write: Any
     direct_fd: int
     _direct: bool

@@ -12,17 +12,37 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from libc.string cimport memchr
+from posix.time cimport clock_gettime, timespec
+
+from ._csession cimport NativeSession
+
+import logging
+
+from .log import log
+from .session import REPLY_BUDGET as _REPLY_BUDGET
 
 cdef extern from "<sys/socket.h>" nogil:
     Py_ssize_t send(int fd, const void *buf, size_t n, int flags)
     int MSG_DONTWAIT
     int MSG_NOSIGNAL
-from posix.time cimport clock_gettime, timespec
 
 cdef extern from "<time.h>":
     int CLOCK_MONOTONIC_COARSE
 
-from ._csession cimport NativeSession
+cdef Py_ssize_t REPLY_BUDGET = _REPLY_BUDGET
+# The logger's level cache (logging.Logger._cache, cleared whenever a level changes): one dict
+# lookup per read tells whether requests are logged, instead of a call to isEnabledFor.
+cdef object LOG_CACHE = getattr(log, "_cache", None)
+cdef object DEBUG = logging.DEBUG
+
+
+cdef inline bint debug_enabled() except -1:
+    cdef PyObject *cached
+    if LOG_CACHE is not None:
+        cached = PyDict_GetItem(LOG_CACHE, DEBUG)
+        if cached != NULL:
+            return <object>cached is True
+    return log.isEnabledFor(DEBUG)
 
 
 cdef inline double monotonic() noexcept:
@@ -62,12 +82,6 @@ cdef class ConnectionBase:
     cdef public Py_ssize_t feed_slice
     cdef public Py_ssize_t max_lines
     cdef public Py_ssize_t small_reply
-    cdef public Py_ssize_t reply_budget
-    cdef public object debug_enabled
-    # The logger's level cache (logging.Logger._cache, cleared whenever a level changes) and
-    # the DEBUG level: a dict lookup instead of a Python call to isEnabledFor per read.
-    cdef public object log_cache
-    cdef public object debug_level
     cdef public object write  # transport.write, looked up once
     # PERF: while the transport holds nothing unsent (_direct), a reply is sent on the socket
     # here, skipping the transport's write path; direct_fd is -1 where that is not allowed
@@ -75,14 +89,6 @@ cdef class ConnectionBase:
     # sends wait until the transport has sent it all. Any other write clears _direct first.
     cdef public int direct_fd
     cdef public bint _direct
-
-    cdef bint _debug(self) except -1:
-        cdef PyObject *cached
-        if self.log_cache is not None:
-            cached = PyDict_GetItem(self.log_cache, self.debug_level)
-            if cached != NULL:
-                return <object>cached is True
-        return bool(self.debug_enabled())
 
     cdef int _send(self, bytes reply, Py_ssize_t size) except -1:
         cdef Py_ssize_t sent
@@ -112,13 +118,14 @@ cdef class ConnectionBase:
             data = bytes(data)
         lines = count_lines(data)
         size = PyBytes_GET_SIZE(data)
-        if lines > self._lines or size > self.feed_slice or self._debug():
+        if lines > self._lines or size > self.feed_slice or debug_enabled():
             self._feed(data)
             return
         session = self.session
+        cdef bint native = type(session) is NativeSession
         cdef bint closing
         try:
-            if type(session) is NativeSession:  # PERF: a C call, not a Python method call
+            if native:  # PERF: a C call, not a Python method call
                 reply = (<NativeSession>session).feed_bytes(data)
             else:
                 reply = session.feed(data)
@@ -132,13 +139,10 @@ cdef class ConnectionBase:
             self._learn(data, size)
         else:
             self._lines = self.max_lines  # what _learn() makes of small replies
-        if type(session) is NativeSession:
-            closing = (<NativeSession>session)._closing
-        else:
-            closing = session.closing
+        closing = (<NativeSession>session)._closing if native else session.closing
         if closing:
             self.close()
-        elif size >= self.reply_budget and session.more:  # only a large reply stops early
+        elif size >= REPLY_BUDGET and session.more:  # only a large reply stops early
             self._continue_later()
         elif self._eof:
             self.close()

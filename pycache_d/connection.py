@@ -35,7 +35,6 @@ Idle clients cost nothing: no timers run for a connection unless it is paused.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import re
 import time
@@ -151,10 +150,6 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self.feed_slice = FEED_SLICE
         self.max_lines = MAX_LINES
         self.small_reply = SMALL_REPLY
-        self.reply_budget = REPLY_BUDGET
-        self.debug_enabled = functools.partial(log.isEnabledFor, logging.DEBUG)
-        self.log_cache = getattr(log, "_cache", None)  # see _cconnection.pyx
-        self.debug_level = logging.DEBUG
         self.write: Any = None
         self.direct_fd = -1  # see _cconnection.pyx: where the hot path may send by itself
         self._direct = False
@@ -210,13 +205,7 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self._paused = False
         self._cancel_stall_timer()
         log.info("conn %d: resumed", self.fd)
-        if self._closing:
-            return
-        if self._pending or self.session.more:
-            pending, self._pending = self._pending, b""
-            self._feed(pending)
-        if not self._paused and not self._closing and not self._continuing:
-            self.transport.resume_reading()
+        self._go_on()
 
     def _continue_later(self) -> None:
         """The session stopped at its reply budget: go on in a later loop iteration."""
@@ -228,10 +217,16 @@ class Connection(ConnectionBase, asyncio.Protocol):
 
     def _continue(self) -> None:
         self._continuing = False
-        if self._closing or self._paused:
-            return  # closed, or resume_writing() goes on once the client catches up
-        pending, self._pending = self._pending, b""
-        self._feed(pending)
+        if not self._paused:  # paused: resume_writing() goes on once the client catches up
+            self._go_on()
+
+    def _go_on(self) -> None:
+        """Answer what waits (input held back, the rest of a cut multi-get), then read again."""
+        if self._closing:
+            return
+        if self._pending or self.session.more:
+            pending, self._pending = self._pending, b""
+            self._feed(pending)
         if not self._paused and not self._closing and not self._continuing:
             self.transport.resume_reading()
 
