@@ -28,6 +28,7 @@ cdef class NativeSession:
     cdef bint _more     # the last feed stopped at REPLY_BUDGET with complete input left
 
     cdef bytes feed_bytes(self, bytes data)
+    cdef bytes _take_out(self)
     cdef bytes _flush_and_delegate(self, const char *p, size_t n, size_t start)
     cdef bytes _flush_and_cut(self, const char *p, size_t n)
     cdef bytes _to_slow(self, data)

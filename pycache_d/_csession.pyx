@@ -196,7 +196,6 @@ cdef class NativeSession:
             return self._to_slow(data)
         self.store._tick()
         self.out.len = 0
-        shrink(&self.out)  # a large reply last time (a cut multi-get) is not kept while idle
         if self.pending.len:
             buf_put(&self.pending, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
             p = self.pending.data
@@ -218,13 +217,19 @@ cdef class NativeSession:
         elif <size_t>pos < n:
             self.pending.len = 0
             buf_put(&self.pending, p + pos, n - <size_t>pos)
-        reply = PyBytes_FromStringAndSize(self.out.data, self.out.len)
         shrink(&self.pending)
+        return self._take_out()
+
+    cdef bytes _take_out(self):
+        """The reply built in ``out``, as bytes; ``out`` is emptied and, if it grew for a
+        large reply, given back, so an idle connection keeps no more than 4 KiB of it."""
+        reply = PyBytes_FromStringAndSize(self.out.data, self.out.len)
+        self.out.len = 0
         shrink(&self.out)
         return reply
 
     cdef bytes _flush_and_delegate(self, const char *p, size_t n, size_t start):
-        head = PyBytes_FromStringAndSize(self.out.data, self.out.len)
+        head = self._take_out()
         rest = PyBytes_FromStringAndSize(p + start, n - start)
         self.pending.len = 0
         return head + self._to_slow(rest)
@@ -232,7 +237,7 @@ cdef class NativeSession:
     cdef bytes _flush_and_cut(self, const char *p, size_t n):
         """Answer what the fast path answered; leave the rest of the multi-get it cut at the
         budget, and the input after it, to the Python session's next feed."""
-        head = PyBytes_FromStringAndSize(self.out.data, self.out.len)
+        head = self._take_out()
         rest = (b"gets " if self.cut_cas else b"get ") + PyBytes_FromStringAndSize(
             p + self.cut_at, n - self.cut_at)
         self.pending.len = 0
@@ -244,7 +249,7 @@ cdef class NativeSession:
         slow = self.slow
         cdef bytes reply = slow.feed(data)
         self._closing = slow.closing
-        self.slow_active = not _idle(slow)
+        self.slow_active = not slow.idle
         return reply
 
     cdef Py_ssize_t _run(self, const char *p, size_t n) except? -3:
@@ -460,7 +465,3 @@ def _init_replies():
 
 _init_replies()
 
-
-def _idle(slow):
-    """Whether the Python session holds no partial command, so the fast path may resume."""
-    return slow.idle
