@@ -38,7 +38,7 @@ Meta commands (``mg``, ``ms``, ``md``, ``ma``, ``mn``, ``me``) live in :mod:`pyc
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from . import meta, session_stats, wire
 from .context import ServerContext
@@ -198,9 +198,14 @@ class Session:
         self._buf = bytearray(data)
         self.more = True
 
-    def _cut_multiget(self, head: list[bytes], keys: list[bytes]) -> None:
-        """Leave ``keys`` to the next feed, as the command ``head`` + keys (see REPLY_BUDGET)."""
-        self._rest = b" ".join(head + keys) + b"\n"
+    def _stop(self, head: list[bytes], rest: list[bytes], out: list[bytes]) -> NoReturn:
+        """The feed's budget is spent: leave the keys of ``rest`` to the next feed, as the
+        command ``head`` + rest, or end this reply if none is left; stop the feed."""
+        if rest:
+            self._rest = b" ".join(head + rest) + b"\n"
+        else:
+            out.append(wire.END)
+        raise _BudgetSpent
 
     @staticmethod
     def _too_long(buf: bytes | bytearray, pos: int, end: int) -> bool:
@@ -296,26 +301,21 @@ class Session:
         Raises:
             _BudgetSpent: the feed's budget is spent.
         """
-        if len(items) < len(keys):
-            rest = keys[len(items) :]
-            if max(map(len, rest)) > MAX_KEY_LENGTH:
-                # Not sent yet: take back what this command appended (3 or 5 parts per hit).
-                parts = sum(
-                    3 if with_cas or i[1] or len(i[0]) >= _SUFFIXES else 5 for i in items if i is not None
-                )
-                del out[len(out) - parts :]
-                try:
-                    self._get_items(rest)  # type: ignore[misc]
-                except InvalidKey:
-                    pass
-                out.append(wire.BAD_FORMAT)
-                return True
-            self._cut_multiget(head, rest)
+        rest = keys[len(items) :]
+        if rest and max(map(len, rest)) > MAX_KEY_LENGTH:
+            # Not sent yet: take back what this command appended (3 or 5 parts per hit).
+            hits = [i for i in items if i is not None]
+            parts = sum(3 if with_cas or flags or len(v) >= _SUFFIXES else 5 for v, flags, _ in hits)
+            del out[len(out) - parts :]
+            try:
+                self._get_items(rest)  # type: ignore[misc]
+            except InvalidKey:
+                pass
+            out.append(wire.BAD_FORMAT)
+            return True
         self._spent += spent
-        if self._spent >= REPLY_BUDGET:
-            if self._rest is None:
-                out.append(wire.END)  # this command is complete: END before stopping
-            raise _BudgetSpent
+        if rest or self._spent >= REPLY_BUDGET:
+            self._stop(head, rest, out)
         return False
 
     def _gat(self, toks: list[bytes], out: list[bytes]) -> None:
@@ -364,11 +364,7 @@ class Session:
                 out += (value, b"\r\n")
                 self._spent += len(value)
                 if self._spent >= REPLY_BUDGET:
-                    if i + 1 < len(toks):
-                        self._cut_multiget(toks[:first], toks[i + 1 :])
-                    else:
-                        out.append(wire.END)
-                    raise _BudgetSpent
+                    self._stop(toks[:first], toks[i + 1 :], out)
         out.append(wire.END)
 
     # -- storage ------------------------------------------------------------------------------
