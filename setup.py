@@ -38,39 +38,29 @@ def extensions() -> list:
         return []
     from Cython.Build import cythonize
 
-    native = Extension(
-        "pycache_d._native",
-        sources=["pycache_d/_native.pyx"],
-        include_dirs=["csrc"],
-        libraries=["pycache_store"],
-        depends=HEADERS,
-        extra_compile_args=[*opt, *san],
-        extra_link_args=san,
-        define_macros=macros,
-    )
-    session = Extension(
-        "pycache_d._csession",
-        sources=["pycache_d/_csession.pyx"],
-        include_dirs=["csrc"],
-        libraries=["pycache_store"],
-        depends=HEADERS,
-        extra_compile_args=[*opt, *san],
-        extra_link_args=san,
-        define_macros=macros,
-    )
-    connection = Extension(
-        "pycache_d._cconnection",
-        sources=["pycache_d/_cconnection.pyx"],
-        include_dirs=["csrc"],  # it calls the compiled session, whose fields are C structs
-        depends=HEADERS,
-        extra_compile_args=[*opt, *san],
-        extra_link_args=san,
-        define_macros=macros,
-    )
+    def extension(name: str, libraries: list[str]) -> Extension:
+        # Every module reads the C structs (the connection through the compiled session's),
+        # so every one includes csrc/ and is rebuilt when a header changes.
+        return Extension(
+            f"pycache_d.{name}",
+            sources=[f"pycache_d/{name}.pyx"],
+            include_dirs=["csrc"],
+            libraries=libraries,
+            depends=HEADERS,
+            extra_compile_args=[*opt, *san],
+            extra_link_args=san,
+            define_macros=macros,
+        )
+
+    modules = [
+        extension("_native", ["pycache_store"]),
+        extension("_csession", ["pycache_store"]),
+        extension("_cconnection", []),
+    ]
     directives = {"language_level": "3", "embedsignature": True}
     if DEBUG:
         directives["linetrace"] = True
-    return cythonize([native, session, connection], compiler_directives=directives, annotate=ANNOTATE)
+    return cythonize(modules, compiler_directives=directives, annotate=ANNOTATE)
 
 
 setup(
