@@ -56,6 +56,7 @@ def extensions() -> list:
         extension("_native", ["pycache_store"]),
         extension("_csession", ["pycache_store"]),
         extension("_cconnection", []),
+        extension("_cstream", []),
     ]
     directives = {"language_level": "3", "embedsignature": True}
     if DEBUG:

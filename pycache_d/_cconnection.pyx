@@ -6,9 +6,13 @@ twin, connection._ConnectionBase, otherwise). Only the common case runs here: a 
 most ``lines`` requests and FEED_SLICE bytes, while not paused, not logging each request. It
 is fed to the session whole and answered with one write. Everything else (pausing, slicing,
 logging, errors) is Connection's, in Python: this class calls back into it.
+
+The compiled stream transport (_cstream.pyx) calls ``feed_ptr`` instead of data_received: the
+same path for bytes still in its read buffer, with the reply sent from the session's buffer,
+so a usual request makes no Python object at all.
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from libc.string cimport memchr
@@ -52,9 +56,8 @@ cdef inline double monotonic() noexcept:
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
-cdef inline Py_ssize_t count_lines(bytes data):
-    cdef const char *p = PyBytes_AS_STRING(data)
-    cdef const char *end = p + PyBytes_GET_SIZE(data)
+cdef inline Py_ssize_t count_lines(const char *p, Py_ssize_t size):
+    cdef const char *end = p + size
     cdef const char *nl
     cdef Py_ssize_t n = 0
     while p < end:
@@ -67,28 +70,17 @@ cdef inline Py_ssize_t count_lines(bytes data):
 
 
 cdef class ConnectionBase:
-    """State the hot path reads, and the hot path itself (see the module docstring)."""
+    """State the hot path reads, and the hot path itself (see the module docstring).
 
-    cdef public object transport
-    cdef public object session
-    cdef public bint _closing
-    cdef public bint _paused
-    cdef public bint _continuing
-    cdef public bint _eof
-    cdef public bytes _pending
-    cdef public Py_ssize_t _lines
-    cdef public double last_active
-    # Set by the subclass: its limits and its view of whether requests are being logged.
-    cdef public Py_ssize_t feed_slice
-    cdef public Py_ssize_t max_lines
-    cdef public Py_ssize_t small_reply
-    cdef public object write  # transport.write, looked up once
-    # PERF: while the transport holds nothing unsent (_direct), a reply is sent on the socket
-    # here, skipping the transport's write path; direct_fd is -1 where that is not allowed
-    # (TLS). Whatever the kernel does not take goes to transport.write, in order, and direct
-    # sends wait until the transport has sent it all. Any other write clears _direct first.
-    cdef public int direct_fd
-    cdef public bint _direct
+    Its attributes are declared in _cconnection.pxd. Set by the subclass: ``feed_slice``,
+    ``max_lines`` and ``small_reply`` (its limits) and ``write`` (transport.write, looked up
+    once).
+
+    PERF: while the transport holds nothing unsent (``_direct``), a reply is sent on the socket
+    here, skipping the transport's write path; ``direct_fd`` is -1 where that is not allowed
+    (TLS). Whatever the kernel does not take goes to transport.write, in order, and direct sends
+    wait until the transport has sent it all. Any other write clears ``_direct`` first.
+    """
 
     cdef int _send(self, bytes reply, Py_ssize_t size) except -1:
         cdef Py_ssize_t sent
@@ -105,6 +97,20 @@ cdef class ConnectionBase:
             self._direct = self.transport.get_write_buffer_size() == 0
         return 0
 
+    cdef int _send_ptr(self, const char *reply, Py_ssize_t size) except -1:
+        """_send() of bytes the session holds: a bytes object only for what the kernel refuses."""
+        cdef Py_ssize_t sent
+        if self._direct:
+            sent = send(self.direct_fd, reply, size, MSG_DONTWAIT | MSG_NOSIGNAL)
+            if sent == size:
+                return 0
+            if sent < 0:
+                sent = 0
+            self._direct = False
+            self.write(PyBytes_FromStringAndSize(reply + sent, size - sent))
+            return 0
+        return self._send(PyBytes_FromStringAndSize(reply, size), size)
+
     def data_received(self, data):
         cdef Py_ssize_t lines, size
         if self._closing:
@@ -116,14 +122,13 @@ cdef class ConnectionBase:
             return
         if type(data) is not bytes:
             data = bytes(data)
-        lines = count_lines(data)
+        lines = count_lines(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
         size = PyBytes_GET_SIZE(data)
         if lines > self._lines or size > self.feed_slice or debug_enabled():
             self._feed(data)
             return
         session = self.session
         cdef bint native = type(session) is NativeSession
-        cdef bint closing
         try:
             if native:  # PERF: a C call, not a Python method call
                 reply = (<NativeSession>session).feed_bytes(data)
@@ -135,8 +140,51 @@ cdef class ConnectionBase:
         size = len(reply)
         if size:
             self._send(reply, size)
+        self._answered(session, native, lines, size)
+
+    cdef int feed_ptr(self, const char *data, Py_ssize_t size) except -1:
+        """data_received() of ``size`` bytes at ``data``, for the compiled stream transport.
+
+        Returns 1 when done, 0 when declined: the caller then passes the bytes to
+        data_received(), which knows every other case (the Python session among them).
+        """
+        cdef Py_ssize_t lines, n
+        cdef NativeSession session
+        if self._closing:
+            return 1  # dropped, as data_received() drops them
+        if self._paused or self._pending or self._continuing or type(self.session) is not NativeSession:
+            return 0
+        lines = count_lines(data, size)
+        if lines > self._lines or size > self.feed_slice or debug_enabled():
+            return 0
+        self.last_active = monotonic()
+        session = <NativeSession>self.session
+        try:
+            reply = session.feed_ptr(data, <size_t>size)
+            if reply is None:  # PERF: the reply is sent from the session's buffer
+                n = <Py_ssize_t>session.out.len
+                if n:
+                    self._send_ptr(session.out.data, n)
+                session.out_sent()
+            else:
+                n = len(reply)
+                if n:
+                    self._send(reply, n)
+        except Exception:
+            self._session_failed([])
+            return 1
+        self._answered(session, True, lines, n)
+        return 1
+
+    cdef int _answered(self, object session, bint native, Py_ssize_t lines, Py_ssize_t size) except -1:
+        """After a reply of ``size`` bytes to ``lines`` lines: size the next slice, then close,
+        continue a cut multi-get, or close after the client's EOF."""
+        cdef bint closing
+        cdef Py_ssize_t per_line
         if size > self.small_reply * (lines or 1):
-            self._learn(data, size)
+            # Connection._learn(), on the line count we have: about HIGH_WATER bytes per slice.
+            per_line = max(1, size // max(1, lines))
+            self._lines = max(1, min(self.max_lines, self.small_reply * self.max_lines // per_line))
         else:
             self._lines = self.max_lines  # what _learn() makes of small replies
         closing = (<NativeSession>session)._closing if native else session.closing
@@ -146,3 +194,4 @@ cdef class ConnectionBase:
             self._continue_later()
         elif self._eof:
             self.close()
+        return 0

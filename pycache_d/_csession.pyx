@@ -187,22 +187,35 @@ cdef class NativeSession:
 
     cdef bytes feed_bytes(self, bytes data):
         """feed() for the compiled connection, which calls it without a Python method call."""
+        if self._closing:
+            return b""
+        if self.slow_active:
+            return self._to_slow(data)
+        reply = self.feed_ptr(PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data))
+        return self._take_out() if reply is None else reply
+
+    cdef object feed_ptr(self, const char *data, size_t size):
+        """feed() of ``size`` bytes at ``data``, which need not outlive the call.
+
+        Returns None when the whole reply was built in ``out`` (the caller sends
+        ``out.data[:out.len]`` and then calls ``out_sent()``); else the reply as bytes.
+        """
         cdef const char *p
         cdef size_t n
         cdef Py_ssize_t pos
         if self._closing:
             return b""
         if self.slow_active:
-            return self._to_slow(data)
+            return self._to_slow(PyBytes_FromStringAndSize(data, size))
         self.store._tick()
         self.out.len = 0
         if self.pending.len:
-            buf_put(&self.pending, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+            buf_put(&self.pending, data, size)
             p = self.pending.data
             n = self.pending.len
         else:
-            p = PyBytes_AS_STRING(data)
-            n = PyBytes_GET_SIZE(data)
+            p = data
+            n = size
         self.cut_at = 0
         self._more = False
         pos = self._run(p, n)
@@ -218,14 +231,18 @@ cdef class NativeSession:
             self.pending.len = 0
             buf_put(&self.pending, p + pos, n - <size_t>pos)
         shrink(&self.pending)
-        return self._take_out()
+        return None
+
+    cdef void out_sent(self) noexcept:
+        """``out`` was sent: empty it, and give it back if it grew for a large reply."""
+        self.out.len = 0
+        shrink(&self.out)
 
     cdef bytes _take_out(self):
         """The reply built in ``out``, as bytes; ``out`` is emptied and, if it grew for a
         large reply, given back, so an idle connection keeps no more than 4 KiB of it."""
         reply = PyBytes_FromStringAndSize(self.out.data, self.out.len)
-        self.out.len = 0
-        shrink(&self.out)
+        self.out_sent()
         return reply
 
     cdef bytes _flush_and_delegate(self, const char *p, size_t n, size_t start):

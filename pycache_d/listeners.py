@@ -1,7 +1,8 @@
-"""Listening sockets: unix-socket binding with permissions, and the open-file limit.
+"""Listening sockets: unix-socket binding with permissions, TCP binding, the open-file limit.
 
-TCP listeners are plain ``loop.create_server`` calls in :mod:`pycache_d.server`; what needs care
-is here.
+TLS listeners (and all of them when the compiled stream transport is not in use) are
+``loop.create_server`` calls in :mod:`pycache_d.server`; the plain ones are bound here and
+served by :mod:`pycache_d.streams`.
 """
 
 from __future__ import annotations
@@ -101,3 +102,28 @@ def _warn_short(max_connections: int, want: int, limit: int) -> None:
         want,
         limit,
     )
+
+
+def bind_tcp(host: str, port: int, backlog: int) -> list[socket.socket]:
+    """Bind and listen on every address ``host`` resolves to ("": all interfaces), as
+    ``loop.create_server`` does: ``SO_REUSEADDR``, and IPv6 sockets only for IPv6.
+
+    Raises:
+        OSError: resolving or binding failed (nothing is left open).
+    """
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    socks: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, addr in dict.fromkeys(infos):  # resolvers repeat some
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(addr)
+            sock.listen(backlog)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks

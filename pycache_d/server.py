@@ -36,8 +36,9 @@ from . import log as logmod
 from .config import LIVE_SETTINGS, TLS_SETTINGS, Config, ConfigError, ConfigSource, Endpoint, describe_size
 from .connection import Connection
 from .context import ServerContext
-from .listeners import ListenError, bind_unix, raise_fd_limit
+from .listeners import ListenError, bind_tcp, bind_unix, raise_fd_limit
 from .log import log, notice
+from .streams import READ_SIZE, PlainServer, Poller
 
 __all__ = ["DaemonContext", "ListenError", "Server", "run"]
 
@@ -45,6 +46,9 @@ __all__ = ["DaemonContext", "ListenError", "Server", "run"]
 RECLAIM_SLICE = 500
 #: ...and sleeps this long between slices unless the last one was full.
 RECLAIM_INTERVAL = 0.1
+
+#: The listen() backlog of every listener.
+BACKLOG = 1024
 
 #: On SIGTERM, how long in-flight replies may take to flush before connections are cut.
 SHUTDOWN_GRACE = 5.0
@@ -222,7 +226,8 @@ class Server:
         self._idle_timer: asyncio.TimerHandle | None = None
         # A step of the wall clock is logged, and absolute expiry times follow it (clock.py).
         self._clock_watch = clock.WallClockWatch(on_step=self._set_wall_skew)
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[Any] = []  # asyncio servers and PlainServers
+        self._poller: Any = None  # the compiled stream transport's epoll set, once one is used
         self._unix_sockets: list[tuple[str, int]] = []  # (path, inode) to remove on exit
         self._stopping = asyncio.Event()
         self._reclaimer: asyncio.Task[None] | None = None
@@ -281,18 +286,19 @@ class Server:
             {"ssl": self.tls_context, "ssl_handshake_timeout": tls.HANDSHAKE_TIMEOUT} if secure else {}
         )
         try:
-            if sock is not None:  # passed by systemd, which owns (and removes) a unix socket file
+            if Poller is not None and not secure:
+                srv: Any = self._serve_plain(endpoint, sock)
+            elif sock is not None:  # passed by systemd, which owns (and removes) a unix socket file
                 if endpoint.is_unix:
-                    srv = await self.loop.create_unix_server(factory, sock=sock, backlog=1024)
+                    srv = await self.loop.create_unix_server(factory, sock=sock, backlog=BACKLOG)
                 else:
-                    srv = await self.loop.create_server(factory, sock=sock, backlog=1024, **tls_args)
+                    srv = await self.loop.create_server(factory, sock=sock, backlog=BACKLOG, **tls_args)
             elif endpoint.is_unix:
-                sock = bind_unix(endpoint.path, self.config.unix_mode)
-                self._unix_sockets.append((endpoint.path, os.stat(endpoint.path).st_ino))
-                srv = await self.loop.create_unix_server(factory, sock=sock, backlog=1024)
+                sock = self._bind_unix(endpoint)
+                srv = await self.loop.create_unix_server(factory, sock=sock, backlog=BACKLOG)
             else:
                 srv = await self.loop.create_server(
-                    factory, endpoint.host, endpoint.port, reuse_address=True, backlog=1024, **tls_args
+                    factory, endpoint.host, endpoint.port, reuse_address=True, backlog=BACKLOG, **tls_args
                 )
         except OSError as e:
             # NOTE: the errno's text, not the loop's message, which differs between uvloop and
@@ -318,6 +324,29 @@ class Server:
                 notice("TLS listening on %s", bound)
             else:
                 notice("listening on %s", bound)
+
+    def _serve_plain(self, endpoint: Endpoint, sock: socket.socket | None) -> PlainServer:
+        """Listen on ``endpoint`` (or serve ``sock``) with the compiled stream transport."""
+        if sock is not None:
+            socks = [sock]
+            sock.listen(BACKLOG)  # systemd listened already; this sets our backlog, as asyncio does
+        elif endpoint.is_unix:
+            socks = [self._bind_unix(endpoint)]
+            socks[0].listen(BACKLOG)
+        else:
+            socks = bind_tcp(endpoint.host, endpoint.port, BACKLOG)
+        if self._poller is None:
+            self._poller = Poller(self.loop, READ_SIZE)
+
+        def factory(e: Endpoint = endpoint) -> Connection:
+            return Connection(self, e)
+
+        return PlainServer(self.loop, self._poller, socks, factory)
+
+    def _bind_unix(self, endpoint: Endpoint) -> socket.socket:
+        sock = bind_unix(endpoint.path, self.config.unix_mode)
+        self._unix_sockets.append((endpoint.path, os.stat(endpoint.path).st_ino))
+        return sock
 
     def _secure(self, listener: Endpoint) -> bool:
         """True if clients of ``listener`` speak TLS."""
@@ -485,6 +514,8 @@ class Server:
             for c in list(self.connections):
                 c.transport.abort()
             await asyncio.sleep(0)
+        if self._poller is not None:
+            self._poller.close()
 
     def reload(self) -> None:
         """SIGHUP: re-read the config file and apply what can change while running."""

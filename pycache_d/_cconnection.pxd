@@ -1,0 +1,26 @@
+# The compiled connection's C-level interface, shared with the compiled stream transport
+# (_cstream.pyx), which hands it what it reads without making a bytes object.
+from ._csession cimport NativeSession
+
+
+cdef class ConnectionBase:
+    cdef public object transport
+    cdef public object session
+    cdef public bint _closing
+    cdef public bint _paused
+    cdef public bint _continuing
+    cdef public bint _eof
+    cdef public bytes _pending
+    cdef public Py_ssize_t _lines
+    cdef public double last_active
+    cdef public Py_ssize_t feed_slice
+    cdef public Py_ssize_t max_lines
+    cdef public Py_ssize_t small_reply
+    cdef public object write
+    cdef public int direct_fd
+    cdef public bint _direct
+
+    cdef int feed_ptr(self, const char *data, Py_ssize_t size) except -1
+    cdef int _send(self, bytes reply, Py_ssize_t size) except -1
+    cdef int _send_ptr(self, const char *reply, Py_ssize_t size) except -1
+    cdef int _answered(self, object session, bint native, Py_ssize_t lines, Py_ssize_t size) except -1
