@@ -24,6 +24,10 @@ Invariants (the native backend keeps the same ones, see ``csrc/store.h``):
 
 Keeping the item in one ``bytes`` record (rather than a small object and an int for the CAS) is
 what holds the python backend near 300 bytes per small item.
+
+PERF: one method speaks the text protocol, :meth:`Store.get_values`: the python session's gets
+append their ``VALUE`` lines from inside the lookup loop, the way the compiled session writes
+them from C for the native store.
 """
 
 from __future__ import annotations
@@ -63,6 +67,10 @@ EXISTS = Result.EXISTS
 NOT_FOUND = Result.NOT_FOUND
 DELETED = Result.DELETED
 TOUCHED = Result.TOUCHED
+
+#: PERF: the end of a get's VALUE line for flags 0 and each small value size (get_values).
+_SUFFIXES = 1024
+_SUFFIX = [b" 0 %d\r\n" % size for size in range(_SUFFIXES)]
 
 # Storage modes (the C store numbers them alike in enum store_mode).
 _SET, _ADD, _REPLACE, _APPEND, _PREPEND, _CAS = range(6)
@@ -336,8 +344,8 @@ class Store:
 
         The keys are looked up one after the other (a repeated key counts twice, an invalid key
         raises once the keys before it are done), at one reading of the clock: a multi-get
-        happens at one instant. This is the python backend's hot path (every get of the
-        session); the native backend has no counterpart, its session drives C directly.
+        happens at one instant. The session's gets use :meth:`get_values`, the same lookups
+        writing their replies; the native backend has neither, its session drives C directly.
 
         With a ``budget`` (bytes), it stops after the hit that brings the values' total to it,
         so the list may be shorter than ``keys``; the keys after it are not looked up.
@@ -390,6 +398,77 @@ class Store:
             if misses:
                 stats["get_misses"] += misses
         return found
+
+    def get_values(
+        self, keys: Iterable[bytes], budget: int | None, out: list[bytes], with_cas: bool = False
+    ) -> tuple[int, int]:
+        """Look up ``keys`` as :meth:`get_items` does; append the hits' text-protocol replies.
+
+        For each hit, in key order, ``out`` gets the ``VALUE <key> <flags> <bytes>[ <cas>]``
+        line, the value and ``\\r\\n`` (``get``/``gets``, without the closing ``END``). The
+        python session's get path: PERF, one loop and no tuple per hit, about a sixth of a 10-key
+        get's CPU over :meth:`get_items` and a second loop in the session.
+
+        Args:
+            keys: the command's keys, non-empty ``bytes``.
+            budget: as for :meth:`get_items`; None for none.
+            out: the reply parts so far.
+            with_cas: ``gets``: each VALUE line ends with the item's CAS.
+
+        Returns:
+            ``(looked_up, spent)``: how many keys were looked up (fewer than ``keys`` when the
+            budget stopped it) and the value bytes appended.
+
+        Raises:
+            InvalidKey: at a key the store refuses, once the keys before it are done; their
+                parts stay in ``out`` (memcached drops them: the caller trims ``out``).
+        """
+        now = self._now()
+        data = self._data
+        lookup = data.get
+        bump = data.move_to_end
+        flush_cas = self._flush_cas
+        suffix = _SUFFIX
+        limit = (1 << 62) if budget is None else budget
+        spent = looked_up = hits = 0
+        try:
+            for key in keys:
+                if not 0 < len(key) <= MAX_KEY_LENGTH:
+                    _check_key(key)  # raises
+                looked_up += 1
+                # What _fetch() does, step for step (as in get_items).
+                rec = lookup(key)
+                if rec is not None:
+                    cas, flags, exptime, fetched = _unpack(rec)
+                    if cas >= flush_cas and not 0 < exptime <= now:
+                        hits += 1
+                        if not fetched:
+                            rec = rec[: _HSIZE - 1] + b"\x01" + rec[_HSIZE:]
+                            data[key] = rec
+                        bump(key)
+                        value = rec[_HSIZE:]
+                        size = len(value)
+                        if with_cas:
+                            out.append(b"VALUE %s %d %d %d\r\n" % (key, flags, size, cas))
+                            out += (value, b"\r\n")
+                        elif flags or size >= _SUFFIXES:
+                            out.append(b"VALUE %s %d %d\r\n" % (key, flags, size))
+                            out += (value, b"\r\n")
+                        else:
+                            out += (b"VALUE ", key, suffix[size], value, b"\r\n")
+                        spent += size
+                        if spent >= limit:
+                            break
+                        continue
+                    self._lookup(key, now)  # dead: frees it, counting get_expired or get_flushed
+        finally:
+            stats = self._stats
+            stats["cmd_get"] += looked_up
+            if hits:
+                stats["get_hits"] += hits
+            if looked_up != hits:
+                stats["get_misses"] += looked_up - hits
+        return looked_up, spent
 
     @staticmethod
     def _triple(rec: bytes) -> tuple[bytes, int, int]:

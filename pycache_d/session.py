@@ -70,6 +70,7 @@ class _BudgetSpent(Exception):
 _LONG_OK = (b"get ", b"gets ")
 
 _NOT_FOUND = Result.NOT_FOUND.wire
+_END = wire.END
 #: PERF: Result.wire, without the property call.
 _RESULT_WIRE = {result: result.wire for result in Result}
 #: Largest value _drop() builds to make the store refuse a set (see there).
@@ -85,9 +86,6 @@ _STORAGE = {
     b"prepend": _PREPEND,
     b"cas": _CAS,
 }
-#: PERF: the end of a VALUE line for flags 0 and each small value size: no number formatting.
-_SUFFIXES = 1024
-_SUFFIX = [b" 0 %d\r\n" % size for size in range(_SUFFIXES)]
 
 
 class Session:
@@ -112,8 +110,8 @@ class Session:
         self.more = False
         self._spent = 0  # value bytes answered in this feed
         self._rest: bytes | None = None  # the unanswered keys of a multi-get cut at the budget
-        # PERF: the python store fetches a multi-get's keys in one call (native: per key).
-        self._get_items: Callable[..., list[Any]] | None = getattr(store, "get_items", None)
+        # PERF: the python store answers a get's keys in one call (native: one call per key).
+        self._get_values: Callable[..., tuple[int, int]] | None = getattr(store, "get_values", None)
 
     # -- framing ------------------------------------------------------------------------------
 
@@ -249,66 +247,40 @@ class Session:
         self._get(toks, out, True)
 
     def _get(self, toks: list[bytes], out: list[bytes], with_cas: bool = False) -> None:
-        """Answer get, or gets (``with_cas``): the hot path, over a store with ``get_items``."""
-        get_items = self._get_items
-        if get_items is None or len(toks) < 2:
+        """Answer get, or gets (``with_cas``): the hot path, over a store with ``get_values``."""
+        get_values = self._get_values
+        if get_values is None or len(toks) < 2:
             self._retrieve(toks, 1, out, with_cas, None)
             return
         keys = toks[1:]
+        mark = len(out)
         try:
-            items = get_items(keys, REPLY_BUDGET)
+            looked_up, spent = get_values(keys, REPLY_BUDGET, out, with_cas)
         except InvalidKey:
             # Tokens are never empty, so the store refused a key longer than MAX_KEY_LENGTH,
             # after fetching the keys before it; memcached, too, stops there and drops the
             # values it had gathered.
+            del out[mark:]
             out.append(wire.BAD_FORMAT)
             return
-        spent = 0
-        # PERF: zip(strict=True) doubles the cost of a one-key get (a keyword call); the loop
-        # stops with the shorter list when the budget ran out.
-        for key, item in zip(keys, items):  # noqa: B905
-            if item is not None:
-                value, flags, cas = item
-                size = len(value)
-                spent += size
-                if with_cas:
-                    out.append(b"VALUE %s %d %d %d\r\n" % (key, flags, size, cas))
-                    out += (value, b"\r\n")
-                elif flags or size >= _SUFFIXES:
-                    out.append(b"VALUE %s %d %d\r\n" % (key, flags, size))
-                    out += (value, b"\r\n")
-                else:
-                    out += (b"VALUE ", key, _SUFFIX[size], value, b"\r\n")
-        if spent >= _BIG_REPLY and self._spend(spent, toks[:1], keys, items, out, with_cas):
+        if spent >= _BIG_REPLY and self._spend(spent, toks[:1], keys[looked_up:], out, mark):
             return
-        out.append(wire.END)
+        out.append(_END)
 
-    def _spend(
-        self,
-        spent: int,
-        head: list[bytes],
-        keys: list[bytes],
-        items: list[Any],
-        out: list[bytes],
-        with_cas: bool,
-    ) -> bool:
+    def _spend(self, spent: int, head: list[bytes], rest: list[bytes], out: list[bytes], mark: int) -> bool:
         """Count a large multi-get reply against the budget; stop the feed once it is spent.
 
-        ``items`` may be shorter than ``keys`` (get_items stopped at the budget): the rest is
-        left to the next feed, unless a key in it is too long, which drops this whole reply
-        (then it returns True: the reply is complete).
+        ``rest`` holds the keys get_values did not look up (it stopped at the budget): they are
+        left to the next feed, unless one of them is too long, which drops this whole reply,
+        ``out[mark:]`` (then it returns True: the reply is complete).
 
         Raises:
             _BudgetSpent: the feed's budget is spent.
         """
-        rest = keys[len(items) :]
         if rest and max(map(len, rest)) > MAX_KEY_LENGTH:
-            # Not sent yet: take back what this command appended (3 or 5 parts per hit).
-            hits = [i for i in items if i is not None]
-            parts = sum(3 if with_cas or flags or len(v) >= _SUFFIXES else 5 for v, flags, _ in hits)
-            del out[len(out) - parts :]
+            del out[mark:]  # not sent yet
             try:
-                self._get_items(rest)  # type: ignore[misc]
+                self._get_values(rest, None, [])  # type: ignore[misc]
             except InvalidKey:
                 pass
             out.append(wire.BAD_FORMAT)
