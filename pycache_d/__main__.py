@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__, snapshot, systemd
+from . import __version__, snapshot, streams, systemd
 from . import config as configmod
 from . import log as logmod
 from .config import Config, ConfigError, ConfigSource, describe_size
@@ -75,7 +75,7 @@ async def _serve(cfg: Config, source: ConfigSource, store: Any, loop_name: str) 
     def started() -> None:
         notice(
             "pycache-d %s started: backend %s, memory limit %s, max item size %s, max items %s, "
-            "max connections %d, event loop %s%s",
+            "max connections %d, event loop %s, plain clients on %s%s",
             __version__,
             store.backend,
             describe_size(cfg.memory_limit),
@@ -83,6 +83,7 @@ async def _serve(cfg: Config, source: ConfigSource, store: Any, loop_name: str) 
             cfg.max_items or "unlimited",
             cfg.max_connections,
             loop_name,
+            "the compiled epoll driver" if streams.Poller is not None else "the loop's transports",
             f", config {source.path}" if source.path else "",
         )
 

@@ -12,8 +12,9 @@ takes the bound addresses from the ``listening on`` lines before it. Use it as a
     assert d.returncode == 0             # stop() sent SIGTERM and waited
 
 or through the fixtures ``daemon_backend`` (the names ``native``/``python``, native skipped when
-not built), ``daemon`` (a running daemon on each backend) and ``daemon_factory`` (start daemons
-with your own flags; all are stopped at teardown). Load them with ``pytest_plugins = ["daemon"]``
+not built), ``daemon`` (a running daemon on each backend), ``daemon_factory`` (start daemons
+with your own flags; all are stopped at teardown) and ``both_transports`` (opt-in: the test runs
+on the compiled socket driver and on uvloop's transports). Load them with ``pytest_plugins = ["daemon"]``
 in a test module, after ``pytest.register_assert_rewrite("daemon")`` if that module also imports
 from here (see test_server.py). From another directory, put this file's directory on
 ``sys.path`` first.
@@ -283,6 +284,28 @@ def backend_params() -> list[Any]:
 @pytest.fixture(params=backend_params())
 def daemon_backend(request: pytest.FixtureRequest) -> str:
     """Each store backend's name in turn."""
+    return str(request.param)
+
+
+#: What the daemon's start line says of each way of driving plain client sockets.
+TRANSPORT_LOG = {
+    "compiled": "plain clients on the compiled epoll driver",
+    "uvloop": "plain clients on the loop's transports",
+}
+
+
+@pytest.fixture(params=list(TRANSPORT_LOG))
+def both_transports(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once on each way of driving plain sockets (``PYCACHE_D_STREAMS``).
+
+    The compiled driver is the default; ``uvloop`` is what TLS clients and builds without the
+    extensions use. Opt in with ``pytestmark = pytest.mark.usefixtures("both_transports")``,
+    which sets the environment before any daemon of the test starts.
+    """
+    if request.param == "uvloop":
+        monkeypatch.setenv("PYCACHE_D_STREAMS", "uvloop")
+    else:
+        monkeypatch.delenv("PYCACHE_D_STREAMS", raising=False)
     return str(request.param)
 
 

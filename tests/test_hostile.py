@@ -23,6 +23,9 @@ pytest_plugins = ["daemon"]
 
 from daemon import Daemon, read_until, stats  # noqa: E402
 
+# Every abuse is tried on the compiled socket driver and on uvloop's transports.
+pytestmark = pytest.mark.usefixtures("both_transports")
+
 MiB = 1024 * 1024
 Factory = Callable[..., Daemon]
 

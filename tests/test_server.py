@@ -28,7 +28,10 @@ from pycache_d.connection import MAX_UNSENT
 pytest.register_assert_rewrite("daemon")
 pytest_plugins = ["daemon"]
 
-from daemon import Daemon, native_built, read_until, stats  # noqa: E402
+from daemon import TRANSPORT_LOG, Daemon, native_built, read_until, stats  # noqa: E402
+
+# Every test runs on the compiled socket driver and on uvloop's transports.
+pytestmark = pytest.mark.usefixtures("both_transports")
 
 MiB = 1024 * 1024
 Factory = Callable[..., Daemon]
@@ -52,10 +55,11 @@ def run_daemon(
 # -- lifecycle ------------------------------------------------------------------------------------
 
 
-def test_start_serve_and_stop_on_sigterm(daemon: Daemon, daemon_backend: str) -> None:
+def test_start_serve_and_stop_on_sigterm(daemon: Daemon, daemon_backend: str, both_transports: str) -> None:
     assert daemon.request(b"version\r\n").startswith(b"VERSION ")
     assert f"started: backend {daemon_backend}, memory limit 64m" in daemon.log
     assert "event loop uvloop" in daemon.log
+    assert TRANSPORT_LOG[both_transports] in daemon.log
     assert stats(daemon, "settings")["backend"] == daemon_backend
     assert daemon.stop() == 0
     assert "SIGTERM: shutting down" in daemon.log
