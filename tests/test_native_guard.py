@@ -60,3 +60,28 @@ def test_connections_use_the_compiled_hot_path():
     from pycache_d import connection
 
     assert connection.ConnectionBase.__module__ == "pycache_d._cconnection", "the build fell back to Python"
+
+
+@pytest.mark.skipif(bool(os.environ.get("PYCACHE_D_NO_EXTENSIONS")), reason="extensions disabled on purpose")
+def test_plain_sockets_use_the_compiled_driver():
+    if os.environ.get("PYCACHE_D_STREAMS") == "uvloop":
+        pytest.skip("PYCACHE_D_STREAMS=uvloop asks for the loop's transports")
+    from pycache_d import streams
+
+    assert streams.Poller is not None, (
+        "pycache_d._cstream did not import: the build fell back to uvloop's transports"
+    )
+    assert streams.Poller.__module__ == "pycache_d._cstream"
+
+
+def test_streams_switch_selects_the_loops_transports():
+    code = "from pycache_d import streams; print(streams.Poller)"
+    for env in ({"PYCACHE_D_STREAMS": "uvloop"}, {"PYCACHE_D_NO_EXTENSIONS": "1"}):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert out.stdout.strip() == "None", env

@@ -27,6 +27,9 @@ def test_wheel_and_sdist_contents(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.startswith("pycache_d/_native.") and n.endswith(".so") for n in names), names
     assert "pycache_d/_native.pyi" in names and "pycache_d/py.typed" in names
+    for module in ("_csession", "_cconnection", "_cstream"):
+        assert any(n.startswith(f"pycache_d/{module}.") and n.endswith(".so") for n in names), names
+        assert f"pycache_d/{module}.pyi" in names, names
     leaked = [n for n in names if n.endswith((".c", ".h", ".pyx", ".pxd"))]
     assert not leaked, f"sources in the wheel: {leaked}"
     assert "-cp3" in wheel.name and "linux" in wheel.name  # a platform wheel, not py3-none-any
