@@ -6,10 +6,15 @@ multi-gets (``-d 10``). ``memcached -t 1`` and pycache-d (native and python back
 turn, alternating for several rounds, each server pinned to CPU 0 and memaslap to CPU 1.
 Bars (issue 3): native >= 1.0x memcached on both workloads, python >= 0.5x.
 
+The server's CPU time per memaslap op (user + system, from /proc) is printed beside each figure:
+it shows where a gap comes from, and moves less than throughput on a noisy machine.
+``--prefill N`` sets N items first, as in a long-running daemon (a larger hash table, colder
+caches).
+
 RSS per item: each server, fresh, receives 1,000,000 pipelined ``set`` of 100-byte values
 (``noreply``); RSS growth divided by the item count.
 
-Usage: python benchmarks/daemon_throughput.py [--seconds S] [--rounds R] [--skip-rss]
+Usage: python benchmarks/daemon_throughput.py [--seconds S] [--rounds R] [--prefill N] [--skip-rss]
 """
 
 from __future__ import annotations
@@ -70,7 +75,15 @@ def start(server: str, port: int) -> subprocess.Popen:
     return proc
 
 
-def memaslap(port: int, seconds: int, extra: list[str], cfg: str) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds the process has used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    hz = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / hz, int(fields[12]) / hz
+
+
+def memaslap(port: int, seconds: int, extra: list[str], cfg: str) -> tuple[float, int]:
+    """Run memaslap against ``port``; return its ops per second and its op count."""
     pin = ["taskset", "-c", "1"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
     cmd = pin + [
         "memcaslap",
@@ -86,10 +99,10 @@ def memaslap(port: int, seconds: int, extra: list[str], cfg: str) -> float:
         f"{seconds}s",
     ]
     out = subprocess.run(cmd + extra, capture_output=True, text=True, timeout=seconds + 60).stdout
-    match = re.search(r"Run time: [\d.]+s Ops: \d+ TPS: (\d+)", out)
+    match = re.search(r"Run time: [\d.]+s Ops: (\d+) TPS: (\d+)", out)
     if not match:
         raise RuntimeError(f"memaslap printed no TPS:\n{out[-2000:]}")
-    return float(match.group(1))
+    return float(match.group(2)), int(match.group(1))
 
 
 def rss_kib(pid: int) -> int:
@@ -120,6 +133,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument(
+        "--prefill", type=int, default=0, help="items set before each run, as in a long-running daemon"
+    )
     parser.add_argument("--backends", default="native,python", help="pycache-d backends to run")
     args = parser.parse_args()
     missing = [tool for tool in ("memcached", "memcaslap") if not shutil.which(tool)]
@@ -135,17 +151,26 @@ def main() -> int:
         Path(cfg).write_text(CONFIG)
         for label, extra in (("get/set 90/10", []), ("10-key multi-get", ["-d", "10"])):
             tps: dict[str, list[float]] = {s: [] for s in servers}
+            cpu: dict[str, list[tuple[float, float]]] = {s: [] for s in servers}
             for _ in range(args.rounds):
                 for server in servers:
                     port = free_port()
                     proc = start(server, port)
                     try:
-                        tps[server].append(memaslap(port, args.seconds, extra, cfg))
+                        if args.prefill:
+                            load_items(port, args.prefill)
+                        user0, sys0 = cpu_seconds(proc.pid)
+                        rate, ops = memaslap(port, args.seconds, extra, cfg)
+                        user1, sys1 = cpu_seconds(proc.pid)
+                        tps[server].append(rate)
+                        cpu[server].append((1e6 * (user1 - user0) / ops, 1e6 * (sys1 - sys0) / ops))
                     finally:
                         stop(proc)
             base = statistics.median(tps["memcached"])
+            filled = f", {args.prefill:,} items set first" if args.prefill else ""
             print(
-                f"throughput, {label} (memaslap -T 1 -c 16, {args.seconds}s x {args.rounds} rounds, median):"
+                f"throughput, {label} (memaslap -T 1 -c 16, {args.seconds}s x {args.rounds} rounds, "
+                f"median{filled}; server CPU per op, user + system):"
             )
             for server in servers:
                 med = statistics.median(tps[server])
@@ -153,7 +178,12 @@ def main() -> int:
                 bar = bars.get(server)
                 verdict = "" if bar is None else (" ok" if ratio >= bar else f" BELOW BAR {bar}x")
                 ok &= bar is None or ratio >= bar
-                print(f"  {server:<17} {med:10,.0f} ops/s  {ratio:5.2f}x{verdict}")
+                user = statistics.median(u for u, _ in cpu[server])
+                system = statistics.median(k for _, k in cpu[server])
+                print(
+                    f"  {server:<17} {med:10,.0f} ops/s  {ratio:5.2f}x  "
+                    f"{user:.2f} + {system:.2f} us/op{verdict}"
+                )
     if not args.skip_rss:
         print(f"RSS per item after {args.items:,} sets of 100-byte values:")
         for server in servers:
