@@ -68,9 +68,11 @@ NOT_FOUND = Result.NOT_FOUND
 DELETED = Result.DELETED
 TOUCHED = Result.TOUCHED
 
-#: PERF: the end of a get's VALUE line for flags 0 and each small value size (get_values).
+#: PERF: the end of a get's VALUE line for flags 0 and each small value size (get_values), and
+#: the same before a gets' CAS: only the CAS is formatted.
 _SUFFIXES = 1024
 _SUFFIX = [b" 0 %d\r\n" % size for size in range(_SUFFIXES)]
+_CAS_INFIX = [b" 0 %d " % size for size in range(_SUFFIXES)]
 
 # Storage modes (the C store numbers them alike in enum store_mode).
 _SET, _ADD, _REPLACE, _APPEND, _PREPEND, _CAS = range(6)
@@ -430,12 +432,11 @@ class Store:
         flush_cas = self._flush_cas
         suffix = _SUFFIX
         limit = (1 << 62) if budget is None else budget
-        spent = looked_up = hits = 0
+        spent = hits = misses = 0  # PERF: one count per key; looked up = hits + misses
         try:
             for key in keys:
                 if not 0 < len(key) <= MAX_KEY_LENGTH:
                     _check_key(key)  # raises
-                looked_up += 1
                 # What _fetch() does, step for step (as in get_items).
                 rec = lookup(key)
                 if rec is not None:
@@ -448,12 +449,14 @@ class Store:
                         bump(key)
                         value = rec[_HSIZE:]
                         size = len(value)
-                        if with_cas:
-                            out.append(b"VALUE %s %d %d %d\r\n" % (key, flags, size, cas))
+                        if flags or size >= _SUFFIXES:
+                            if with_cas:
+                                out.append(b"VALUE %s %d %d %d\r\n" % (key, flags, size, cas))
+                            else:
+                                out.append(b"VALUE %s %d %d\r\n" % (key, flags, size))
                             out += (value, b"\r\n")
-                        elif flags or size >= _SUFFIXES:
-                            out.append(b"VALUE %s %d %d\r\n" % (key, flags, size))
-                            out += (value, b"\r\n")
+                        elif with_cas:
+                            out += (b"VALUE ", key, _CAS_INFIX[size], b"%d\r\n" % cas, value, b"\r\n")
                         else:
                             out += (b"VALUE ", key, suffix[size], value, b"\r\n")
                         spent += size
@@ -461,14 +464,15 @@ class Store:
                             break
                         continue
                     self._lookup(key, now)  # dead: frees it, counting get_expired or get_flushed
+                misses += 1
         finally:
             stats = self._stats
-            stats["cmd_get"] += looked_up
+            stats["cmd_get"] += hits + misses
             if hits:
                 stats["get_hits"] += hits
-            if looked_up != hits:
-                stats["get_misses"] += looked_up - hits
-        return looked_up, spent
+            if misses:
+                stats["get_misses"] += misses
+        return hits + misses, spent
 
     @staticmethod
     def _triple(rec: bytes) -> tuple[bytes, int, int]:
