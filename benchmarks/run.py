@@ -11,7 +11,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["store_memory.py", "store_speed.py", "snapshot_speed.py", "daemon_throughput.py", "flood_rss.py"]
+SCRIPTS = [
+    "store_memory.py",
+    "store_speed.py",
+    "session_multiget.py",
+    "snapshot_speed.py",
+    "daemon_throughput.py",
+    "flood_rss.py",
+]
 
 
 def main() -> int:
