@@ -227,7 +227,13 @@ cdef class StreamTransport:
         if self.fd < 0:
             return 0  # closed by connection_made (over the connection limit)
         self.mask = self._wanted()
-        self.poller._ctl(EPOLL_CTL_ADD, self, self.mask)
+        try:
+            self.poller._ctl(EPOLL_CTL_ADD, self, self.mask)
+        except OSError as e:
+            # The protocol has seen connection_made: it must hear connection_lost too (or a
+            # Connection would hold its slot of --max-connections for good).
+            self._force_close(e)
+            raise
         self.registered = True
         self.poller.live.add(self)
         return 0
@@ -253,27 +259,31 @@ cdef class StreamTransport:
     # -- events --------------------------------------------------------------------------------
 
     cdef int _handle(self, uint32_t ev, char *buf, Py_ssize_t buf_size) except -1:
+        cdef bint got = False
         if ev & EPOLLERR:
             err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             self._force_close(os_error(err) if err else ConnectionResetError("connection reset"))
             return 0
         if ev & (EPOLLIN | EPOLLHUP) and self.reading:
-            self._read(buf, buf_size)
+            got = self._read(buf, buf_size)
         if ev & (EPOLLOUT | EPOLLHUP) and self.fd >= 0 and PyByteArray_GET_SIZE(self.wbuf):
             self._flush()
-        if ev & EPOLLHUP and self.fd >= 0:
-            # NOTE: both directions are shut (the peer reset, or the socket is fully closed):
-            # nothing more can arrive or leave, and level-triggered epoll would report it
-            # again on every wakeup.
+        if ev & EPOLLHUP and self.fd >= 0 and not got:
+            # NOTE: both directions are shut (the peer reset, or a unix peer closed): nothing
+            # more can leave, and level-triggered epoll would report it again on every wakeup.
+            # Input still queued is read first, one read per wakeup, up to the EOF, as uvloop
+            # does: a unix client may send its last (noreply) requests and close at once.
             self._force_close(ConnectionResetError("connection closed by peer"))
         return 0
 
-    cdef int _read(self, char *buf, Py_ssize_t buf_size) except -1:
+    cdef bint _read(self, char *buf, Py_ssize_t buf_size) except -1:
+        """Read once; return True if bytes were delivered to the protocol."""
         cdef Py_ssize_t n = recv(self.fd, buf, buf_size, MSG_DONTWAIT)
         cdef int err
         if n > 0:
             if self.fast is None or not self.fast.feed_ptr(buf, n):
                 self.protocol.data_received(PyBytes_FromStringAndSize(buf, n))
+            return True
         elif n == 0:
             self.eof = True
             self.reading = False
