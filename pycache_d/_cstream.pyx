@@ -136,7 +136,14 @@ cdef class Poller:
             close(self.epfd)
 
     def close(self):
-        """Stop watching (the transports still open are the caller's to abort first)."""
+        """Stop watching; the transports still open are aborted (their connection_lost follows).
+
+        NOTE: no event could reach them any more: they would never flush nor close, and their
+        next change of events would fail on the closed epoll set.
+        """
+        cdef StreamTransport t
+        for t in list(self.live):
+            t._force_close(None)
         if self.epfd >= 0:
             self.loop.remove_reader(self.epfd)
             close(self.epfd)
