@@ -776,6 +776,29 @@ def test_registration_failure_closes_and_reports() -> None:
     scenario("compiled", body)
 
 
+def test_poller_close_aborts_the_transports_left() -> None:
+    """Closed, the poller can drive nothing: a transport still open is aborted, not stranded."""
+
+    async def body(p: Pairs) -> None:
+        proto, flushing = Recorder(), Recorder()
+        t, peer = await p.open(proto)
+        t2, peer2 = await p.open(flushing, small=True)
+        t2.write(pattern(MiB))
+        t2.close()  # still flushing when the poller goes
+        p.poller.close()
+        assert not p.poller.live and t.is_closing() and t2.is_closing()
+        t.pause_reading()  # no error from the closed epoll set
+        t.write(b"ignored")
+        assert await lost(proto) is None and await lost(flushing) is None
+        assert await asyncio.to_thread(recv_all, peer) == b""
+        got = await asyncio.to_thread(recv_all, peer2)  # what the kernel held, then the end
+        assert len(got) < MiB and pattern(MiB).startswith(got)
+        await asyncio.sleep(0.05)
+        assert proto.lost == [None] and flushing.lost == [None]
+
+    scenario("compiled", body)
+
+
 # -- many connections through PlainServer ------------------------------------------------------
 
 
