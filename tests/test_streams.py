@@ -53,6 +53,10 @@ MiB = 1024 * 1024
 
 KINDS = ["compiled", "uvloop"]
 
+# The transport hands the kernel raw pointers to itself (epoll's data.ptr): make test-asan runs
+# this file under ASan and UBSan too.
+pytestmark = pytest.mark.asan
+
 
 # -- helpers -----------------------------------------------------------------------------------
 
