@@ -16,6 +16,7 @@ cdef class ConnectionBase:
     cdef public Py_ssize_t feed_slice
     cdef public Py_ssize_t max_lines
     cdef public Py_ssize_t small_reply
+    cdef public Py_ssize_t high_water
     cdef public object write
     cdef public int direct_fd
     cdef public bint _direct

@@ -14,6 +14,7 @@ class ConnectionBase:
     feed_slice: int
     max_lines: int
     small_reply: int
+    high_water: int
     write: Any
     direct_fd: int
     _direct: bool

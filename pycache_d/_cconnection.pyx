@@ -73,8 +73,8 @@ cdef class ConnectionBase:
     """State the hot path reads, and the hot path itself (see the module docstring).
 
     Its attributes are declared in _cconnection.pxd. Set by the subclass: ``feed_slice``,
-    ``max_lines`` and ``small_reply`` (its limits) and ``write`` (transport.write, looked up
-    once).
+    ``max_lines``, ``small_reply`` and ``high_water`` (its limits) and ``write``
+    (transport.write, looked up once).
 
     PERF: while the transport holds nothing unsent (``_direct``), a reply is sent on the socket
     here, skipping the transport's write path; ``direct_fd`` is -1 where that is not allowed
@@ -161,18 +161,20 @@ cdef class ConnectionBase:
         session = <NativeSession>self.session
         try:
             reply = session.feed_ptr(data, <size_t>size)
-            if reply is None:  # PERF: the reply is sent from the session's buffer
-                n = <Py_ssize_t>session.out.len
-                if n:
-                    self._send_ptr(session.out.data, n)
-                session.out_sent()
-            else:
-                n = len(reply)
-                if n:
-                    self._send(reply, n)
         except Exception:
             self._session_failed([])
             return 1
+        if reply is None:  # PERF: the reply is sent from the session's buffer
+            n = <Py_ssize_t>session.out.len
+            try:
+                if n:
+                    self._send_ptr(session.out.data, n)
+            finally:
+                session.out_sent()
+        else:
+            n = len(reply)
+            if n:
+                self._send(reply, n)
         self._answered(session, True, lines, n)
         return 1
 
@@ -184,7 +186,7 @@ cdef class ConnectionBase:
         if size > self.small_reply * (lines or 1):
             # Connection._learn(), on the line count we have: about HIGH_WATER bytes per slice.
             per_line = max(1, size // max(1, lines))
-            self._lines = max(1, min(self.max_lines, self.small_reply * self.max_lines // per_line))
+            self._lines = max(1, min(self.max_lines, self.high_water // per_line))
         else:
             self._lines = self.max_lines  # what _learn() makes of small replies
         closing = (<NativeSession>session)._closing if native else session.closing

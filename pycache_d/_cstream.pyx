@@ -164,7 +164,7 @@ cdef class Poller:
         return 0
 
     def _ready(self):
-        cdef int i, n
+        cdef int i, n, fd
         cdef uint32_t ev
         cdef StreamTransport t
         if self.epfd < 0:
@@ -176,13 +176,14 @@ cdef class Poller:
             raise os_error(errno)
         for i in range(n):
             t = <StreamTransport>self.events[i].data.ptr
-            if t.fd < 0:
+            fd = t.fd
+            if fd < 0:
                 continue  # closed earlier in this batch
             ev = self.events[i].events
             try:
                 t._handle(ev, self.buf, self.buf_size)
             except Exception as e:  # a protocol bug: that client goes, everyone else stays
-                log.error("conn %d: unexpected error; closing it", t.fd, exc_info=True)
+                log.error("conn %d: unexpected error; closing it", fd, exc_info=True)
                 t._force_close(e)
 
 
@@ -230,7 +231,13 @@ cdef class StreamTransport:
         return f"<StreamTransport fd={self.fd} {state}>"
 
     cdef int _start(self) except -1:
-        self.protocol.connection_made(self)
+        try:
+            self.protocol.connection_made(self)
+        except BaseException as e:
+            # Closed here, so that nothing can write to the descriptor once the caller has
+            # dropped the socket and the kernel has given its number to someone else.
+            self._force_close(e)
+            raise
         if self.fd < 0:
             return 0  # closed by connection_made (over the connection limit)
         self.mask = self._wanted()
@@ -267,20 +274,26 @@ cdef class StreamTransport:
 
     cdef int _handle(self, uint32_t ev, char *buf, Py_ssize_t buf_size) except -1:
         cdef bint got = False
+        if ev & (EPOLLIN | EPOLLHUP | EPOLLERR) and self.reading:
+            got = self._read(buf, buf_size)
+            if got and ev & (EPOLLHUP | EPOLLERR):
+                # NOTE: the peer reset or closed, but what it sent before is still queued (a
+                # client may send noreply requests and close at once): read it all, one read
+                # per wakeup, as uvloop and memcached do; the wakeup that reads nothing ends it.
+                return 0
+        if self.fd < 0:
+            return 0
         if ev & EPOLLERR:
             err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             self._force_close(os_error(err) if err else ConnectionResetError("connection reset"))
             return 0
-        if ev & (EPOLLIN | EPOLLHUP) and self.reading:
-            got = self._read(buf, buf_size)
-        if ev & (EPOLLOUT | EPOLLHUP) and self.fd >= 0 and PyByteArray_GET_SIZE(self.wbuf):
+        if ev & (EPOLLOUT | EPOLLHUP) and PyByteArray_GET_SIZE(self.wbuf):
             self._flush()
-        if ev & EPOLLHUP and self.fd >= 0 and not got:
-            # NOTE: both directions are shut (the peer reset, or a unix peer closed): nothing
-            # more can leave, and level-triggered epoll would report it again on every wakeup.
-            # Input still queued is read first, one read per wakeup, up to the EOF, as uvloop
-            # does: a unix client may send its last (noreply) requests and close at once.
-            self._force_close(ConnectionResetError("connection closed by peer"))
+        if ev & EPOLLHUP and self.fd >= 0:
+            # Both directions are shut: nothing more can arrive or leave, and level-triggered
+            # epoll would report it again on every wakeup. After the client's EOF that is the
+            # usual end of a unix connection, not an error.
+            self._force_close(None if self.eof else ConnectionResetError("connection closed by peer"))
         return 0
 
     cdef bint _read(self, char *buf, Py_ssize_t buf_size) except -1:

@@ -154,6 +154,7 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self.feed_slice = FEED_SLICE
         self.max_lines = MAX_LINES
         self.small_reply = SMALL_REPLY
+        self.high_water = HIGH_WATER
         self.write: Any = None
         self.direct_fd = -1  # see _cconnection.pyx: where the hot path may send by itself
         self._direct = False

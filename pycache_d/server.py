@@ -287,7 +287,7 @@ class Server:
         )
         try:
             if Poller is not None and not secure:
-                srv: Any = self._serve_plain(endpoint, sock)
+                srv: Any = self._serve_plain(endpoint, sock, factory)
             elif sock is not None:  # passed by systemd, which owns (and removes) a unix socket file
                 if endpoint.is_unix:
                     srv = await self.loop.create_unix_server(factory, sock=sock, backlog=BACKLOG)
@@ -325,7 +325,9 @@ class Server:
             else:
                 notice("listening on %s", bound)
 
-    def _serve_plain(self, endpoint: Endpoint, sock: socket.socket | None) -> PlainServer:
+    def _serve_plain(
+        self, endpoint: Endpoint, sock: socket.socket | None, factory: Callable[[], Connection]
+    ) -> PlainServer:
         """Listen on ``endpoint`` (or serve ``sock``) with the compiled stream transport."""
         if sock is not None:
             socks = [sock]
@@ -337,10 +339,6 @@ class Server:
             socks = bind_tcp(endpoint.host, endpoint.port, BACKLOG)
         if self._poller is None:
             self._poller = Poller(self.loop, READ_SIZE)
-
-        def factory(e: Endpoint = endpoint) -> Connection:
-            return Connection(self, e)
-
         return PlainServer(self.loop, self._poller, socks, factory)
 
     def _bind_unix(self, endpoint: Endpoint) -> socket.socket:

@@ -34,10 +34,23 @@ if not NO_EXTENSIONS and os.environ.get("PYCACHE_D_STREAMS", "") != "uvloop":
 READ_SIZE = 256 * 1024
 #: Connections accepted per wakeup of a listener at most; more wait for the next one.
 ACCEPT_BATCH = 64
-#: Out of file descriptors or memory: accepting pauses this long, then tries again.
+#: accept() failed for the daemon's own reasons (out of file descriptors or memory, ...):
+#: accepting pauses this long, then tries again.
 ACCEPT_RETRY = 0.1
-#: accept() errors that say the daemon itself is short of something, not the client.
-_STARVED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+#: accept() errors about one client only (accept(2): the network errors Linux passes on for a
+#: pending connection, and a firewall's EPERM): that client is skipped and accepting goes on.
+_CLIENT_GONE = {
+    errno.ECONNABORTED,
+    errno.EPROTO,
+    errno.ENETDOWN,
+    errno.ENOPROTOOPT,
+    errno.EHOSTDOWN,
+    errno.ENONET,
+    errno.EHOSTUNREACH,
+    errno.EOPNOTSUPP,
+    errno.ENETUNREACH,
+    errno.EPERM,
+}
 
 
 class PlainServer:
@@ -76,10 +89,11 @@ class PlainServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                if e.errno in _STARVED:
-                    self._starve(listener, e)
-                    return
-                continue  # ECONNABORTED and the like: that client is already gone
+                if e.errno in _CLIENT_GONE:
+                    continue
+                # EMFILE, ENFILE, ENOBUFS, ENOMEM, or anything unexpected: back off, never spin.
+                self._starve(listener, e)
+                return
             if self._starved:
                 self._starved = False
                 notice("accepting connections again")

@@ -627,6 +627,24 @@ def test_reset_with_unsent_bytes(kind: str) -> None:
     scenario(kind, body)
 
 
+def test_input_sent_before_a_reset_is_read(kind: str) -> None:
+    """A client that sends (noreply) requests and resets at once: every byte still arrives."""
+
+    async def body(p: Pairs) -> None:
+        proto = Recorder()
+        t, peer = await p.open(proto)
+        sent = pattern(50_000, 5)
+        peer.sendall(sent)
+        p.peers.remove(peer)
+        reset(peer)  # epoll reports the error with the input still queued
+        await lost(proto)
+        assert proto.data == sent
+        assert len(proto.lost) == 1
+
+    # Reads of 1000 bytes: the input takes many wakeups after the reset.
+    scenario(kind, body, read_size=1000 if kind == "compiled" else READ_SIZE)
+
+
 def test_reset_of_a_unix_peer_with_unsent_bytes() -> None:
     async def body(p: Pairs) -> None:
         proto = Recorder()
@@ -703,6 +721,27 @@ def test_connection_made_that_closes_is_never_registered(kind: str) -> None:
         assert proto.lost == [None]
 
     scenario(kind, body)
+
+
+def test_connection_made_that_raises_leaves_nothing_open() -> None:
+    """The transport closes itself: nothing can write to a descriptor number reused since."""
+
+    def fail(t: Any) -> None:
+        raise RuntimeError("no session")
+
+    async def body(p: Pairs) -> None:
+        proto = Recorder(on_made=fail)
+        with pytest.raises(RuntimeError, match="no session"):
+            await p.open(proto)
+        (peer,) = p.peers
+        t = proto.transport
+        assert t.fd == -1 and t.is_closing() and t not in p.poller.live
+        t.write(b"LEAKED")  # ignored
+        assert await asyncio.to_thread(recv_all, peer) == b""  # closed, nothing sent
+        exc = await lost(proto)
+        assert isinstance(exc, RuntimeError) and proto.lost == [exc]
+
+    scenario("compiled", body)
 
 
 def test_connection_made_that_closes_with_unsent_bytes_flushes_them(kind: str) -> None:
@@ -895,6 +934,36 @@ def test_plain_server_survives_a_failing_protocol_factory(caplog: pytest.LogCapt
                 t.abort()
             await asyncio.sleep(0)
             poller.close()
+
+    run(main)
+
+
+def test_an_unexpected_accept_error_backs_off_instead_of_spinning(caplog: pytest.LogCaptureFixture) -> None:
+    class Counting(socket.socket):
+        calls = 0
+
+        def accept(self) -> tuple[socket.socket, Any]:
+            self.calls += 1
+            return super().accept()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        poller = Poller(loop, READ_SIZE)
+        # Bound but not listening: it polls as hung up (so "ready"), and accept() says EINVAL.
+        broken = Counting(socket.AF_INET, socket.SOCK_STREAM)
+        broken.bind(("127.0.0.1", 0))
+        server = PlainServer(loop, poller, [broken], Recorder)
+        try:
+            await asyncio.sleep(0.35)
+        finally:
+            server.close()
+            poller.close()
+        # One try at start, then one per ACCEPT_RETRY (0.1 s): not 64 per loop iteration.
+        assert 1 <= broken.calls <= 8, broken.calls
+        warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert (
+            len(warnings) == 1 and "cannot accept connections: Invalid argument" in warnings[0].getMessage()
+        )
 
     run(main)
 
