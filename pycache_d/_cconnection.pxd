@@ -21,7 +21,6 @@ cdef class ConnectionBase:
     cdef public int direct_fd
     cdef public bint _direct
 
-    cdef int feed_ptr(self, const char *data, Py_ssize_t size) except -1
+    cdef int received(self, const char *p, Py_ssize_t size, object data) except -1
     cdef int _send(self, bytes reply, Py_ssize_t size) except -1
     cdef int _send_ptr(self, const char *reply, Py_ssize_t size) except -1
-    cdef int _answered(self, object session, bint native, Py_ssize_t lines, Py_ssize_t size) except -1

@@ -7,9 +7,9 @@ most ``lines`` requests and FEED_SLICE bytes, while not paused, not logging each
 is fed to the session whole and answered with one write. Everything else (pausing, slicing,
 logging, errors) is Connection's, in Python: this class calls back into it.
 
-The compiled stream transport (_cstream.pyx) calls ``feed_ptr`` instead of data_received: the
-same path for bytes still in its read buffer, with the reply sent from the session's buffer,
-so a usual request makes no Python object at all.
+data_received and the compiled stream transport (_cstream.pyx) both go through ``received``;
+the transport hands it bytes still in its read buffer, and the compiled session's reply is
+sent from the session's own buffer, so a usual request makes no Python object at all.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -112,87 +112,57 @@ cdef class ConnectionBase:
         return self._send(PyBytes_FromStringAndSize(reply, size), size)
 
     def data_received(self, data):
-        cdef Py_ssize_t lines, size
+        if type(data) is not bytes:
+            data = bytes(data)
+        self.received(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), data)
+
+    cdef int received(self, const char *p, Py_ssize_t size, object data) except -1:
+        """A read of ``size`` bytes at ``p``; ``data`` is the same bytes as an object, or None
+        (the compiled stream transport's buffer: a bytes object is made only where needed)."""
+        cdef Py_ssize_t lines, n
+        cdef bint native, closing
         if self._closing:
-            return
+            return 0
         self.last_active = monotonic()
         if self._paused or self._pending or self._continuing:
             # Read before the pause took effect: keep it in order behind what is waiting.
-            self._pending = self._pending + bytes(data)
-            return
-        if type(data) is not bytes:
-            data = bytes(data)
-        lines = count_lines(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
-        size = PyBytes_GET_SIZE(data)
+            self._pending = self._pending + (PyBytes_FromStringAndSize(p, size) if data is None else data)
+            return 0
+        lines = count_lines(p, size)
         if lines > self._lines or size > self.feed_slice or debug_enabled():
-            self._feed(data)
-            return
+            self._feed(PyBytes_FromStringAndSize(p, size) if data is None else data)
+            return 0
         session = self.session
-        cdef bint native = type(session) is NativeSession
+        native = type(session) is NativeSession
         try:
             if native:  # PERF: a C call, not a Python method call
-                reply = (<NativeSession>session).feed_bytes(data)
+                reply = (<NativeSession>session).feed_ptr(p, <size_t>size)
             else:
-                reply = session.feed(data)
+                reply = session.feed(PyBytes_FromStringAndSize(p, size) if data is None else data)
         except Exception:
             self._session_failed([])
-            return
-        size = len(reply)
-        if size:
-            self._send(reply, size)
-        self._answered(session, native, lines, size)
-
-    cdef int feed_ptr(self, const char *data, Py_ssize_t size) except -1:
-        """data_received() of ``size`` bytes at ``data``, for the compiled stream transport.
-
-        Returns 1 when done, 0 when declined: the caller then passes the bytes to
-        data_received(), which knows every other case (the Python session among them).
-        """
-        cdef Py_ssize_t lines, n
-        cdef NativeSession session
-        if self._closing:
-            return 1  # dropped, as data_received() drops them
-        if self._paused or self._pending or self._continuing or type(self.session) is not NativeSession:
             return 0
-        lines = count_lines(data, size)
-        if lines > self._lines or size > self.feed_slice or debug_enabled():
-            return 0
-        self.last_active = monotonic()
-        session = <NativeSession>self.session
-        try:
-            reply = session.feed_ptr(data, <size_t>size)
-        except Exception:
-            self._session_failed([])
-            return 1
         if reply is None:  # PERF: the reply is sent from the session's buffer
-            n = <Py_ssize_t>session.out.len
+            n = <Py_ssize_t>(<NativeSession>session).out.len
             try:
                 if n:
-                    self._send_ptr(session.out.data, n)
+                    self._send_ptr((<NativeSession>session).out.data, n)
             finally:
-                session.out_sent()
+                (<NativeSession>session).out_sent()
         else:
             n = len(reply)
             if n:
                 self._send(reply, n)
-        self._answered(session, True, lines, n)
-        return 1
-
-    cdef int _answered(self, object session, bint native, Py_ssize_t lines, Py_ssize_t size) except -1:
-        """After a reply of ``size`` bytes to ``lines`` lines: size the next slice, then close,
-        continue a cut multi-get, or close after the client's EOF."""
-        cdef bint closing
-        cdef Py_ssize_t per_line
-        if size > self.small_reply * (lines or 1):
+        # Size the next slice, then close, continue a cut multi-get, or close after the EOF.
+        if n > self.small_reply * (lines or 1):
             # Connection._learn(), on the line count we have: about HIGH_WATER bytes per slice.
-            per_line = max(1, size // max(1, lines))
-            self._lines = max(1, min(self.max_lines, self.high_water // per_line))
+            self._lines = max(1, min(self.max_lines, self.high_water // max(1, n // max(1, lines))))
         else:
             self._lines = self.max_lines  # what _learn() makes of small replies
         closing = (<NativeSession>session)._closing if native else session.closing
         if closing:
             self.close()
-        elif size >= REPLY_BUDGET and session.more:  # only a large reply stops early
+        elif n >= REPLY_BUDGET and session.more:  # only a large reply stops early
             self._continue_later()
         elif self._eof:
             self.close()

@@ -1,5 +1,5 @@
 # The compiled session's C-level interface, shared with the compiled connection
-# (_cconnection.pyx), which calls feed_bytes()/feed_ptr() without a Python method call.
+# (_cconnection.pyx), which calls feed_ptr() without a Python method call.
 from ._native cimport Store
 from ._store_c cimport store
 
@@ -27,7 +27,6 @@ cdef class NativeSession:
     cdef bint cut_cas   # ... and whether it was a gets
     cdef bint _more     # the last feed stopped at REPLY_BUDGET with complete input left
 
-    cdef bytes feed_bytes(self, bytes data)
     cdef object feed_ptr(self, const char *data, size_t size)
     cdef void out_sent(self) noexcept
     cdef bytes _take_out(self)

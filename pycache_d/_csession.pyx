@@ -183,10 +183,6 @@ cdef class NativeSession:
         """Consume bytes read from the client; return the reply bytes to send (possibly b"")."""
         if type(data) is not bytes:
             data = bytes(data)
-        return self.feed_bytes(data)
-
-    cdef bytes feed_bytes(self, bytes data):
-        """feed() for the compiled connection, which calls it without a Python method call."""
         if self._closing:
             return b""
         if self.slow_active:

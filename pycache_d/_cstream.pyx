@@ -5,7 +5,7 @@ PERF: for every read of every connection, uvloop takes the GIL back, enters the 
 context, makes a bytes object and calls data_received. Here the loop watches a single file
 descriptor, an epoll set with every plain client socket in it; when it is ready, one callback
 reads each ready socket into one shared buffer and hands the bytes to the compiled connection,
-which answers from the session's own buffer (_cconnection.ConnectionBase.feed_ptr). Under
+which answers from the session's own buffer (_cconnection.ConnectionBase.received). Under
 memaslap's 16 connections a wakeup finds about a dozen sockets ready, so the loop's per-callback
 cost is shared by all of them, and a usual request makes no Python object. uvloop stays the
 event loop: timers, signals, accepts, TLS clients and everything else are its own.
@@ -15,7 +15,7 @@ event loop: timers, signals, accepts, TLS clients and everything else are its ow
     uvloop ──(epfd readable)──> Poller._ready: epoll_wait(epfd, 64 events, no wait)
                                    │ for each ready socket
                                    ▼
-    StreamTransport ── read ──> ConnectionBase.feed_ptr(buf, n)  (or data_received(bytes))
+    StreamTransport ── read ──> ConnectionBase.received(buf, n)  (or data_received(bytes))
          │  write(): send at once; what the kernel refuses waits in ``wbuf``
          └─ EPOLLIN while reading, EPOLLOUT while ``wbuf`` is not empty
 
@@ -301,7 +301,9 @@ cdef class StreamTransport:
         cdef Py_ssize_t n = recv(self.fd, buf, buf_size, MSG_DONTWAIT)
         cdef int err
         if n > 0:
-            if self.fast is None or not self.fast.feed_ptr(buf, n):
+            if self.fast is not None:
+                self.fast.received(buf, n, None)
+            else:
                 self.protocol.data_received(PyBytes_FromStringAndSize(buf, n))
             return True
         elif n == 0:

@@ -32,7 +32,7 @@ replies), so about 2 x ``-I`` + 1.5 MiB with every limit reached at once.
 Idle clients cost nothing: no timers run for a connection unless it is paused.
 
 The transport is the compiled stream transport for plain sockets (:mod:`pycache_d.streams`),
-which hands reads to ``ConnectionBase.feed_ptr`` without making bytes, or the loop's own
+which hands reads to ``ConnectionBase.received`` without making bytes, or the loop's own
 transport (TLS, or without the extensions); the bounds above hold the same with either.
 """
 
