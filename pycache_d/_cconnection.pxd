@@ -18,9 +18,5 @@ cdef class ConnectionBase:
     cdef public Py_ssize_t small_reply
     cdef public Py_ssize_t high_water
     cdef public object write
-    cdef public int direct_fd
-    cdef public bint _direct
 
     cdef int received(self, const char *p, Py_ssize_t size, object data) except -1
-    cdef int _send(self, bytes reply, Py_ssize_t size) except -1
-    cdef int _send_ptr(self, const char *reply, Py_ssize_t size) except -1

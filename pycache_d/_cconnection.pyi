@@ -16,6 +16,4 @@ class ConnectionBase:
     small_reply: int
     high_water: int
     write: Any
-    direct_fd: int
-    _direct: bool
     def data_received(self, data: bytes) -> None: ...

@@ -9,7 +9,7 @@ logging, errors) is Connection's, in Python: this class calls back into it.
 
 data_received and the compiled stream transport (_cstream.pyx) both go through ``received``;
 the transport hands it bytes still in its read buffer, and the compiled session's reply is
-sent from the session's own buffer, so a usual request makes no Python object at all.
+copied once, into the bytes object handed to transport.write (which sends it at once).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -24,11 +24,6 @@ import logging
 
 from .log import log
 from .session import REPLY_BUDGET as _REPLY_BUDGET
-
-cdef extern from "<sys/socket.h>" nogil:
-    Py_ssize_t send(int fd, const void *buf, size_t n, int flags)
-    int MSG_DONTWAIT
-    int MSG_NOSIGNAL
 
 cdef extern from "<time.h>":
     int CLOCK_MONOTONIC_COARSE
@@ -75,41 +70,7 @@ cdef class ConnectionBase:
     Its attributes are declared in _cconnection.pxd. Set by the subclass: ``feed_slice``,
     ``max_lines``, ``small_reply`` and ``high_water`` (its limits) and ``write``
     (transport.write, looked up once).
-
-    PERF: while the transport holds nothing unsent (``_direct``), a reply is sent on the socket
-    here, skipping the transport's write path; ``direct_fd`` is -1 where that is not allowed
-    (TLS). Whatever the kernel does not take goes to transport.write, in order, and direct sends
-    wait until the transport has sent it all. Any other write clears ``_direct`` first.
     """
-
-    cdef int _send(self, bytes reply, Py_ssize_t size) except -1:
-        cdef Py_ssize_t sent
-        if self._direct:
-            sent = send(self.direct_fd, PyBytes_AS_STRING(reply), size, MSG_DONTWAIT | MSG_NOSIGNAL)
-            if sent == size:
-                return 0
-            # The kernel took part or nothing (or the socket failed: the transport finds out).
-            self._direct = False
-            self.write(reply[sent:] if sent > 0 else reply)
-            return 0
-        self.write(reply)
-        if self.direct_fd >= 0:
-            self._direct = self.transport.get_write_buffer_size() == 0
-        return 0
-
-    cdef int _send_ptr(self, const char *reply, Py_ssize_t size) except -1:
-        """_send() of bytes the session holds: a bytes object only for what the kernel refuses."""
-        cdef Py_ssize_t sent
-        if self._direct:
-            sent = send(self.direct_fd, reply, size, MSG_DONTWAIT | MSG_NOSIGNAL)
-            if sent == size:
-                return 0
-            if sent < 0:
-                sent = 0
-            self._direct = False
-            self.write(PyBytes_FromStringAndSize(reply + sent, size - sent))
-            return 0
-        return self._send(PyBytes_FromStringAndSize(reply, size), size)
 
     def data_received(self, data):
         if type(data) is not bytes:
@@ -142,17 +103,17 @@ cdef class ConnectionBase:
         except Exception:
             self._session_failed([])
             return 0
-        if reply is None:  # PERF: the reply is sent from the session's buffer
+        if reply is None:  # the reply is in the session's buffer
             n = <Py_ssize_t>(<NativeSession>session).out.len
             try:
                 if n:
-                    self._send_ptr((<NativeSession>session).out.data, n)
+                    self.write(PyBytes_FromStringAndSize((<NativeSession>session).out.data, n))
             finally:
                 (<NativeSession>session).out_sent()
         else:
             n = len(reply)
             if n:
-                self._send(reply, n)
+                self.write(reply)
         # Size the next slice, then close, continue a cut multi-get, or close after the EOF.
         if n > self.small_reply * (lines or 1):
             # Connection._learn(), on the line count we have: about HIGH_WATER bytes per slice.

@@ -4,10 +4,10 @@
 PERF: for every read of every connection, uvloop takes the GIL back, enters the protocol's
 context, makes a bytes object and calls data_received. Here the loop watches a single file
 descriptor, an epoll set with every plain client socket in it; when it is ready, one callback
-reads each ready socket into one shared buffer and hands the bytes to the compiled connection,
-which answers from the session's own buffer (_cconnection.ConnectionBase.received). Under
-memaslap's 16 connections a wakeup finds about a dozen sockets ready, so the loop's per-callback
-cost is shared by all of them, and a usual request makes no Python object. uvloop stays the
+reads each ready socket into one shared buffer and hands the bytes, as they are, to the
+compiled connection (_cconnection.ConnectionBase.received), whose reply goes back through
+write(), which sends it at once. Under memaslap's 16 connections a wakeup finds about a dozen
+sockets ready, so the loop's per-callback cost is shared by all of them. uvloop stays the
 event loop: timers, signals, accepts, TLS clients and everything else are its own.
 
 ::

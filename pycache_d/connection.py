@@ -156,8 +156,6 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self.small_reply = SMALL_REPLY
         self.high_water = HIGH_WATER
         self.write: Any = None
-        self.direct_fd = -1  # see _cconnection.pyx: where the hot path may send by itself
-        self._direct = False
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -166,8 +164,6 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self.write = transport.write
         sock = transport.get_extra_info("socket")
         self.fd = sock.fileno() if sock is not None else -1
-        if self.fd >= 0 and transport.get_extra_info("sslcontext") is None:
-            self.direct_fd = self.fd
         self.peer = _peer_name(transport.get_extra_info("peername"), self.listener)
         server = self.server
         if len(server.connections) >= server.max_connections:
@@ -239,7 +235,6 @@ class Connection(ConnectionBase, asyncio.Protocol):
 
     def _feed(self, data: bytes) -> None:
         """Feed ``data`` to the session slice by slice, stopping early if the client pauses."""
-        self._direct = False  # our writes here go through the transport
         debug = log.isEnabledFor(logging.DEBUG)
         out: list[bytes] = []  # PERF: replies of several slices go out in one write (syscall)
         out_len = 0
@@ -298,7 +293,6 @@ class Connection(ConnectionBase, asyncio.Protocol):
     def _session_failed(self, out: list[bytes]) -> None:
         """Answer what was answered, then SERVER_ERROR, and close: one client's bug stays its own."""
         log.exception("conn %d: session failed; closing the connection", self.fd)
-        self._direct = False
         out.append(INTERNAL_ERROR)
         self.transport.writelines(out)
         self.close()
