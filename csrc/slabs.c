@@ -135,9 +135,7 @@ static void page_release(slabs *a, uint32_t id) {
     slab_page *p = &a->pages[id];
     if (p->on_partial)
         partial_remove(a, id);
-    a->cls_pages[p->cls]--;
-    a->cls_live[p->cls] -= p->live;
-    p->evacuating = 0;
+    a->cls_pages[p->cls]--; /* its last chunk was just freed: nothing live to uncount */
     UNPOISON(p->mem, SLAB_PAGE_SIZE);
     free(p->mem);
     p->mem = NULL;
