@@ -7,7 +7,6 @@ pycache_d/_pystore.py, which the differential tests hold it to.
 """
 
 import os
-import time
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
@@ -15,6 +14,7 @@ from posix.time cimport clock_gettime, timespec
 
 from ._store_c cimport *
 
+from . import clock as clockmod
 from .errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result
 from .semantics import CAS_MAX, DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEM_SIZE
 from ._pystore import STAT_NAMES
@@ -81,7 +81,7 @@ cdef class Store:
             raise MemoryError()
         self.backend = "native"
         self._clock = clock
-        self._clock_base = time.time() - time.monotonic()
+        self._clock_base = clockmod.origin()  # the process's clock (clock.py)
         self._tick()
 
     def __dealloc__(self):

@@ -38,6 +38,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 
+from . import clock as clockmod
 from .errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result
 from .semantics import (
     CAS_MAX,
@@ -161,7 +162,7 @@ class Store:
         self._clock = clock
         # Without a clock, the store reads the monotonic clock on a Unix-time scale itself, as
         # clock.MonotonicClock does (and the native backend): PERF, one call fewer per command.
-        self._clock_base = time.time() - time.monotonic()
+        self._clock_base = clockmod.origin()
         self._cas = 0
         self._flush_cas = 0  # items with cas < this are flushed
         self._flush_at = 0  # pending delayed flush_all deadline, 0 for none

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from .log import log
 
 #: Wall time minus monotonic time when the process imported this module: the origin of the
-#: process's clock. The stores take the same sum when they are built, moments later.
+#: process's clock, which the stores read too (:func:`origin`).
 _BASE = time.time() - time.monotonic()
 
 #: A step of the wall clock at least this large (seconds) is logged. NTP's slewing never comes
@@ -39,18 +39,21 @@ CHECK_INTERVAL = 1.0
 class MonotonicClock:
     """Return Unix-scale whole seconds that advance with the monotonic clock.
 
-    Args:
-        base: wall time minus monotonic time at the origin; by default the process's (so every
-            clock of the process, and the stores, agree).
+    Every clock of the process, and the stores, count from the same :func:`origin`.
     """
 
     __slots__ = ("_base",)
 
-    def __init__(self, base: float | None = None) -> None:
-        self._base = _BASE if base is None else base
+    def __init__(self) -> None:
+        self._base = _BASE
 
     def __call__(self) -> int:
         return int(self._base + time.monotonic())
+
+
+def origin() -> float:
+    """Return the origin of the process's clock: wall time minus monotonic time at start."""
+    return _BASE
 
 
 def wall_skew() -> int:
@@ -70,10 +73,7 @@ class WallClockWatch:
     before, so a slow drift never adds up to a false alarm.
     """
 
-    def __init__(
-        self, threshold: float = JUMP_THRESHOLD, on_step: Callable[[int], object] | None = None
-    ) -> None:
-        self.threshold = threshold
+    def __init__(self, on_step: Callable[[int], object] | None = None) -> None:
         #: Called with :func:`wall_skew` after each step (the daemon sets the store's skew).
         self.on_step = on_step
         #: Steps seen so far.
@@ -87,12 +87,12 @@ class WallClockWatch:
         offset = time.time() - time.monotonic()
         step = offset - self._offset
         self._offset = offset
-        skew = wall_skew()
+        skew = round(offset - _BASE)  # wall_skew(), from the clocks just read
         if skew != self._skew:  # small steps too: they add up
             self._skew = skew
             if self.on_step is not None:
                 self.on_step(skew)
-        if abs(step) < self.threshold:
+        if abs(step) < JUMP_THRESHOLD:
             return 0.0
         self.jumps += 1
         log.warning(
