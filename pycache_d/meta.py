@@ -180,7 +180,12 @@ def retime(session: Session, key: bytes, exptime: int) -> None:
     """Record a TTL change made by a classic touch/gat on an item that has a mark."""
     m = session.ctx.marks.get(key)
     if m is not None:
-        m[1] = absolute_expiry(exptime, session.ctx.clock(), session.store.wall_skew)
+        m[1] = _expires(session, exptime, session.ctx.clock())
+
+
+def _expires(session: Session, exptime: int, now: int) -> int:
+    """A command's expiration time as a time on the store's clock (see absolute_expiry)."""
+    return absolute_expiry(exptime, now, session.store.wall_skew)
 
 
 def _remaining(exptime: int, now: int) -> int:
@@ -222,7 +227,7 @@ def _mg(session: Session, toks: list[bytes], out: list[bytes]) -> None:
                 created = True
                 item = (b"", 0, store.cas_counter)
                 # NOTE: memcached does not flag a vivified item's key as binary, even under b.
-                _set_mark(session, key, item[2], absolute_expiry(viv, now, session.store.wall_skew), 0, now)
+                _set_mark(session, key, item[2], _expires(session, viv, now), 0, now)
                 # T and N both set the new item's TTL, in request order: the last one wins.
                 last_ttl = [tok for tok in fl.order if tok[0] in b"NT"][-1]
                 if last_ttl[0] == 0x54:
@@ -245,7 +250,7 @@ def _mg(session: Session, toks: list[bytes], out: list[bytes]) -> None:
     for tok in fl.order:
         o = tok[0]
         if o == 0x54:  # T: the TTL changed here (gat above); later t flags see it
-            exptime = absolute_expiry(_ttl(tok[1:]), now, session.store.wall_skew)
+            exptime = _expires(session, _ttl(tok[1:]), now)
         elif o == 0x4E:
             if created:
                 won = True
@@ -254,7 +259,7 @@ def _mg(session: Session, toks: list[bytes], out: list[bytes]) -> None:
                 not bits & _WON
                 and not created
                 and exptime
-                and exptime < absolute_expiry(_ttl(tok[1:]), now, session.store.wall_skew)
+                and exptime < _expires(session, _ttl(tok[1:]), now)
             ):
                 won = True
         elif o == 0x73:
@@ -372,7 +377,7 @@ def complete_ms(session: Session, pending: tuple[Any, ...], block: bytes, out: l
     if stored and (exptime or stale or fl.binary):
         now = session.ctx.clock()
         bits = (_STALE if stale else 0) | (_BINARY if fl.binary else 0)
-        _set_mark(session, key, cas, absolute_expiry(exptime, now, session.store.wall_skew), bits, now)
+        _set_mark(session, key, cas, _expires(session, exptime, now), bits, now)
     if stored and 0x71 in args:
         return
     parts = [_MS_CODES[result]]
@@ -416,7 +421,7 @@ def _md(session: Session, toks: list[bytes], out: list[bytes]) -> None:
                 bits = _STALE | (m[2] & _BINARY if m is not None else 0)
                 if 0x54 in args:
                     store.touch(key, _ttl(args[0x54]))
-                    exptime = absolute_expiry(_ttl(args[0x54]), now, session.store.wall_skew)
+                    exptime = _expires(session, _ttl(args[0x54]), now)
                 _set_mark(session, key, store.cas_counter, exptime, bits, now)
                 code = _HD
             else:
@@ -483,14 +488,7 @@ def _ma(session: Session, toks: list[bytes], out: list[bytes]) -> None:
                         number = initial
                         vivified = True
                         # NOTE: as with mg, a vivified item's key is not flagged binary.
-                        _set_mark(
-                            session,
-                            key,
-                            store.cas_counter,
-                            absolute_expiry(viv, now, session.store.wall_skew),
-                            0,
-                            now,
-                        )
+                        _set_mark(session, key, store.cas_counter, _expires(session, viv, now), 0, now)
                     else:
                         code = b"NS"
                 else:
@@ -499,14 +497,7 @@ def _ma(session: Session, toks: list[bytes], out: list[bytes]) -> None:
                 ttl = _ttl(args[0x54])
                 store.touch(key, ttl)
                 bits = carried[2] if carried is not None else 0
-                _set_mark(
-                    session,
-                    key,
-                    store.cas_counter,
-                    absolute_expiry(ttl, now, session.store.wall_skew),
-                    bits,
-                    now,
-                )
+                _set_mark(session, key, store.cas_counter, _expires(session, ttl, now), bits, now)
             elif carried is not None:
                 _set_mark(session, key, store.cas_counter, carried[1], carried[2], now)
     except InvalidKey:

@@ -45,7 +45,7 @@ def is_valid_key(key: bytes) -> bool:
     return 0 < len(key) <= MAX_KEY_LENGTH
 
 
-def absolute_expiry(exptime: int, now: int, wall_skew: int = 0) -> int:
+def absolute_expiry(exptime: int, now: int, wall_skew: int) -> int:
     """Turn a protocol expiration time into an absolute time on the store's clock (0 = never).
 
     0 never expires; a negative value is already expired; up to 30 days is relative to ``now``;
