@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from procs import stop
+from procs import free_port, rss_bytes, stop, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = """key
@@ -44,23 +44,6 @@ cmd
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server on port {port} did not start")
-
-
 def start(server: str, port: int) -> subprocess.Popen:
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1 else []
     if server == "memcached":
@@ -71,7 +54,7 @@ def start(server: str, port: int) -> subprocess.Popen:
         backend = server.split()[-1]
         cmd = [sys.executable, "-m", "pycache_d", "-p", str(port), "-m", "2048", "--backend", backend]
     proc = subprocess.Popen(pin + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port)
+    wait_port("127.0.0.1", port, proc)
     return proc
 
 
@@ -103,13 +86,6 @@ def memaslap(port: int, seconds: int, extra: list[str], cfg: str) -> tuple[float
     if not match:
         raise RuntimeError(f"memaslap printed no TPS:\n{out[-2000:]}")
     return float(match.group(2)), int(match.group(1))
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def load_items(port: int, count: int) -> None:
@@ -190,13 +166,13 @@ def main() -> int:
             port = free_port()
             proc = start(server, port)
             try:
-                before = rss_kib(proc.pid)
+                before = rss_bytes(proc.pid)
                 load_items(port, args.items)
                 time.sleep(0.5)
-                after = rss_kib(proc.pid)
+                after = rss_bytes(proc.pid)
             finally:
                 stop(proc)
-            print(f"  {server:<17} {(after - before) * 1024 / args.items:7.1f} bytes/item")
+            print(f"  {server:<17} {(after - before) / args.items:7.1f} bytes/item")
     return 0 if ok else 1
 
 

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from procs import stop
+from procs import free_port, rss_bytes, stats, stop, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
@@ -50,22 +50,6 @@ BATCH = 256 * 1024
 NOISE = random.Random(3).randbytes(256 * 1024)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_bytes(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def start(server: str, port: int, memory: int) -> subprocess.Popen[bytes]:
     if server == "memcached":
         cmd = ["memcached", "-p", str(port), "-U", "0", "-l", "127.0.0.1", "-m", str(memory), "-t", "1"]
@@ -76,17 +60,12 @@ def start(server: str, port: int, memory: int) -> subprocess.Popen[bytes]:
         cmd += ["--backend", backend, "--no-snapshot"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYCACHE_D_")}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{server} did not start")
+    try:
+        wait_port("127.0.0.1", port, proc)
+    except RuntimeError as e:
+        proc.kill()
+        raise RuntimeError(f"{server} did not start: {e}") from None
+    return proc
 
 
 class Sampler(threading.Thread):
@@ -162,15 +141,6 @@ def run_phase(
     return outcomes
 
 
-def stats(port: int) -> dict[str, str]:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"stats\r\n")
-        got = b""
-        while not got.endswith(b"END\r\n"):
-            got += s.recv(65536)
-    return {p[1]: p[2] for p in (line.split(" ", 2) for line in got.decode().splitlines()) if len(p) == 3}
-
-
 @dataclass
 class Result:
     server: str
@@ -206,7 +176,7 @@ def measure(server: str, memory: int, args: argparse.Namespace) -> Result:
         time.sleep(0.5)
         result.peak = sampler.overall
         result.final = rss_bytes(proc.pid)
-        s = stats(port)
+        s = stats("127.0.0.1", port)
         result.evictions = int(s.get("evictions", 0))
         result.stored = int(s.get("bytes", 0))
         for sock in socks:

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest_model import Check, Owned, Planned, Wrong, exact, parse_values, value_reply
-from procs import stop
+from procs import free_port, stats, stop, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_KEYS = 32
@@ -300,25 +300,6 @@ def worker(job: Job) -> Tally:
 # -- the parent: servers, workers, the report ------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(host: str, port: int, proc: subprocess.Popen[bytes] | None, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the daemon exited with status {proc.returncode}")
-        try:
-            socket.create_connection((host, port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {host}:{port}")
-
-
 def command(host: str, port: int, request: bytes, until: bytes) -> bytes:
     with socket.create_connection((host, port), timeout=10) as s:
         s.sendall(request)
@@ -329,11 +310,6 @@ def command(host: str, port: int, request: bytes, until: bytes) -> bytes:
                 break
             got += chunk
         return got
-
-
-def server_stats(host: str, port: int) -> dict[str, str]:
-    reply = command(host, port, b"stats\r\n", b"END\r\n").decode()
-    return {p[1]: p[2] for p in (line.split(" ", 2) for line in reply.splitlines()) if len(p) == 3}
 
 
 def percentile(sorted_ns: list[int], q: float) -> float:
@@ -347,7 +323,7 @@ def run_load(host: str, port: int, args: argparse.Namespace) -> dict[str, Any]:
     run = b"lt%s" % os.urandom(3).hex().encode()
     counter = b"%s.counter" % run
     assert command(host, port, b"set %s 0 0 1\r\n0\r\n" % counter, b"\r\n") == b"STORED\r\n"
-    before = server_stats(host, port)
+    before = stats(host, port)
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(args.processes) as pool:
         jobs = [
@@ -355,7 +331,7 @@ def run_load(host: str, port: int, args: argparse.Namespace) -> dict[str, Any]:
             for p in range(args.processes)
         ]
         tallies = pool.map(worker, jobs)
-    after = server_stats(host, port)
+    after = stats(host, port)
     total = Tally()
     for t in tallies:
         total.commands.update(t.commands)
