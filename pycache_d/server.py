@@ -329,12 +329,11 @@ class Server:
         self, endpoint: Endpoint, sock: socket.socket | None, factory: Callable[[], Connection]
     ) -> PlainServer:
         """Listen on ``endpoint`` (or serve ``sock``) with the compiled stream transport."""
+        if sock is None and endpoint.is_unix:
+            sock = self._bind_unix(endpoint)
         if sock is not None:
+            sock.listen(BACKLOG)  # (one systemd passed listens already: this sets our backlog)
             socks = [sock]
-            sock.listen(BACKLOG)  # systemd listened already; this sets our backlog, as asyncio does
-        elif endpoint.is_unix:
-            socks = [self._bind_unix(endpoint)]
-            socks[0].listen(BACKLOG)
         else:
             socks = bind_tcp(endpoint.host, endpoint.port, BACKLOG)
         if self._poller is None:
