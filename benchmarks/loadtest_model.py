@@ -268,18 +268,30 @@ class Owned:
         req = b"%s %d %s\r\n" % (cmd, self.rng.choice((0, 3600)), b" ".join(keys))
         return Planned(cmd.decode(), req, "values", self.values_check(keys, cmd == b"gats"))
 
-    def op_cas(self) -> Planned:
-        key, value, flags = self.rng.choice(self.keys), self.value(), self.flags()
+    def compare_and_swap(
+        self, key: bytes, value: bytes, flags: int, replies: tuple[bytes, bytes, bytes]
+    ) -> tuple[int, bytes] | None:
+        """Plan a compare-and-swap of ``key`` to ``value``: the CAS to send and the reply due.
+
+        ``replies`` are the not-found, stored and exists replies (cas and ms word them apart).
+        Mostly the current CAS, sometimes a stale one; None when no CAS of the key is known yet.
+        """
         known, stale = self.known_cas(key), self.stale_cas(key)
         if key not in self.items:
-            use, reply = (stale or self.rng.randint(1, 1 << 40)), b"NOT_FOUND\r\n"
-        elif known is not None and (stale is None or self.rng.random() < 0.8):
-            use, reply = known, b"STORED\r\n"
+            return (stale or self.rng.randint(1, 1 << 40)), replies[0]
+        if known is not None and (stale is None or self.rng.random() < 0.8):
             self.write(key, Item(value, flags))
-        elif stale is not None:
-            use, reply = stale, b"EXISTS\r\n"
-        else:  # no CAS known for it yet: learn one
+            return known, replies[1]
+        if stale is not None:
+            return stale, replies[2]
+        return None
+
+    def op_cas(self) -> Planned:
+        key, value, flags = self.rng.choice(self.keys), self.value(), self.flags()
+        swap = self.compare_and_swap(key, value, flags, (b"NOT_FOUND\r\n", b"STORED\r\n", b"EXISTS\r\n"))
+        if swap is None:  # no CAS known for it yet: learn one
             return self.op_gets()
+        use, reply = swap
         req = b"cas %s %d 0 %d %d\r\n%s\r\n" % (key, flags, len(value), use, value)
         return Planned("cas", req, "line", exact(reply))
 
@@ -403,16 +415,10 @@ class Owned:
             req = head + b" M%s\r\n%s\r\n" % (mode, value)
             return Planned("ms", req, "meta", exact(b"HD\r\n" if item is not None else b"NS\r\n"))
         # compare and swap
-        known, stale = self.known_cas(key), self.stale_cas(key)
-        if item is None:
-            use, reply = (stale or self.rng.randint(1, 1 << 40)), b"NF\r\n"
-        elif known is not None and (stale is None or self.rng.random() < 0.8):
-            use, reply = known, b"HD\r\n"
-            self.write(key, Item(value, flags))
-        elif stale is not None:
-            use, reply = stale, b"EX\r\n"
-        else:
+        swap = self.compare_and_swap(key, value, flags, (b"NF\r\n", b"HD\r\n", b"EX\r\n"))
+        if swap is None:
             return self.op_mg()
+        use, reply = swap
         req = head + b" C%d F%d\r\n%s\r\n" % (use, flags, value)
         return Planned("ms", req, "meta", exact(reply))
 
