@@ -64,6 +64,11 @@ cdef inline Py_ssize_t count_lines(const char *p, Py_ssize_t size):
     return n
 
 
+cdef inline object as_bytes(const char *p, Py_ssize_t size, object data):
+    """``data`` if the caller has the read as bytes already, else a copy of it."""
+    return PyBytes_FromStringAndSize(p, size) if data is None else data
+
+
 cdef class ConnectionBase:
     """State the hot path reads, and the hot path itself (see the module docstring).
 
@@ -87,11 +92,11 @@ cdef class ConnectionBase:
         self.last_active = monotonic()
         if self._paused or self._pending or self._continuing:
             # Read before the pause took effect: keep it in order behind what is waiting.
-            self._pending = self._pending + (PyBytes_FromStringAndSize(p, size) if data is None else data)
+            self._pending = self._pending + as_bytes(p, size, data)
             return 0
         lines = count_lines(p, size)
         if lines > self._lines or size > self.feed_slice or debug_enabled():
-            self._feed(PyBytes_FromStringAndSize(p, size) if data is None else data)
+            self._feed(as_bytes(p, size, data))
             return 0
         session = self.session
         native = type(session) is NativeSession
@@ -99,7 +104,7 @@ cdef class ConnectionBase:
             if native:  # PERF: a C call, not a Python method call
                 reply = (<NativeSession>session).feed_ptr(p, <size_t>size)
             else:
-                reply = session.feed(PyBytes_FromStringAndSize(p, size) if data is None else data)
+                reply = session.feed(as_bytes(p, size, data))
         except Exception:
             self._session_failed([])
             return 0
