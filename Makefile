@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 EXT_SUFFIX = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
-NATIVE_SRC := $(wildcard csrc/*.c csrc/*.h pycache_d/*.pyx pycache_d/*.pxd) setup.py
+NATIVE_SRC := $(wildcard csrc/*.c csrc/*.h pycache_d/*/*.pyx pycache_d/*/*.pxd) setup.py
 APT_PACKAGES := memcached libmemcached-tools curl wrk nutcracker libfaketime
 
 .PHONY: venv ext test lint test-asan fuzz bench loadtest dist deb install clean run apt
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard client/pyproject.toml)
 	touch $@
 
 # Rebuild the extension in place whenever a C, Cython or build file changed.
-EXTENSIONS = $(foreach m,_native _csession _cconnection _cstream,pycache_d/$(m)$(EXT_SUFFIX))
+EXTENSIONS = $(foreach m,store/_native protocol/_csession net/_cconnection net/_cstream,pycache_d/$(m)$(EXT_SUFFIX))
 ext: $(STAMP)
 	@if [ -z "$$PYCACHE_D_NO_EXTENSIONS" ]; then $(MAKE) --no-print-directory $(EXTENSIONS); fi
 
@@ -147,7 +147,7 @@ install: dist
 	@echo "installed; now: systemctl daemon-reload && systemctl enable --now pycache-d.service"
 
 clean:
-	rm -rf build dist *.egg-info pycache_d/*.so pycache_d/_native.c pycache_d/_csession.c pycache_d/_cconnection.c pycache_d/_cstream.c pycache_d/*.html .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build dist *.egg-info pycache_d/*/*.so pycache_d/*/_*.c pycache_d/*/*.html .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 # The daemon on 127.0.0.1:11211 and the HTTP API on 127.0.0.1:5000; Ctrl-C stops both.

@@ -40,10 +40,11 @@ def extensions() -> list:
 
     def extension(name: str, libraries: list[str]) -> Extension:
         # Every module reads the C structs (the connection through the compiled session's),
-        # so every one includes csrc/ and is rebuilt when a header changes.
+        # so every one includes csrc/ and is rebuilt when a header changes. ``name`` is dotted
+        # below pycache_d (``store._native``): each extension lives in its layer's package.
         return Extension(
             f"pycache_d.{name}",
-            sources=[f"pycache_d/{name}.pyx"],
+            sources=[f"pycache_d/{name.replace('.', '/')}.pyx"],
             include_dirs=["csrc"],
             libraries=libraries,
             depends=HEADERS,
@@ -53,10 +54,10 @@ def extensions() -> list:
         )
 
     modules = [
-        extension("_native", ["pycache_store"]),
-        extension("_csession", ["pycache_store"]),
-        extension("_cconnection", []),
-        extension("_cstream", []),
+        extension("store._native", ["pycache_store"]),
+        extension("protocol._csession", ["pycache_store"]),
+        extension("net._cconnection", []),
+        extension("net._cstream", []),
     ]
     directives = {"language_level": "3", "embedsignature": True}
     if DEBUG:

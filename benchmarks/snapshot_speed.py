@@ -1,4 +1,4 @@
-"""Snapshot speed: save and load of a full store, per backend (pycache_d/snapshot.py).
+"""Snapshot speed: save and load of a full store, per backend (pycache_d/daemon/snapshot.py).
 
 Measures, per backend, the best of several repeats of:
   save   snapshot.save of N items of 100 bytes (write, fsync, rename, fsync of the directory)
@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from pycache_d import snapshot
+from pycache_d.daemon import snapshot
 from pycache_d.store import BACKENDS
 
 BAR_SECONDS = 1.0

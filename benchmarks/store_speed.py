@@ -19,7 +19,7 @@ import sys
 import time
 from collections import OrderedDict
 
-from pycache_d.semantics import ITEM_OVERHEAD
+from pycache_d.store.semantics import ITEM_OVERHEAD
 from pycache_d.store import BACKENDS
 
 

@@ -1,7 +1,7 @@
 /*
  * store.c - LRU cache operations with memcached's semantics (see store.h for the picture).
  *
- * Every operation here has a twin in pycache_d/_pystore.py; the differential tests run both
+ * Every operation here has a twin in pycache_d/store/_pystore.py; the differential tests run both
  * with the same operations and require identical results, counters and LRU order.
  */
 #include "store.h"
@@ -241,7 +241,7 @@ uint32_t store_absolute_expiry(const store *s, int64_t exptime) {
         return 1;
     if (exptime > STORE_REALTIME_MAXDELTA) {
         /* A Unix time on the wall clock, which may have been stepped since the store's clock
-         * was set (see pycache_d/clock.py). */
+         * was set (see pycache_d/store/clock.py). */
         int64_t at = exptime - s->wall_skew;
         return at > 1 ? (uint32_t)at : 1;
     }

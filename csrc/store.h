@@ -5,7 +5,7 @@
  *   key -> item                  head <-> item <-> ... <-> tail     (exptime, cas) min-heap
  *                                (most recent)       (evicted first)
  *
- * Invariants (the python backend, pycache_d/_pystore.py, keeps the same ones):
+ * Invariants (the python backend, pycache_d/store/_pystore.py, keeps the same ones):
  *   - Every linked item is in assoc and in the LRU list; those with exptime != 0 are also in
  *     the expiry heap. curr_items counts them and bytes sums their charge
  *     (nkey + nbytes + STORE_ITEM_OVERHEAD).
@@ -32,7 +32,7 @@
 #define STORE_MAX_KEY 250
 #define STORE_REALTIME_MAXDELTA (60 * 60 * 24 * 30)
 
-/* Outcomes: the non-negative values are pycache_d.errors.Result. */
+/* Outcomes: the non-negative values are pycache_d.store.errors.Result. */
 enum store_result {
     STORE_STORED = 0,
     STORE_NOT_STORED = 1,

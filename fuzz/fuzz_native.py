@@ -18,8 +18,8 @@ import atheris
 with atheris.instrument_imports(include=["pycache_d"]):
     import harness
 
-    import pycache_d._native
-    from pycache_d.sessions import NativeSession
+    import pycache_d.store._native
+    from pycache_d.protocol import NativeSession
 
 
 def check(data: bytes) -> None:
@@ -31,8 +31,8 @@ def main() -> None:
         sys.exit("fuzz_native: the compiled session is not built (see fuzz/README.md)")
     # Like PYCACHE_D_EXPECT_NATIVE_FROM in make test-asan: fail rather than fuzz the wrong build.
     expected = os.environ.get("PYCACHE_D_EXPECT_NATIVE_FROM")
-    if expected and not pycache_d._native.__file__.startswith(expected):
-        sys.exit(f"fuzz_native: loaded {pycache_d._native.__file__}, expected a build under {expected}")
+    if expected and not pycache_d.store._native.__file__.startswith(expected):
+        sys.exit(f"fuzz_native: loaded {pycache_d.store._native.__file__}, expected a build under {expected}")
     atheris.Setup(sys.argv, check)
     atheris.Fuzz()
 

@@ -30,8 +30,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pycache_d.context import ServerContext
-from pycache_d.session import MAX_GET_LINE, MAX_LINE, Session
+from pycache_d.protocol.context import ServerContext
+from pycache_d.protocol.session import MAX_GET_LINE, MAX_LINE, Session
 from pycache_d.store import BACKENDS
 
 # A few small items fill the smaller ones, so eviction is common.

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from pycache_d.context import ServerContext
-from pycache_d.session import Session
+from pycache_d.protocol.context import ServerContext
+from pycache_d.protocol.session import Session
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tlscerts import PKI, make_pki
 
-from pycache_d.config import (
+from pycache_d.daemon.config import (
     LIVE_SETTINGS,
     Config,
     ConfigError,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pycache_d.session import Session
+from pycache_d.protocol.session import Session
 
 from conftest import FakeClock, backend_class
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.asan
 if os.environ.get("PYCACHE_D_NO_EXTENSIONS"):
     pytest.skip("extensions disabled on purpose", allow_module_level=True)
 
-from pycache_d._csession import NativeSession  # noqa: E402
+from pycache_d.protocol._csession import NativeSession  # noqa: E402
 
 KEYS = [b"a", b"b", b"ctr", b"k" * 250, b"k" * 251, b"tab\tkey", b"\xc3\xa9"]
 key = st.sampled_from(KEYS)

@@ -26,7 +26,8 @@ import pytest
 pytest.register_assert_rewrite("daemon")
 pytest_plugins = ["daemon"]
 
-from pycache_d import clock, snapshot  # noqa: E402
+from pycache_d.daemon import snapshot, wallclock  # noqa: E402
+from pycache_d.store import clock  # noqa: E402
 from pycache_d.store import PyStore  # noqa: E402
 
 from conftest import mount_tmpfs  # noqa: E402
@@ -51,7 +52,7 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str
 
 
 class FakeTime:
-    """Stands in for the ``time`` module inside pycache_d.clock: both clocks move on command."""
+    """Stands in for ``time`` in store.clock and daemon.wallclock: both clocks move on command."""
 
     def __init__(self) -> None:
         self.wall = 1_700_000_000.0
@@ -72,6 +73,7 @@ class FakeTime:
 def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     t = FakeTime()
     monkeypatch.setattr(clock, "time", t)
+    monkeypatch.setattr(wallclock, "time", t)
     monkeypatch.setattr(clock, "_BASE", t.wall - t.mono)
     return t
 
@@ -95,7 +97,7 @@ def test_relative_time_ignores_wall_clock_steps(fake_time: FakeTime) -> None:
 
 def test_each_step_is_logged_once(fake_time: FakeTime, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="pycache_d")
-    watch = clock.WallClockWatch()
+    watch = wallclock.WallClockWatch()
     fake_time.elapse(1)
     assert watch.check() == 0.0
     fake_time.wall += 3600
@@ -117,7 +119,7 @@ def test_each_step_is_logged_once(fake_time: FakeTime, caplog: pytest.LogCapture
 
 
 def test_slow_drift_is_not_a_step(fake_time: FakeTime, caplog: pytest.LogCaptureFixture) -> None:
-    watch = clock.WallClockWatch()
+    watch = wallclock.WallClockWatch()
     for _ in range(100):  # NTP slewing: 0.5 s a check, 50 s in all
         fake_time.wall += 0.5
         fake_time.elapse(1)
@@ -128,7 +130,7 @@ def test_slow_drift_is_not_a_step(fake_time: FakeTime, caplog: pytest.LogCapture
 
 def test_the_watch_runs_on_the_event_loop(fake_time: FakeTime, caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> int:
-        watch = clock.WallClockWatch()
+        watch = wallclock.WallClockWatch()
         watch.start(asyncio.get_running_loop(), interval=0.01)
         fake_time.wall -= 120
         for _ in range(500):  # at most 5 s
@@ -149,7 +151,7 @@ def test_the_store_is_told_every_skew_small_steps_and_steps_before_start(
     fake_time: FakeTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     told: list[int] = []
-    watch = clock.WallClockWatch(on_step=told.append)
+    watch = wallclock.WallClockWatch(on_step=told.append)
     fake_time.wall += 3600  # e.g. NTP stepped the clock while a snapshot was loading
     loop = asyncio.new_event_loop()
     try:

@@ -68,7 +68,7 @@ def test_python_session(path: Path):
 def test_native_session_matches_python_session(path: Path):
     if os.environ.get("PYCACHE_D_NO_EXTENSIONS"):
         pytest.skip("extensions disabled on purpose")
-    from pycache_d._csession import NativeSession
+    from pycache_d.protocol._csession import NativeSession
 
     harness.check_differential(path.read_bytes(), NativeSession)
 

@@ -3,7 +3,7 @@
 Each test provokes one kind of abuse and checks three things: the abuser gets memcached's answer
 (or is closed where memcached closes), a well-behaved client is served all the while, and the
 daemon's memory stays within ``-m`` plus the per-connection bound documented in
-pycache_d/connection.py (input: one read plus a partial line or one data block of at most
+pycache_d/net/connection.py (input: one read plus a partial line or one data block of at most
 ``-I``; output: 256 KiB plus one feed's reply of about 256 KiB plus one item).
 """
 

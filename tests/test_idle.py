@@ -123,7 +123,7 @@ def test_no_timeout_by_default(daemon: Daemon) -> None:
     ],
 )
 def test_bad_idle_timeout_is_one_line(args: list[str], message: str) -> None:
-    from pycache_d.config import ConfigError, load
+    from pycache_d.daemon.config import ConfigError, load
 
     with pytest.raises(ConfigError, match="^" + message + "$"):
         load(args, {})

@@ -7,8 +7,8 @@ import resource
 
 import pytest
 
-from pycache_d import listeners
-from pycache_d.listeners import RESERVED_FDS, raise_fd_limit
+from pycache_d.net import listeners
+from pycache_d.net.listeners import RESERVED_FDS, raise_fd_limit
 
 INF = resource.RLIM_INFINITY
 

@@ -27,8 +27,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pycache_d.context import ServerContext
-from pycache_d.session import Session
+from pycache_d.protocol.context import ServerContext
+from pycache_d.protocol.session import Session
 from pycache_d.store import BACKENDS
 
 MEMCACHED = shutil.which("memcached")

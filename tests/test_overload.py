@@ -8,7 +8,7 @@
   connections`` and closed, counted in ``rejected_connections``; the 5,000 keep working, and a
   slot freed by one leaving admits a new client. (test_server.py covers the refusal at ``-c 2``.)
 * Write floods keep RSS within ``-m`` plus a bound: 1.5 x ``-m`` + 64 MiB (the interpreter and
-  modules are about 26 MiB; per-connection buffers are bounded as pycache_d/connection.py says;
+  modules are about 26 MiB; per-connection buffers are bounded as pycache_d/net/connection.py says;
   benchmarks/flood_rss.py measures the real figures). A flood of values whose sizes move between
   classes (1 KB, 100 KB, a mix, 10 KB) is the case where an allocator with size classes could
   keep pages of a class no longer written; a flood of 100-byte values is the case where per-item
@@ -29,7 +29,7 @@ import pytest
 pytest.register_assert_rewrite("daemon")
 pytest_plugins = ["daemon"]
 
-from pycache_d.listeners import RESERVED_FDS  # noqa: E402
+from pycache_d.net.listeners import RESERVED_FDS  # noqa: E402
 
 from daemon import Daemon, native_built, read_until, stats  # noqa: E402
 

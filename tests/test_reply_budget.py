@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from pycache_d.session import MAX_LINE, REPLY_BUDGET, Session
+from pycache_d.protocol.session import MAX_LINE, REPLY_BUDGET, Session
 
 from conftest import FakeClock, backend_class
 from session_fixtures import ctx, session  # noqa: F401
@@ -38,7 +38,7 @@ def any_session(request):
     store = backend_class("native")(64 << 20, clock=clock)
     if request.param == "native":
         return Session(store)
-    from pycache_d._csession import NativeSession
+    from pycache_d.protocol._csession import NativeSession
 
     return NativeSession(store)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from pymemcache.client.base import Client
 
-from pycache_d.connection import MAX_UNSENT
+from pycache_d.net.connection import MAX_UNSENT
 
 # The daemon fixtures (daemon, daemon_backend, daemon_factory) live in tests/daemon.py, loaded as
 # a plugin; registered for assertion rewriting first because this module imports it too.

@@ -1,6 +1,6 @@
 """The event-loop glue (server, connection) in-process, on uvloop and on asyncio, with a stand-in session.
 
-These tests drive :class:`pycache_d.server.Server` directly so its bounds (backpressure, the
+These tests drive :class:`pycache_d.daemon.server.Server` directly so its bounds (backpressure, the
 stall and unsent-bytes limits, max connections, shutdown) can be provoked with small numbers
 and checked from inside. The real daemon, with the real session, is tested in test_server.py.
 """
@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 import uvloop
 
-from pycache_d import connection, server
-from pycache_d.config import ConfigSource, load
-from pycache_d.connection import TOO_MANY_CONNECTIONS
-from pycache_d.server import Server
-from pycache_d.session import REPLY_BUDGET
+from pycache_d.net import connection
+
+from pycache_d.daemon import server
+from pycache_d.daemon.config import ConfigSource, load
+from pycache_d.net.connection import TOO_MANY_CONNECTIONS
+from pycache_d.daemon.server import Server
+from pycache_d.protocol.session import REPLY_BUDGET
 from pycache_d.store import BACKENDS
 
 MiB = 1024 * 1024
@@ -366,7 +368,7 @@ def test_reload_applies_live_settings_and_survives_a_bad_file(
 def test_plain_asyncio_when_uvloop_is_missing(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from pycache_d import __main__ as main_module
+    from pycache_d.daemon import main as main_module
 
     monkeypatch.setitem(sys.modules, "uvloop", None)  # makes ``import uvloop`` fail
     factory, name = main_module._loop_factory()

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pycache_d.context import ServerContext
-from pycache_d.session import MAX_GET_LINE, MAX_LINE, Session
+from pycache_d.protocol.context import ServerContext
+from pycache_d.protocol.session import MAX_GET_LINE, MAX_LINE, Session
 
 from session_fixtures import ctx, feed_split, make_session, session  # noqa: F401
 
@@ -489,7 +489,7 @@ def test_feed_accepts_any_bytes_like(session):
     ],
 )
 def test_numbers_parse_like_memcached(tok, u32, i32, u64):
-    from pycache_d.wire import parse_i32, parse_u32, parse_u64
+    from pycache_d.protocol.wire import parse_i32, parse_u32, parse_u64
 
     assert (parse_u32(tok), parse_i32(tok), parse_u64(tok)) == (u32, i32, u64)
 

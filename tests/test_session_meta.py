@@ -1,7 +1,7 @@
 """The meta commands of Session (mg, ms, md, ma, mn, me), byte for byte, on both store backends.
 
 Expected replies are memcached 1.6.18's as observed on the wire, except where a test says it checks
-one of the approximations documented in pycache_d/meta.py. A fresh store hands out CAS uniques
+one of the approximations documented in pycache_d/protocol/meta.py. A fresh store hands out CAS uniques
 from 1.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from pycache_d.context import ServerContext
-from pycache_d.session import Session
+from pycache_d.protocol.context import ServerContext
+from pycache_d.protocol.session import Session
 
 from session_fixtures import ctx, feed_split, make_session, session  # noqa: F401
 
@@ -279,7 +279,7 @@ def test_meta_state_is_shared_by_the_sessions_of_one_server(make_session):
 
 
 def test_meta_state_table_is_bounded(session, monkeypatch):
-    from pycache_d import meta
+    from pycache_d.protocol import meta
 
     monkeypatch.setattr(meta, "MAX_MARKS", 10)
     for i in range(30):

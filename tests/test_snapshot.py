@@ -1,4 +1,4 @@
-"""The snapshot file (pycache_d/snapshot.py) on both store backends.
+"""The snapshot file (pycache_d/daemon/snapshot.py) on both store backends.
 
 Round trips keep every item, its flags, expiry and CAS, the CAS counter and the LRU order; a
 file that is truncated, damaged, foreign or of another version is moved aside and nothing is
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from pycache_d import snapshot
-from pycache_d.snapshot import (
+from pycache_d.daemon import snapshot
+from pycache_d.daemon.snapshot import (
     HEADER_SIZE,
     MAGIC,
     RECORD_SIZE,
@@ -225,7 +225,7 @@ def test_checksummed_but_unsound_file_leaves_the_store_empty(make_store, path) -
 
 SLOW_WRITER = """
 import os, sys, time
-from pycache_d import snapshot
+from pycache_d.daemon import snapshot
 from pycache_d.store import BACKENDS
 
 store = BACKENDS[sys.argv[1]](64 << 20)
@@ -342,7 +342,7 @@ def test_default_path() -> None:
 
 
 def test_snapshot_settings(tmp_path: Path) -> None:
-    from pycache_d import config
+    from pycache_d.daemon import config
 
     assert config.load(["--snapshot", "/s"], {})[1].snapshot == "/s"
     assert config.load(["--no-snapshot"], {"PYCACHE_D_SNAPSHOT": "/e"})[1].snapshot is False

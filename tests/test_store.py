@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pycache_d.errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result
-from pycache_d.semantics import ITEM_OVERHEAD, REALTIME_MAXDELTA
+from pycache_d.store.errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result
+from pycache_d.store.semantics import ITEM_OVERHEAD, REALTIME_MAXDELTA
 
 pytestmark = pytest.mark.asan
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pycache_d.errors import StoreError
+from pycache_d.store.errors import StoreError
 
 from conftest import FakeClock, backend_class
 

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_store_differential import KEYS, OPS, apply
 
-from pycache_d._pystore import Store
-from pycache_d.errors import StoreError
+from pycache_d.store._pystore import Store
+from pycache_d.store.errors import StoreError
 
 from conftest import FakeClock
 

@@ -27,14 +27,14 @@ import pytest
 if os.environ.get("PYCACHE_D_NO_EXTENSIONS"):
     pytest.skip("PYCACHE_D_NO_EXTENSIONS: the compiled stream transport is off", allow_module_level=True)
 try:
-    from pycache_d._cstream import Poller
+    from pycache_d.net._cstream import Poller
 except ImportError as e:
-    pytest.skip(f"pycache_d._cstream is not built ({e})", allow_module_level=True)
+    pytest.skip(f"pycache_d.net._cstream is not built ({e})", allow_module_level=True)
 
 import uvloop
 from pymemcache.client.base import Client
 
-from pycache_d.streams import READ_SIZE, PlainServer
+from pycache_d.net.streams import READ_SIZE, PlainServer
 
 pytest.register_assert_rewrite("daemon")
 pytest_plugins = ["daemon"]
@@ -974,9 +974,9 @@ STARVE_SCRIPT = textwrap.dedent(
     """
     import asyncio, json, logging, os, resource, socket, sys, time
     import uvloop
-    from pycache_d._cstream import Poller
+    from pycache_d.net._cstream import Poller
     from pycache_d.log import log
-    from pycache_d.streams import PlainServer
+    from pycache_d.net.streams import PlainServer
 
     WAIT = float(sys.argv[1])
     records = []

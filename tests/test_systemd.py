@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from pycache_d import log as logmod
-from pycache_d import systemd
+from pycache_d.daemon import systemd
 
 pytest.register_assert_rewrite("daemon")
 from daemon import Daemon, read_until  # noqa: E402
@@ -404,7 +404,7 @@ def test_journal_formatter_prefixes_every_traceback_line() -> None:
 
 
 def test_snapshot_loading_shows_in_the_status_before_ready(notify: NotifyReceiver, tmp_path: Path) -> None:
-    from pycache_d import snapshot
+    from pycache_d.daemon import snapshot
     from pycache_d.store import PyStore
 
     store = PyStore()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pycache_d import config
+from pycache_d.daemon import config
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS_DIR = ROOT / "packaging" / "systemd"

@@ -44,7 +44,7 @@ Environment variables are ``PYCACHE_D_`` + the upper-case key (``PYCACHE_D_MEMOR
 A key spelled with dashes is rejected with a hint rather than silently ignored, as is any unknown
 key. An empty environment variable counts as unset.
 
-The TLS files are loaded once here (:func:`pycache_d.tls.server_context`), so a missing, damaged
+The TLS files are loaded once here (:func:`pycache_d.net.tls.server_context`), so a missing, damaged
 or mismatched one is a ConfigError naming the option, like any other bad value.
 """
 
@@ -58,7 +58,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from . import __version__, tls
+from .._version import __version__
+from ..net import tls
+from ..net.listeners import Endpoint
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -81,27 +83,6 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
-class Endpoint:
-    """One listening address: TCP ``host``/``port``, or a unix socket ``path``."""
-
-    host: str = ""
-    port: int = 0
-    path: str = ""
-    #: Written ``notls:host:port``: stays plain text when TLS is on (memcached's prefix).
-    notls: bool = False
-
-    @property
-    def is_unix(self) -> bool:
-        return bool(self.path)
-
-    def __str__(self) -> str:
-        if self.path:
-            return f"unix:{self.path}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'notls:' if self.notls else ''}{host}:{self.port}"
-
-
-@dataclass(frozen=True)
 class Config:
     """Validated settings of one daemon. Sizes are in bytes."""
 
@@ -119,7 +100,7 @@ class Config:
     snapshot: str | bool | None = None
     #: Seconds without input after which a client is closed; 0: never.
     idle_timeout: int = 0
-    #: PEM files; TLS is on when ``tls_cert`` is set (see :mod:`pycache_d.tls`).
+    #: PEM files; TLS is on when ``tls_cert`` is set (see :mod:`pycache_d.net.tls`).
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None

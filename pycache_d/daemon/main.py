@@ -14,13 +14,15 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__, snapshot, streams, systemd
+from .. import log as logmod
+from .._version import __version__
+from ..log import log, notice
+from ..net import streams
+from ..store import store_class
 from . import config as configmod
-from . import log as logmod
+from . import snapshot, systemd
 from .config import Config, ConfigError, ConfigSource, describe_size
-from .log import log, notice
 from .server import ListenError, Server, run
-from .store import store_class
 
 EXIT_OK = 0
 EXIT_LISTEN = 1
@@ -98,6 +100,3 @@ async def _serve(cfg: Config, source: ConfigSource, store: Any, loop_name: str) 
     notice("stopped")
     return EXIT_OK
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """The running daemon: listeners, connections, the reclaimer, signals and live reloads.
 
-Each client is a :class:`~pycache_d.connection.Connection` (bytes in, bytes out, bounded); the
+Each client is a :class:`~pycache_d.net.connection.Connection` (bytes in, bytes out, bounded); the
 protocol is the session's business. :class:`Server` owns what they share: the store, the
 :class:`DaemonContext` that ``stats`` and ``verbosity`` see, the connection limit, and the
 lifecycle:
@@ -13,7 +13,7 @@ lifecycle:
 * ``--idle-timeout``: one loop timer sweeps the connections now and then and closes those the
   client left idle (no per-connection timers: idle clients cost nothing).
 
-TLS (see :mod:`pycache_d.tls`): with a certificate, every TCP listener but the ``notls:`` ones
+TLS (see :mod:`pycache_d.net.tls`): with a certificate, every TCP listener but the ``notls:`` ones
 speaks TLS; unix sockets stay plain. A plain listener that other hosts can reach is warned about
 at start, since the memcached protocol has no authentication.
 """
@@ -31,14 +31,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import clock, systemd, tls
-from . import log as logmod
-from .config import LIVE_SETTINGS, TLS_SETTINGS, Config, ConfigError, ConfigSource, Endpoint, describe_size
-from .connection import Connection
-from .context import ServerContext
-from .listeners import ListenError, bind_tcp, bind_unix, raise_fd_limit
-from .log import log, notice
-from .streams import READ_SIZE, PlainServer, Poller
+from .. import log as logmod
+from ..log import log, notice
+from ..net import tls
+from ..net.connection import Connection
+from ..net.listeners import Endpoint, ListenError, bind_tcp, bind_unix, raise_fd_limit
+from ..net.streams import READ_SIZE, PlainServer, Poller
+from ..protocol import new_session
+from ..protocol.context import ServerContext
+from . import systemd
+from .config import LIVE_SETTINGS, TLS_SETTINGS, Config, ConfigError, ConfigSource, describe_size
+from .wallclock import WallClockWatch
 
 __all__ = ["DaemonContext", "ListenError", "Server", "run"]
 
@@ -184,7 +187,7 @@ class Server:
         config: the validated settings it starts with.
         store: the item store every session shares.
         source: where ``config`` came from, re-read on SIGHUP (None: SIGHUP only logs).
-        session_factory: ``(store, ctx) -> session``; :func:`pycache_d.sessions.new_session`
+        session_factory: ``(store, ctx) -> session``; :func:`pycache_d.protocol.new_session`
             (the compiled session for the native store) unless a test passes a stand-in.
 
     Create it inside the running event loop.
@@ -199,8 +202,6 @@ class Server:
         session_factory: Callable[[Any, Any], Any] | None = None,
     ) -> None:
         if session_factory is None:
-            from .sessions import new_session
-
             session_factory = new_session
         self.config = config
         self.store = store
@@ -225,7 +226,7 @@ class Server:
         self.idle_kicks = 0
         self._idle_timer: asyncio.TimerHandle | None = None
         # A step of the wall clock is logged, and absolute expiry times follow it (clock.py).
-        self._clock_watch = clock.WallClockWatch(on_step=self._set_wall_skew)
+        self._clock_watch = WallClockWatch(on_step=self._set_wall_skew)
         self._servers: list[Any] = []  # asyncio servers and PlainServers
         self._poller: Any = None  # the compiled stream transport's epoll set, once one is used
         self._unix_sockets: list[tuple[str, int]] = []  # (path, inode) to remove on exit

@@ -20,7 +20,7 @@ Invariants: ``crc32`` (zlib) covers every byte before it; the end record sits ex
 the save (0 = never), so items that expired while the daemon was down are skipped on load.
 
 Clock steps: the store keeps expiry times on its own clock, the wall clock at start plus
-monotonic time (see :mod:`pycache_d.clock`). If the wall clock was stepped while the daemon ran,
+monotonic time (see :mod:`pycache_d.store.clock`). If the wall clock was stepped while the daemon ran,
 the two differ by the step, and saving adds the difference to every expiry time: each item keeps
 its remaining time across the restart instead of losing (or gaining) the step. A clock that is
 wrong at the *next* start (stepped while the daemon was down) shifts every expiry by that error;
@@ -53,10 +53,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from . import clock
+from ..store import clock
 from .config import describe_size
-from .errors import StoreError
-from .log import log, notice
+from ..store.errors import StoreError
+from ..log import log, notice
 
 MAGIC = b"PYCDSNAP"
 VERSION = 1
@@ -138,7 +138,7 @@ def save(store: Any, path: str, skew: int | None = None) -> SaveResult:
 
     Args:
         skew: seconds to add to expiry times to put them on the wall clock; by default
-            :func:`pycache_d.clock.wall_skew` (the stores run on the process's clock).
+            :func:`pycache_d.store.clock.wall_skew` (the stores run on the process's clock).
 
     Raises:
         SnapshotError: the file could not be written (full disk, permissions, missing

@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from .log import log
+from ..log import log
 
 __all__ = ["STATUS_INTERVAL", "Notifier", "listen_fds", "status_line"]
 

@@ -1,6 +1,6 @@
 # The compiled connection's C-level interface, shared with the compiled stream transport
 # (_cstream.pyx), which hands it what it reads without making a bytes object.
-from ._csession cimport NativeSession
+from pycache_d.protocol._csession cimport NativeSession
 
 
 cdef class ConnectionBase:

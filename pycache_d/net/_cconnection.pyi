@@ -1,4 +1,4 @@
-# Type stubs for the compiled connection hot path (pycache_d/_cconnection.pyx).
+# Type stubs for the compiled connection hot path (pycache_d/net/_cconnection.pyx).
 from typing import Any
 
 class ConnectionBase:

@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """The compiled hot path of a client connection: data_received for the usual read.
 
-pycache_d.connection.Connection derives from this class when it is built (and from its pure
+pycache_d.net.connection.Connection derives from this class when it is built (and from its pure
 twin, connection._ConnectionBase, otherwise). Only the common case runs here: a read of at
 most ``lines`` requests and FEED_SLICE bytes, while not paused, not logging each request. It
 is fed to the session whole and answered with one write. Everything else (pausing, slicing,
@@ -18,12 +18,12 @@ from cpython.object cimport PyObject
 from libc.string cimport memchr
 from posix.time cimport clock_gettime, timespec
 
-from ._csession cimport NativeSession
+from pycache_d.protocol._csession cimport NativeSession
 
 import logging
 
-from .log import log
-from .session import REPLY_BUDGET as _REPLY_BUDGET
+from pycache_d.log import log
+from pycache_d.protocol.session import REPLY_BUDGET as _REPLY_BUDGET
 
 cdef extern from "<time.h>":
     int CLOCK_MONOTONIC_COARSE

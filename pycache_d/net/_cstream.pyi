@@ -1,4 +1,4 @@
-# Type stubs for the compiled stream transport (pycache_d/_cstream.pyx).
+# Type stubs for the compiled stream transport (pycache_d/net/_cstream.pyx).
 import asyncio
 import socket
 from typing import Any

@@ -32,8 +32,8 @@ Invariants:
 * connection_lost is called once, from the loop (call_soon), after the socket is closed, as
   asyncio's transports do; after it the transport holds no protocol.
 
-The transport offers what connection.Connection and server.Server use of an asyncio transport
-(write, writelines, close, abort, pause/resume_reading, get_write_buffer_size,
+The transport offers what net.connection.Connection and daemon.server.Server use of an asyncio
+transport (write, writelines, close, abort, pause/resume_reading, get_write_buffer_size,
 set_write_buffer_limits, get_extra_info, ...) and calls the protocol as asyncio does.
 """
 
@@ -48,7 +48,7 @@ from ._cconnection cimport ConnectionBase
 import os
 import socket
 
-from .log import log
+from pycache_d.log import log
 
 cdef extern from "<sys/epoll.h>" nogil:
     ctypedef union epoll_data_t:

@@ -1,6 +1,6 @@
 """One client connection: a Protocol that moves bytes between a socket and a session, within bounds.
 
-The memcached protocol lives in :mod:`pycache_d.session` (sans-IO); nothing here parses a
+The memcached protocol lives in :mod:`pycache_d.protocol.session` (sans-IO); nothing here parses a
 command. A :class:`Connection` feeds what it reads to its session and writes back what the session
 returns, and it is where the per-client bounds are enforced:
 
@@ -31,7 +31,7 @@ replies), so about 2 x ``-I`` + 1.5 MiB with every limit reached at once.
 
 Idle clients cost nothing: no timers run for a connection unless it is paused.
 
-The transport is the compiled stream transport for plain sockets (:mod:`pycache_d.streams`),
+The transport is the compiled stream transport for plain sockets (:mod:`pycache_d.net.streams`),
 which hands reads to ``ConnectionBase.received`` without making bytes, or the loop's own
 transport (TLS, or without the extensions); the bounds above hold the same with either.
 """
@@ -42,15 +42,38 @@ import asyncio
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .config import Endpoint
-from .log import log, notice
-from .session import REPLY_BUDGET
-from .store import NO_EXTENSIONS
+from ..log import log, notice
+from ..protocol.session import REPLY_BUDGET
+from ..store import NO_EXTENSIONS
+from .listeners import Endpoint
 
-if TYPE_CHECKING:
-    from .server import Server
+
+class Host(Protocol):
+    """What a connection uses of the server that accepted it (``pycache_d.daemon.server.Server``).
+
+    The server hands itself to every connection it makes; this is the whole of what the
+    connection may touch, so the net layer never imports the daemon's.
+    """
+
+    #: The event loop every timer of the connection runs on.
+    loop: asyncio.AbstractEventLoop
+    #: The shared item store (the connection reads only ``max_item_size``).
+    store: Any
+    #: The open connections (a connection adds and removes itself), the limit, and the count
+    #: of every connection accepted.
+    connections: set[Any]
+    max_connections: int
+    total_connections: int
+
+    def new_session(self) -> Any:
+        """Return a protocol session for a new client."""
+        ...
+
+    def note_rejected(self, peer: str) -> None:
+        """Count (and log) a client refused for the connection limit."""
+        ...
 
 #: Unsent reply bytes above which reading from a client pauses, and below which it resumes.
 HIGH_WATER = 256 * 1024
@@ -134,7 +157,7 @@ if not NO_EXTENSIONS:
 class Connection(ConnectionBase, asyncio.Protocol):
     """One client: moves bytes between its transport and its session, within bounds."""
 
-    def __init__(self, server: Server, listener: Endpoint) -> None:
+    def __init__(self, server: Host, listener: Endpoint) -> None:
         self.server = server
         self.listener = listener
         self.transport: Any = None

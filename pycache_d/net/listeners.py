@@ -1,8 +1,8 @@
-"""Listening sockets: unix-socket binding with permissions, TCP binding, the open-file limit.
+"""Listening addresses and sockets: unix-socket binding with permissions, TCP binding, the open-file limit.
 
 TLS listeners (and all of them when the compiled stream transport is not in use) are
-``loop.create_server`` calls in :mod:`pycache_d.server`; the plain ones are bound here and
-served by :mod:`pycache_d.streams`.
+``loop.create_server`` calls in :mod:`pycache_d.daemon.server`; the plain ones are bound here and
+served by :mod:`pycache_d.net.streams`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,33 @@ import os
 import resource
 import socket
 import stat
+from dataclasses import dataclass
 
-from .log import log, notice
+from ..log import log, notice
 
 #: File descriptors kept for listeners, logs and the loop on top of --max-connections.
 RESERVED_FDS = 64
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One listening address: TCP ``host``/``port``, or a unix socket ``path``."""
+
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    #: Written ``notls:host:port``: stays plain text when TLS is on (memcached's prefix).
+    notls: bool = False
+
+    @property
+    def is_unix(self) -> bool:
+        return bool(self.path)
+
+    def __str__(self) -> str:
+        if self.path:
+            return f"unix:{self.path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'notls:' if self.notls else ''}{host}:{self.port}"
 
 
 class ListenError(Exception):

@@ -18,8 +18,8 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from .log import log, notice
-from .store import NO_EXTENSIONS
+from ..log import log, notice
+from ..store import NO_EXTENSIONS
 
 __all__ = ["ACCEPT_BATCH", "READ_SIZE", "PlainServer", "Poller"]
 

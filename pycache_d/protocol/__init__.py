@@ -1,7 +1,14 @@
-"""Choose the session implementation for a store: compiled for the native store, else Python.
+"""The protocol layer: memcached's protocols, sans-IO: bytes in, bytes out, a store behind them.
 
-The compiled session (``_csession``) drives the C store directly, so it only pairs with the
-native store; ``PYCACHE_D_NO_EXTENSIONS`` or a missing build leaves the Python session.
+It owns the session (:mod:`.session`: framing and the classic text commands, the pure twin and
+the specification), the meta commands (:mod:`.meta`), ``stats`` (:mod:`.stats`), the wire
+helpers (:mod:`.wire`), what a session may ask of the server it runs in (:mod:`.context`) and
+the compiled session for the native store (:mod:`._csession`). It knows nothing of sockets or
+event loops, so it is tested and fuzzed without a network. It may import :mod:`pycache_d.store`
+and :mod:`pycache_d.log`, never :mod:`pycache_d.net` or :mod:`pycache_d.daemon`.
+
+This module is the chooser: the compiled session for the native store, else the Python one;
+``PYCACHE_D_NO_EXTENSIONS`` or a missing build leaves the Python session.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from typing import Any
 
 from .context import ServerContext
 from .session import Session
-from .store import NO_EXTENSIONS, NativeStore
+from ..store import NO_EXTENSIONS, NativeStore
 
 NativeSession: Any = None
 if not NO_EXTENSIONS and NativeStore is not None:

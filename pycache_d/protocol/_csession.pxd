@@ -1,7 +1,7 @@
 # The compiled session's C-level interface, shared with the compiled connection
 # (_cconnection.pyx), which calls feed_ptr() without a Python method call.
-from ._native cimport Store
-from ._store_c cimport store
+from pycache_d.store._native cimport Store
+from pycache_d.store._store_c cimport store
 
 
 cdef struct buffer:

@@ -1,7 +1,7 @@
-# Type stubs for the compiled session (pycache_d/_csession.pyx); same API as session.Session.
+# Type stubs for the compiled session (pycache_d/protocol/_csession.pyx); same API as session.Session.
 from typing import Any
 
-from ._native import Store
+from ..store._native import Store
 
 class NativeSession:
     store: Store

@@ -8,7 +8,7 @@ in \\r\\n and an item within the size limit. It drives the C store directly and 
 into one C buffer, so a command creates no Python object; one bytes object is returned per feed.
 
 Everything else (other commands, any oddity, any error path) is handed, from the start of its
-line onwards, to a pure-Python :class:`~pycache_d.session.Session` over the same store and
+line onwards, to a pure-Python :class:`~pycache_d.protocol.session.Session` over the same store and
 context, which then owns the connection's input until it is idle again. That session is the
 definition of the protocol; this one only takes the shortcuts it can prove equal, and the
 differential tests feed both the same bytes and demand the same replies.
@@ -23,11 +23,11 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memchr, memcmp, memcpy, memmove
 
-from ._native cimport Store
-from ._store_c cimport *
+from pycache_d.store._native cimport Store
+from pycache_d.store._store_c cimport *
 
 from . import session as _session
-from .errors import ItemTooLarge, NonNumericValue, OutOfMemory
+from pycache_d.store.errors import ItemTooLarge, NonNumericValue, OutOfMemory
 
 cdef size_t MAX_LINE = _session.MAX_LINE
 cdef size_t REPLY_BUDGET = _session.REPLY_BUDGET
@@ -471,7 +471,7 @@ cdef class NativeSession:
 
 def _init_replies():
     global STORE_REPLIES
-    from .errors import Result
+    from pycache_d.store.errors import Result
 
     STORE_REPLIES = tuple(r.wire for r in sorted(Result))
 

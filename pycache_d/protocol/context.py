@@ -1,6 +1,6 @@
 """What a protocol session may ask of the server it runs in.
 
-A :class:`~pycache_d.session.Session` knows nothing of sockets; for ``stats``, ``version`` and
+A :class:`~pycache_d.protocol.session.Session` knows nothing of sockets; for ``stats``, ``version`` and
 ``verbosity`` it asks a :class:`ServerContext`. The defaults here serve a standalone session (tests,
 fuzzing, benchmarks); the daemon subclasses it and overrides what it knows better (connections,
 ports). Every session of one server shares one context, so the server-wide counters kept here
@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import __version__
-from .clock import MonotonicClock
-from .semantics import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEM_SIZE
+from .._version import __version__
+from ..store.clock import MonotonicClock
+from ..store.semantics import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEM_SIZE
 
 #: Server-wide counters the session increments and ``stats reset`` clears.
 COUNTER_NAMES = ("cmd_meta", "store_too_large", "store_no_memory")
@@ -35,7 +35,7 @@ class ServerContext:
 
     Args:
         store: when given, ``stats settings`` reports its backend and limits.
-        clock: the store's clock, for the TTLs meta commands report (see :mod:`pycache_d.meta`).
+        clock: the store's clock, for the TTLs meta commands report (see :mod:`pycache_d.protocol.meta`).
 
     Subclasses must call ``super().__init__()``: it sets the start time and the counters.
     """

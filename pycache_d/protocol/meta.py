@@ -28,15 +28,33 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from ..store.errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result, StoreError
+from ..store.semantics import ITEM_OVERHEAD, MAX_KEY_LENGTH, absolute_expiry
 from . import wire
-from .errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result, StoreError
-from .semantics import ITEM_OVERHEAD, MAX_KEY_LENGTH, absolute_expiry
+from .context import ServerContext
 from .wire import parse_i32, parse_u32, parse_u64
 
-if TYPE_CHECKING:
-    from .session import Session
+
+class Session(Protocol):
+    """What meta commands use of the session that dispatches them (:mod:`.session`).
+
+    The session calls into this module, never the other way round: a meta command reads the
+    store and the server context, and asks for an ms data block through ``_need`` and
+    ``_pending`` (or for one to be skipped through ``_swallow``); the session calls
+    :func:`complete_ms` once the block has arrived.
+    """
+
+    store: Any
+    ctx: ServerContext
+    _need: int
+    _swallow: int
+    _pending: Any
+
+    def _drop(self, key: bytes) -> None: ...
+
+    def count_error(self, exc: StoreError) -> None: ...
 
 #: Marker in ``Session._pending`` for an ms awaiting its data block.
 PENDING_MS = -1

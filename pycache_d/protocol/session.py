@@ -32,7 +32,7 @@ bytes plus its command line); anything longer is either swallowed or closes the 
 ``noreply`` is honoured where memcached honours it, and, as in memcached, it also silences the
 errors of a command whose line was well-formed enough to be recognised.
 
-Meta commands (``mg``, ``ms``, ``md``, ``ma``, ``mn``, ``me``) live in :mod:`pycache_d.meta`.
+Meta commands (``mg``, ``ms``, ``md``, ``ma``, ``mn``, ``me``) live in :mod:`pycache_d.protocol.meta`.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from . import meta, session_stats, wire
+from . import meta, stats, wire
 from .context import ServerContext
-from .errors import InvalidKey, ItemTooLarge, OutOfMemory, Result, StoreError
-from .semantics import ITEM_OVERHEAD, MAX_KEY_LENGTH
+from ..store.errors import InvalidKey, ItemTooLarge, OutOfMemory, Result, StoreError
+from ..store.semantics import ITEM_OVERHEAD, MAX_KEY_LENGTH
 from .wire import parse_i32, parse_u32, parse_u64
 
 #: memcached closes a connection whose buffered input holds no ``\n`` within 2048 bytes.
@@ -566,7 +566,7 @@ class Session:
         out.append(wire.SHUTDOWN_DISABLED)
 
     def _stats(self, toks: list[bytes], out: list[bytes]) -> None:
-        out.append(session_stats.reply(self.store, self.ctx, toks))
+        out.append(stats.reply(self.store, self.ctx, toks))
 
     def _meta(self, toks: list[bytes], out: list[bytes]) -> None:
         meta.dispatch(self, toks, out)

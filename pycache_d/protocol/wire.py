@@ -1,6 +1,6 @@
 """The memcached text protocol's vocabulary: the session-level reply table and C-exact number parsing.
 
-The store's outcomes and errors carry their own reply lines (:mod:`pycache_d.errors`); this module
+The store's outcomes and errors carry their own reply lines (:mod:`pycache_d.store.errors`); this module
 holds the ones only the protocol layer produces, so every reply string lives in one of two tables.
 
 Numbers are parsed as memcached 1.6 parses them (``util.c``: ``safe_strtoul``, ``safe_strtol``,

@@ -1,5 +1,13 @@
-"""Choose the store implementation: the compiled one unless told or forced otherwise.
+"""The store layer: the cache itself, bytes keys to items, with no notion of a client or a socket.
 
+It owns the two twins with one behaviour, the compiled :mod:`._native` (C items, hash table and
+LRU list in ``csrc/``, its declarations in ``_store_c.pxd``) and the pure :mod:`._pystore` (an
+``OrderedDict``, the executable specification), and what both share: memcached's item semantics
+(:mod:`.semantics`), the errors with their wire text (:mod:`.errors`) and the process's clock
+(:mod:`.clock`). It is the bottom layer: it imports nothing of pycache_d's other layers, and
+every one of them may import it.
+
+This module is the chooser: the compiled store unless told or forced otherwise.
 ``PYCACHE_D_NO_EXTENSIONS=1`` (read here at import and by setup.py at build time) skips the
 native backend; so does a build without a C compiler. Both classes stay reachable by name
 (:data:`BACKENDS`) so tests and ``--backend`` can pick one explicitly.

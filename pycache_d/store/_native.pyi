@@ -1,4 +1,4 @@
-# Type stubs for the compiled store (pycache_d/_native.pyx); the API mirrors _pystore.Store.
+# Type stubs for the compiled store (pycache_d/store/_native.pyx); the API mirrors _pystore.Store.
 from collections.abc import Callable, Iterable, Iterator
 
 from .errors import Result

@@ -3,7 +3,7 @@
 
 Items live in C memory (csrc/item.h), so a stored item costs no Python object. This class
 only validates arguments, reads the clock and converts results; its behaviour is defined by
-pycache_d/_pystore.py, which the differential tests hold it to.
+pycache_d/store/_pystore.py, which the differential tests hold it to.
 """
 
 import os
@@ -111,7 +111,7 @@ cdef class Store:
     @property
     def wall_skew(self):
         """Seconds the wall clock is ahead of the store's clock (it was stepped): absolute
-        expiry times from the protocol are read against the wall clock (pycache_d/clock.py)."""
+        expiry times from the protocol are read against the wall clock (pycache_d/store/clock.py)."""
         return self._s.wall_skew
 
     @wall_skew.setter

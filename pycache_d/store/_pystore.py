@@ -142,7 +142,7 @@ class Store:
         max_items: limit on the number of items, 0 for none.
         max_item_size: largest charged item size accepted (memcached's ``-I``).
         clock: zero-argument callable returning the time in whole Unix-scale seconds; by
-            default the monotonic clock on a Unix-time scale (see :mod:`pycache_d.clock`).
+            default the monotonic clock on a Unix-time scale (see :mod:`pycache_d.store.clock`).
     """
 
     backend = "python"
@@ -178,7 +178,7 @@ class Store:
     @property
     def wall_skew(self) -> int:
         """Seconds the wall clock is ahead of the store's clock (it was stepped): absolute
-        expiry times from the protocol are read against the wall clock (pycache_d/clock.py)."""
+        expiry times from the protocol are read against the wall clock (pycache_d/store/clock.py)."""
         return self._wall_skew
 
     @wall_skew.setter
