@@ -17,8 +17,8 @@ import argparse
 import random
 import time
 
-from pycache_d.store._pystore import Store
 from pycache_d.protocol.session import Session
+from pycache_d.store._pystore import Store
 
 
 def populate(items: int, value_size: int) -> tuple[Session, list[bytes]]:

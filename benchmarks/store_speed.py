@@ -19,8 +19,8 @@ import sys
 import time
 from collections import OrderedDict
 
-from pycache_d.store.semantics import ITEM_OVERHEAD
 from pycache_d.store import BACKENDS
+from pycache_d.store.semantics import ITEM_OVERHEAD
 
 
 class OrderedDictLRU:

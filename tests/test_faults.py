@@ -27,8 +27,7 @@ pytest.register_assert_rewrite("daemon")
 pytest_plugins = ["daemon"]
 
 from pycache_d.daemon import snapshot, wallclock  # noqa: E402
-from pycache_d.store import clock  # noqa: E402
-from pycache_d.store import PyStore  # noqa: E402
+from pycache_d.store import PyStore, clock  # noqa: E402
 
 from conftest import mount_tmpfs  # noqa: E402
 from daemon import Daemon, backend_params, native_built, read_until, stats  # noqa: E402

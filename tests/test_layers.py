@@ -54,7 +54,7 @@ def sources() -> list[tuple[str, Path]]:
 
 
 def _resolve(importer: str, is_package: bool, target: str) -> str:
-    """The absolute name of ``target`` (``..store``, ``.wire``, ``pycache_d.log``) as seen from ``importer``."""
+    """The absolute name of ``target`` (``..store``, ``.wire``, ``pycache_d.log``) seen from ``importer``."""
     level = len(target) - len(target.lstrip("."))
     if not level:
         return target
@@ -176,7 +176,14 @@ def test_no_import_circles() -> None:
     ("edges", "up", "circles"),
     [
         ({"pycache_d.store.x": {"pycache_d.net.y"}, "pycache_d.net.y": set()}, 1, 0),
-        ({"pycache_d.protocol.a": {"pycache_d.protocol.b"}, "pycache_d.protocol.b": {"pycache_d.protocol.a"}}, 0, 1),
+        (
+            {
+                "pycache_d.protocol.a": {"pycache_d.protocol.b"},
+                "pycache_d.protocol.b": {"pycache_d.protocol.a"},
+            },
+            0,
+            1,
+        ),
         ({"pycache_d.log": {"pycache_d.store"}, "pycache_d.store": {"pycache_d.log"}}, 1, 1),
         ({"pycache_d": {"pycache_d.daemon.main"}, "pycache_d.daemon.main": {"pycache_d.store"}}, 0, 0),
     ],

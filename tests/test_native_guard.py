@@ -17,7 +17,9 @@ pytestmark = pytest.mark.asan
 
 @pytest.mark.skipif(bool(os.environ.get("PYCACHE_D_NO_EXTENSIONS")), reason="extensions disabled on purpose")
 def test_native_backend_is_the_default():
-    assert store.NativeStore is not None, "pycache_d.store._native did not import: the build fell back to Python"
+    assert store.NativeStore is not None, (
+        "pycache_d.store._native did not import: the build fell back to Python"
+    )
     assert pycache_d.Store is store.NativeStore
     assert pycache_d.Store().backend == "native"
     assert store.store_class("auto") is store.NativeStore
@@ -59,7 +61,9 @@ def test_native_store_gets_the_compiled_session():
 def test_connections_use_the_compiled_hot_path():
     from pycache_d.net import connection
 
-    assert connection.ConnectionBase.__module__ == "pycache_d.net._cconnection", "the build fell back to Python"
+    assert connection.ConnectionBase.__module__ == "pycache_d.net._cconnection", (
+        "the build fell back to Python"
+    )
 
 
 @pytest.mark.skipif(bool(os.environ.get("PYCACHE_D_NO_EXTENSIONS")), reason="extensions disabled on purpose")

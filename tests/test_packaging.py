@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(bool(os.environ.get("PYCACHE_D_NO_EXTENSIONS")), reason="extensions disabled on purpose"),
+    pytest.mark.skipif(
+        bool(os.environ.get("PYCACHE_D_NO_EXTENSIONS")), reason="extensions disabled on purpose"
+    ),
 ]
 
 
@@ -74,10 +76,10 @@ def test_every_layer_imports_from_the_installed_wheel(dist: Path, tmp_path: Path
     code = (
         "import pycache_d, pycache_d.store, pycache_d.protocol, pycache_d.net, pycache_d.daemon; "
         "from pycache_d.daemon import main; from pycache_d.net import streams; "
-        "assert pycache_d.__file__.startswith(%r), pycache_d.__file__; "
+        f"assert pycache_d.__file__.startswith({str(target)!r}), pycache_d.__file__; "
         "s = pycache_d.protocol.new_session(pycache_d.Store()); "
         "print(pycache_d.Store().backend, type(s).__name__, streams.Poller.__module__); "
-        "print(s.feed(b'set k 0 0 2\\r\\nhi\\r\\nget k\\r\\n'))" % str(target)
+        "print(s.feed(b'set k 0 0 2\\r\\nhi\\r\\nget k\\r\\n'))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],

@@ -17,12 +17,11 @@ from typing import Any
 import pytest
 import uvloop
 
-from pycache_d.net import connection
-
 from pycache_d.daemon import server
 from pycache_d.daemon.config import ConfigSource, load
-from pycache_d.net.connection import TOO_MANY_CONNECTIONS
 from pycache_d.daemon.server import Server
+from pycache_d.net import connection
+from pycache_d.net.connection import TOO_MANY_CONNECTIONS
 from pycache_d.protocol.session import REPLY_BUDGET
 from pycache_d.store import BACKENDS
 

@@ -99,4 +99,3 @@ async def _serve(cfg: Config, source: ConfigSource, store: Any, loop_name: str) 
     snapshot.persist(store, snapshot_path)
     notice("stopped")
     return EXIT_OK
-

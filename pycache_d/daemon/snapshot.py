@@ -53,10 +53,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from ..store import clock
-from .config import describe_size
-from ..store.errors import StoreError
 from ..log import log, notice
+from ..store import clock
+from ..store.errors import StoreError
+from .config import describe_size
 
 MAGIC = b"PYCDSNAP"
 VERSION = 1

@@ -19,6 +19,7 @@ JUMP_THRESHOLD = 2.0
 #: Seconds between two looks at the wall clock. PERF: two clock reads a second, nothing per request.
 CHECK_INTERVAL = 1.0
 
+
 class WallClockWatch:
     """Notice the wall clock being stepped, and log each step once.
 

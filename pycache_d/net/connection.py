@@ -75,6 +75,7 @@ class Host(Protocol):
         """Count (and log) a client refused for the connection limit."""
         ...
 
+
 #: Unsent reply bytes above which reading from a client pauses, and below which it resumes.
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..store import NO_EXTENSIONS, NativeStore
 from .context import ServerContext
 from .session import Session
-from ..store import NO_EXTENSIONS, NativeStore
 
 NativeSession: Any = None
 if not NO_EXTENSIONS and NativeStore is not None:

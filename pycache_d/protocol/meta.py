@@ -56,6 +56,7 @@ class Session(Protocol):
 
     def count_error(self, exc: StoreError) -> None: ...
 
+
 #: Marker in ``Session._pending`` for an ms awaiting its data block.
 PENDING_MS = -1
 #: Bound on the side table of meta state (see the module docstring).

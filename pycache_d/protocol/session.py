@@ -40,10 +40,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from . import meta, stats, wire
-from .context import ServerContext
 from ..store.errors import InvalidKey, ItemTooLarge, OutOfMemory, Result, StoreError
 from ..store.semantics import ITEM_OVERHEAD, MAX_KEY_LENGTH
+from . import meta, stats, wire
+from .context import ServerContext
 from .wire import parse_i32, parse_u32, parse_u64
 
 #: memcached closes a connection whose buffered input holds no ``\n`` within 2048 bytes.

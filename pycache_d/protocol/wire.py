@@ -13,7 +13,7 @@ it is only used once the token is known to be plain digits.
 
 from __future__ import annotations
 
-from .semantics import scan_decimal
+from ..store.semantics import scan_decimal
 
 # -- replies the session produces (protocol.txt, "Error strings" and the command sections) ---------
 

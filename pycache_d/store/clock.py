@@ -10,11 +10,12 @@ Absolute expiry times (over 30 days, protocol.txt) name a Unix time on the wall 
 the one place the wall clock counts. The daemon's watch (:mod:`pycache_d.daemon.wallclock`)
 notices a step of the wall clock (within a second), logs it once, and hands the new skew
 (:func:`wall_skew`) to the store, which subtracts it when it converts an absolute time to its
-own clock; a client's "now + 60" then still means 60 seconds. (memcached reads absolute times against the wall clock as it was at
-start, ``process_started``, so after a step of N seconds they land N seconds off until it
-restarts; we re-sync instead.) Expiry times already stored stay where they are on the store's
-clock: their remaining time is what the client asked for. The snapshot converts expiry times
-to the wall clock of the save, so a restart keeps every item's remaining time.
+own clock; a client's "now + 60" then still means 60 seconds. (memcached reads absolute times
+against the wall clock as it was at start, ``process_started``, so after a step of N seconds
+they land N seconds off until it restarts; we re-sync instead.) Expiry times already stored
+stay where they are on the store's clock: their remaining time is what the client asked for.
+The snapshot converts expiry times to the wall clock of the save, so a restart keeps every
+item's remaining time.
 """
 
 from __future__ import annotations
