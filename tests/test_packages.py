@@ -155,7 +155,7 @@ def test_deb_venv_points_at_its_install_location(deb: Path, tmp_path: Path) -> N
     cfg = (venv / "pyvenv.cfg").read_text()
     assert "home = /usr/bin" in cfg and str(tmp_path) not in cfg, cfg
     # Byte-compiled under its final name, so tracebacks name the installed files.
-    pyc = next(venv.glob("lib/python3.*/site-packages/pycache_d/__pycache__/config.*.pyc"))
+    pyc = next(venv.glob("lib/python3.*/site-packages/pycache_d/daemon/__pycache__/config.*.pyc"))
     assert b"/opt/pycache-d/lib/python3." in pyc.read_bytes()
 
 
