@@ -210,8 +210,11 @@ class AsyncConnectionPool:
         """Return how many connections are open."""
         return sum(not c.is_stale() for c in self._conns)
 
-    async def run(self, commands: list[Command]) -> list[Reply]:
+    async def run(self, commands: list[Command], deadline: float | None = None) -> list[Reply]:
         """Send ``commands`` on a pooled connection and return their replies.
+
+        ``deadline`` (the loop's clock) ends the exchange's wait sooner than the pool's timeout
+        would: it is the caller's whole budget, measured once the connection is there.
 
         Raises:
             CacheConnectionError: connecting or the exchange failed (also CacheTimeoutError).
@@ -219,7 +222,12 @@ class AsyncConnectionPool:
         conn = self._usable()
         if conn is None:
             conn = await self._open()
-        return await conn.request(commands, self.timeout)
+        timeout = self.timeout
+        if deadline is not None:
+            timeout = min(timeout, deadline - asyncio.get_running_loop().time())
+            if timeout <= 0:
+                raise CacheTimeoutError(f"no time left for a request to {self.address}")
+        return await conn.request(commands, timeout)
 
     def _usable(self) -> AsyncConnection | None:
         if self._closed:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from . import ops
 from .address import Address
 from .aiopool import AsyncConnectionPool
-from .errors import CacheConnectionError, PoolExhaustedError
+from .errors import CacheConnectionError, CacheTimeoutError, PoolExhaustedError
 from .ops import Key, KeyMapping, Plan
 from .pool import ConnectionPool
 from .protocol import Command, Reply
@@ -23,6 +24,11 @@ from .serde import JsonSerde, Serde
 from .servers import ServerSet
 
 T = TypeVar("T")
+#: Seconds past a call's deadline at which its connect is cut (see AsyncClient.run_on).
+_BACKSTOP = 0.01
+#: When set (the event loop's clock), every AsyncClient call made in this context ends by then,
+#: so several calls can share one budget (the HTTP app sets it per request).
+call_deadline: ContextVar[float | None] = ContextVar("pycache_client_call_deadline", default=None)
 Servers = str | Address | Sequence[str | Address]
 
 
@@ -40,6 +46,7 @@ class _ClientBase:
         pool_timeout: float | None = None,
         retries: int = 0,
         dead_timeout: float = 30.0,
+        total_timeout: float | None = None,
     ) -> None:
         """Configure a client; connections are opened lazily.
 
@@ -56,11 +63,17 @@ class _ClientBase:
             retries: extra attempts for idempotent reads (get, get_many, gets, gat, stats,
                 version) after a connection error or timeout; writes are never retried.
             dead_timeout: seconds a failed server stays ejected from the ring (several servers only).
+            total_timeout: asyncio client only: seconds one call may take in all, connects and
+                retries included (None: each attempt has its own ``connect_timeout`` and
+                ``timeout``). A retry starts only while time is left.
         """
         if isinstance(servers, str | Address):
             servers = [servers]
         if retries < 0:
             raise ValueError("retries must be >= 0")
+        if total_timeout is not None and not total_timeout > 0:
+            raise ValueError("total_timeout must be > 0")
+        self.total_timeout = total_timeout
         self.servers = ServerSet(servers, dead_timeout=dead_timeout)
         self.serde: Serde = serde if serde is not None else JsonSerde()
         self.max_pool_size = max_pool_size
@@ -275,29 +288,63 @@ class AsyncClient(_ClientBase):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _run(self, address: Address, commands: list[Command]) -> list[Reply]:
+    def deadline(self) -> float | None:
+        """Return when a call starting now must end (the loop's clock), or None without a bound.
+
+        That is ``total_timeout`` from now, or the context's :data:`call_deadline` if sooner.
+        """
+        shared = call_deadline.get()
+        if self.total_timeout is None:
+            return shared
+        own = asyncio.get_running_loop().time() + self.total_timeout
+        return own if shared is None else min(own, shared)
+
+    async def run_on(self, address: Address, commands: list[Command], deadline: float | None) -> list[Reply]:
+        """Run raw ``commands`` on one server's pool, by ``deadline`` (see :meth:`deadline`).
+
+        Raises:
+            CacheConnectionError: as the pool's ``run``; CacheTimeoutError once the deadline passed.
+        """
+        pool = self._pools[address]
+        if deadline is None:
+            return await pool.run(commands)
         try:
-            return await self._pools[address].run(commands)
+            # NOTE: the exchange itself is given the deadline, so its own timeout fires first and
+            # drops the connection (whose place in the reply stream is lost); this outer bound,
+            # a moment later, only cuts a connect that would outlast the deadline, which is
+            # safe to cancel. Cancelling a written request instead would leave it queued.
+            async with asyncio.timeout_at(deadline + _BACKSTOP):
+                return await pool.run(commands, deadline)
+        except CacheConnectionError:
+            raise
+        except TimeoutError:
+            raise CacheTimeoutError(f"no reply from {address} within {self.total_timeout}s") from None
+
+    async def _run(self, address: Address, commands: list[Command], deadline: float | None) -> list[Reply]:
+        try:
+            return await self.run_on(address, commands, deadline)
         except CacheConnectionError as exc:
             self._failed(address, exc)
             raise
 
     async def _execute(self, plan: Plan[T]) -> T:
         attempts = self._attempts(plan)
+        deadline = self.deadline()
         for attempt in range(attempts):
             try:
                 groups = self._groups(plan)
                 if len(groups) == 1:
                     ((address, indexes),) = groups.items()
-                    results = [(indexes, await self._run(address, _commands(plan, indexes)))]
+                    results = [(indexes, await self._run(address, _commands(plan, indexes), deadline))]
                 else:
                     replies = await asyncio.gather(
-                        *(self._run(a, _commands(plan, ix)) for a, ix in groups.items())
+                        *(self._run(a, _commands(plan, ix), deadline) for a, ix in groups.items())
                     )
                     results = list(zip(groups.values(), replies, strict=True))
                 return plan.finish(_gather(plan, results))
             except CacheConnectionError:
-                if attempt + 1 >= attempts:
+                out_of_time = deadline is not None and asyncio.get_running_loop().time() >= deadline
+                if attempt + 1 >= attempts or out_of_time:
                     raise
         raise AssertionError("unreachable")
 

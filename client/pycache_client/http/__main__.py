@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 
+from .auth import AccessPolicy
 from .config import Config
+from .metrics import MULTIPROC_ENV
 
 FACTORY = "pycache_client.http.app:app_from_env"
 
@@ -27,11 +31,16 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument("--timeout", type=float, help="seconds per cache request (default 1)")
     parser.add_argument("--pool-size", type=int, help="cache connections per worker and server")
     parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--auth-file", help="tokens and user:password lines required of every client")
     args = parser.parse_args(argv)
     try:
-        return Config.from_env(**{k: v for k, v in vars(args).items()})
+        config = Config.from_env(**{k: v for k, v in vars(args).items()})
+        policy = AccessPolicy.for_config(config.host, config.auth_file)  # fail here, in one line
     except ValueError as exc:
         parser.exit(2, f"pycache-http: error: {exc}\n")
+    if policy.reason:
+        print(f"pycache-http: warning: {policy.reason}", file=sys.stderr)
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,16 +49,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn  # NOTE: imported late so --help works and a bad flag fails fast
 
     os.environ.update(config.to_env())
-    uvicorn.run(
-        FACTORY,
-        factory=True,
-        host=config.host,
-        port=config.port,
-        workers=config.workers,
-        lifespan="on",
-        log_level=config.log_level,
-        access_log=False,  # PERF: /metrics counts requests; a log line each halves throughput
-    )
+    made = None
+    if config.workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        # Each worker keeps its HTTP metrics in files here and a scrape adds every worker's up
+        # (see .metrics). A fresh directory each start: old files would count twice.
+        made = tempfile.mkdtemp(prefix="pycache-http-metrics-")
+        os.environ[MULTIPROC_ENV] = made
+    try:
+        uvicorn.run(
+            FACTORY,
+            factory=True,
+            host=config.host,
+            port=config.port,
+            workers=config.workers,
+            lifespan="on",
+            log_level=config.log_level,
+            access_log=False,  # PERF: /metrics counts requests; a log line each halves throughput
+        )
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
     return 0
 
 

@@ -11,9 +11,14 @@ Routes (JSON unless said otherwise; errors are ``{"title", "description"}`` with
                                                              (409: stored value not a number)
     GET    /api/stats                                     -> 200 {"servers": {server: {stat: v}}}
     GET    /healthz | /readyz | /metrics | /openapi.json
+    GET    /  (the dashboard), /api/dashboard, /api/keys..., /scrape   (see .dashboard)
 
-Errors: 400 invalid key/ttl/body, 404 missing key, 413 value too large, 415 bad Content-Type,
-503 daemon unreachable or timed out (after at most the client timeout), 502 other daemon errors.
+A key in the path may hold ``/`` (``/api/storage/a/b`` is key ``a/b``); see StorageItem.
+
+Errors: 400 invalid key/ttl/body, 401 no credential (with an auth file), 403 a write refused
+(beyond loopback without an auth file, see .auth), 404 missing key, 413 value too large, 415 bad
+Content-Type, 503 daemon unreachable or timed out (every cache wait of one request together
+takes at most the configured timeout, retries included), 502 other daemon errors.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ import falcon.asgi
 from falcon.asgi import Request, Response
 
 from ..errors import CacheClientError, CacheConnectionError, CacheError, ValueTooLargeError
-from . import resources
+from . import browser, dashboard, resources
+from .auth import AccessControl, AccessPolicy
 from .config import Config
 from .metrics import HttpMetrics
-from .middleware import CacheHandle, CacheLifespan, RequestMetrics
+from .middleware import CacheHandle, CacheLifespan, RequestDeadline, RequestMetrics
 from .openapi import build_spec
+from .sampler import StatsSampler
 
 
 class App(falcon.asgi.App[Request, Response]):
@@ -39,6 +46,8 @@ class App(falcon.asgi.App[Request, Response]):
     config: Config
     cache: CacheHandle
     metrics: HttpMetrics
+    sampler: StatsSampler
+    policy: AccessPolicy
 
 
 # The one table from client exceptions to HTTP errors; the most specific class wins (falcon
@@ -60,28 +69,45 @@ def _handler(http_error: Callable[..., falcon.HTTPError]) -> Any:
 
 
 def create_app(config: Config | None = None) -> App:
-    """Build the app; the cache client opens on ASGI lifespan startup and closes on shutdown."""
+    """Build the app; the cache client opens on ASGI lifespan startup and closes on shutdown.
+
+    Raises:
+        AuthFileError: ``config.auth_file`` is set and unusable.
+    """
     config = config or Config()
+    policy = AccessPolicy.for_config(config.host, config.auth_file)
     cache = CacheHandle(config)
     metrics = HttpMetrics()
-    middleware: list[Any] = [CacheLifespan(cache), RequestMetrics(metrics)]
+    sampler = StatsSampler(cache)
+    middleware: list[Any] = [
+        RequestMetrics(metrics),  # first: it also counts the 401s and 403s
+        AccessControl(policy),
+        CacheLifespan(cache),
+        RequestDeadline(config),
+    ]
     app = App(middleware=middleware)
-    app.config, app.cache, app.metrics = config, cache, metrics
+    app.config, app.cache, app.metrics, app.sampler, app.policy = config, cache, metrics, sampler, policy
     app.req_options.auto_parse_qs_csv = False  # ?key=a,b is one key "a,b", not two
     app.resp_options.default_media_type = falcon.MEDIA_JSON
 
-    collection = resources.StorageCollection(cache)
+    collection = resources.StorageCollection(cache, sampler)
     app.add_route("/api/storage/", collection)
     app.add_route("/api/storage", collection)
-    app.add_route("/api/storage/{key}", resources.StorageItem(cache))
-    counter = resources.Counter(cache)
-    app.add_route("/api/storage/{key}/incr", counter, suffix="incr")
-    app.add_route("/api/storage/{key}/decr", counter, suffix="decr")
+    app.add_route("/api/storage/{key:path}", resources.StorageItem(cache, resources.Counter(cache)))
     app.add_route("/api/stats", resources.Stats(cache))
     app.add_route("/healthz", resources.Health())
     app.add_route("/readyz", resources.Ready(cache))
-    app.add_route("/metrics", resources.Metrics(cache, metrics))
+    app.add_route("/metrics", resources.Metrics(sampler, metrics))
     app.add_route("/openapi.json", resources.OpenAPI(build_spec()))
+
+    app.add_route("/", dashboard.Page())
+    app.add_route("/static/{name}", dashboard.Static())
+    app.add_route("/api/dashboard", dashboard.DashboardData(sampler, policy))
+    app.add_route("/api/keys", dashboard.Keys(cache, browser.Browser()))
+    key_value = dashboard.KeyValue(cache)
+    app.add_route("/api/keys/value", key_value)
+    app.add_route("/api/keys/touch", key_value, suffix="touch")
+    app.add_route("/scrape", dashboard.Scrape(cache, sampler))
 
     for exc_type, http_error in _ERROR_STATUS:
         app.add_error_handler(exc_type, _handler(http_error))

@@ -30,6 +30,8 @@ class Config:
     #: The daemon's own item size limit (``-I``) also answers 413.
     max_body: int = 8 * 1024 * 1024
     log_level: str = "info"
+    #: Tokens and ``user:password`` lines (see :mod:`.auth`); empty: access control off.
+    auth_file: str = ""
 
     @property
     def servers(self) -> list[str]:

@@ -1,18 +1,25 @@
 """Prometheus metrics: HTTP request counts and latencies per app, daemon stats per scrape.
 
 Each app gets its own :class:`CollectorRegistry` (so tests can build several apps in one
-process). Daemon stats are fetched on every scrape and rendered through a throw-away registry,
-so concurrent scrapes never share state.
+process). With several uvicorn workers (``pycache-http --workers N``) every worker is its own
+process with its own counters: then ``PROMETHEUS_MULTIPROC_DIR`` is set (``__main__`` makes
+a fresh directory before the workers start), prometheus-client keeps each worker's values in
+files there, and a scrape, whichever worker answers it, adds them all up. Daemon stats come
+from a stats round (:mod:`.sampler`) and are rendered through a throw-away registry, so
+concurrent scrapes never share state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 
 PREFIX = "pycache_"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 #: memcached stats that only ever grow (protocol.txt, "General-purpose statistics"); exported as
 #: counters. Every other numeric stat is a gauge.
@@ -30,6 +37,12 @@ class HttpMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        #: What a scrape renders: this process's registry, or every worker's files.
+        self.exposed = self.registry
+        multiproc_dir = os.environ.get(MULTIPROC_ENV)
+        if multiproc_dir:
+            self.exposed = CollectorRegistry()
+            MultiProcessCollector(self.exposed, path=multiproc_dir)  # type: ignore[no-untyped-call]
         self.requests = Counter(
             "http_requests",
             "HTTP requests handled, by method, route template and status code.",
@@ -48,6 +61,24 @@ class HttpMetrics:
         """Count one request and record its duration."""
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
+
+
+#: Unit suffixes Prometheus wants spelt as base units: the stat is scaled and renamed.
+_UNITS = {"_us": 1e-6, "_ms": 1e-3, "_ns": 1e-9}
+
+
+def metric_name(stat: str, value: float) -> tuple[str, float]:
+    """Return the ``pycache_`` name and value for a stat, in Prometheus' naming rules.
+
+    ``*_count`` is a histogram's suffix (``read_buf_count`` becomes ``read_buf_number``), and
+    ``*_us``/``*_ms``/``*_ns`` become ``*_seconds``: what ``promtool check metrics`` asks for.
+    """
+    for suffix, scale in _UNITS.items():
+        if stat.endswith(suffix):
+            return PREFIX + stat[: -len(suffix)] + "_seconds", value * scale
+    if stat.endswith("_count"):
+        return PREFIX + stat[: -len("_count")] + "_number", value
+    return PREFIX + stat, value
 
 
 class DaemonStatsCollector:
@@ -69,18 +100,40 @@ class DaemonStatsCollector:
                     continue  # version, libevent, ...: not a number
                 if name not in families:
                     doc = f"memcached stat {name}."
+                    metric, _ = metric_name(name, 0.0)
                     families[name] = (
-                        CounterMetricFamily(PREFIX + name, doc, labels=["server"])
+                        CounterMetricFamily(metric, doc, labels=["server"])
                         if name in COUNTER_STATS
-                        else GaugeMetricFamily(PREFIX + name, doc, labels=["server"])
+                        else GaugeMetricFamily(metric, doc, labels=["server"])
                     )
-                families[name].add_metric([server], value)
+                families[name].add_metric([server], metric_name(name, value)[1])
         yield up
         yield from families.values()
 
 
-def render(metrics: HttpMetrics, snapshot: Mapping[str, Mapping[str, str] | None]) -> bytes:
-    """Return the Prometheus text exposition of the HTTP metrics plus the daemon snapshot."""
+class _Families:
+    """A collector that yields families made beforehand."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def render_families(families: Iterable[Metric]) -> bytes:
+    """Return the text exposition of ``families``."""
+    registry = CollectorRegistry()
+    registry.register(_Families(families))
+    return generate_latest(registry)
+
+
+def render(
+    metrics: HttpMetrics,
+    snapshot: Mapping[str, Mapping[str, str] | None],
+    extra: Iterable[Metric] = (),
+) -> bytes:
+    """Return the exposition of the HTTP metrics, the daemon snapshot and ``extra`` families."""
     daemon = CollectorRegistry()
     daemon.register(DaemonStatsCollector(snapshot))
-    return generate_latest(metrics.registry) + generate_latest(daemon)
+    return generate_latest(metrics.exposed) + render_families(extra) + generate_latest(daemon)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import falcon.asgi
 
-from ..client import AsyncClient
+from ..client import AsyncClient, call_deadline
 from ..errors import CacheConnectionError
 from .config import Config
 from .metrics import HttpMetrics
@@ -46,9 +47,11 @@ class CacheHandle:
             max_pool_size=c.pool_size,
             timeout=c.timeout,
             connect_timeout=c.connect_timeout,
-            # NOTE: reads are retried once so a daemon restart costs no failed request; the
-            # retry is bounded by the same timeout, so a dead daemon still answers 503 quickly.
+            # NOTE: reads are retried once so a daemon restart costs no failed request. The
+            # whole call, connect and retry included, ends within the timeout (total_timeout),
+            # and RequestDeadline makes every call of one request share that one budget.
             retries=1,
+            total_timeout=c.timeout,
         )
 
     async def close(self) -> None:
@@ -73,6 +76,28 @@ class CacheLifespan:
         await self._handle.close()
 
 
+class RequestDeadline:
+    """Give each request one deadline, the configured timeout from its start, for all its cache calls."""
+
+    def __init__(self, config: Config) -> None:
+        self._timeout = config.timeout
+
+    async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        """Set :data:`~pycache_client.client.call_deadline` for the responder."""
+        req.context.deadline_token = call_deadline.set(asyncio.get_running_loop().time() + self._timeout)
+
+    async def process_response(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        """Drop the deadline again."""
+        token = getattr(req.context, "deadline_token", None)
+        if token is not None:
+            try:
+                call_deadline.reset(token)
+            except ValueError:
+                pass  # another context (cannot happen in falcon's ASGI app; never fail a response)
+
+
 class RequestMetrics:
     """Count every request and time it, labelled by route template (not raw path: bounded)."""
 
@@ -90,5 +115,6 @@ class RequestMetrics:
         started = getattr(req.context, "started", None)
         if started is None:
             return
-        route = req.uri_template or "unmatched"
+        # A resource may name its route itself (one template serving several documented ones).
+        route = getattr(req.context, "route", None) or req.uri_template or "unmatched"
         self._metrics.observe(req.method, route, resp.status_code, time.perf_counter() - started)

@@ -10,15 +10,18 @@ from urllib.parse import parse_qsl
 import falcon
 import falcon.asgi
 
-from ..errors import CacheClientError, CacheConnectionError, CacheError
+from ..errors import CacheClientError, CacheError, ValueTooLargeError
 from ..keys import encode_key
-from ..protocol import stats as stats_command
+from . import exporter
 from .metrics import HttpMetrics, render
 from .middleware import CacheHandle
+from .sampler import StatsSampler
 from .values import Stored, decode_body, encode_body, to_json
 
 Req = falcon.asgi.Request
 Resp = falcon.asgi.Response
+#: The documented template of StorageItem's routes (metrics label them with it).
+ITEM_ROUTE = "/api/storage/{key}"
 
 
 async def read_body(req: Req, limit: int) -> bytes:
@@ -44,11 +47,17 @@ def check_key(key: str) -> str:
     return key
 
 
+#: What memcached adds to a key and value in an item (its header, CAS, flags, CRLF); a pair
+#: bigger than the item size minus this is refused (memcached 1.6: 63 bytes on 64-bit).
+ITEM_OVERHEAD = 64
+
+
 class StorageCollection:
     """``/api/storage/``: store several pairs (form or JSON), read several keys as JSON."""
 
-    def __init__(self, cache: CacheHandle) -> None:
+    def __init__(self, cache: CacheHandle, sampler: StatsSampler) -> None:
         self._cache = cache
+        self._sampler = sampler
 
     async def on_get(self, req: Req, resp: Resp) -> None:
         """``GET /api/storage/?key=k1&key=k2``: ``{"k1": value, ...}`` for the keys found.
@@ -101,7 +110,25 @@ class StorageCollection:
         ttl = get_ttl(req)
         for key in pairs:
             check_key(key)
-        failed = await self._cache.client.set_many(pairs, ttl=ttl)
+        # The whole request is checked before anything is stored: a pair over the daemon's item
+        # size would otherwise be refused after the ones before it were stored.
+        limit = await self._sampler.item_size_limit()
+        serde = self._cache.client.serde
+        if limit is not None:
+            for key, value in pairs.items():
+                data, _flags = serde.serialize(value)
+                if len(key.encode()) + len(data) + ITEM_OVERHEAD > limit:
+                    raise falcon.HTTPContentTooLarge(
+                        description=f"value of {key!r} is too large for the cache's {limit}-byte items; "
+                        "nothing was stored"
+                    )
+        try:
+            failed = await self._cache.client.set_many(pairs, ttl=ttl)
+        except ValueTooLargeError as exc:
+            # Only when the daemon's limit changed since we learnt it; say what happened.
+            raise falcon.HTTPContentTooLarge(
+                description=f"{exc}; the pairs before it may have been stored"
+            ) from None
         if failed:
             raise falcon.HTTPInternalServerError(description=f"not stored: {', '.join(map(str, failed))}")
         resp.status = falcon.HTTP_201
@@ -109,10 +136,17 @@ class StorageCollection:
 
 
 class StorageItem:
-    """``/api/storage/{key}``: the raw value, with the Content-Type it was stored with."""
+    """``/api/storage/{key}``: the raw value, with the Content-Type it was stored with.
 
-    def __init__(self, cache: CacheHandle) -> None:
+    The key is the whole rest of the path, ``/`` included (``/api/storage/a/b`` is key ``a/b``,
+    as is ``/api/storage/a%2Fb``). POST has one meaning only: a path ending in ``/incr`` or
+    ``/decr`` is the counter of the key before it (``POST /api/storage/a/b/incr`` adds to
+    ``a/b``); GET, PUT and DELETE of ``/api/storage/x/incr`` are the key ``x/incr``.
+    """
+
+    def __init__(self, cache: CacheHandle, counter: Counter) -> None:
         self._cache = cache
+        self._counter = counter
 
     async def _fetch(self, key: str) -> tuple[bytes, str]:
         stored = await self._cache.client.get(check_key(key))
@@ -123,20 +157,36 @@ class StorageItem:
 
     async def on_get(self, req: Req, resp: Resp, key: str) -> None:
         """Answer the stored bytes; 404 if missing."""
+        req.context.route = ITEM_ROUTE
         resp.data, resp.content_type = await self._fetch(key)
+
+    async def on_post(self, req: Req, resp: Resp, key: str) -> None:
+        """Route ``{key}/incr`` and ``{key}/decr`` to the counter; 405 for any other POST."""
+        base, sep, verb = key.rpartition("/")
+        if not sep or not base or verb not in ("incr", "decr"):
+            raise falcon.HTTPMethodNotAllowed(["GET", "HEAD", "PUT", "DELETE"])
+        req.context.route = f"{ITEM_ROUTE}/{verb}"
+        await self._counter.apply(req, resp, base, verb)
 
     async def on_head(self, req: Req, resp: Resp, key: str) -> None:
         """Answer GET's headers (Content-Type, Content-Length) without the body."""
+        req.context.route = ITEM_ROUTE
         body, resp.content_type = await self._fetch(key)
         resp.content_length = len(body)
 
     async def on_put(self, req: Req, resp: Resp, key: str) -> None:
-        """Store the body under ``key`` (``?ttl=`` seconds); 204. 413 over the item size."""
+        """Store the body under ``key`` (``?ttl=`` seconds); 204. 413 over the item size.
+
+        The body is stored as sent; ``?keep_type=true`` also keeps a Content-Type other than
+        text/plain and application/json (see :mod:`.values`).
+        """
+        req.context.route = ITEM_ROUTE
         check_key(key)
         ttl = get_ttl(req)
+        keep_type = bool(req.get_param_as_bool("keep_type", default=False))
         body = await read_body(req, self._cache.config.max_body)
         try:
-            stored = encode_body(body, req.content_type)
+            stored = encode_body(body, req.content_type, keep_type)
         except ValueError as exc:
             raise falcon.HTTPBadRequest(description=str(exc)) from None
         await self._cache.client.set(key, stored, ttl=ttl)
@@ -144,18 +194,23 @@ class StorageItem:
 
     async def on_delete(self, req: Req, resp: Resp, key: str) -> None:
         """Delete ``key``; 204, or 404 if it did not exist."""
+        req.context.route = ITEM_ROUTE
         if not await self._cache.client.delete(check_key(key)):
             raise falcon.HTTPNotFound(description=f"no such key: {key}")
         resp.status = falcon.HTTP_204
 
 
 class Counter:
-    """``POST /api/storage/{key}/incr`` and ``/decr`` (``?by=N``, default 1): ``{"key", "value"}``."""
+    """``POST /api/storage/{key}/incr`` and ``/decr`` (``?by=N``, default 1): ``{"key", "value"}``.
+
+    Add ``by`` (decr: subtract, clamped at 0); 404 if missing; 409 if not a decimal number.
+    """
 
     def __init__(self, cache: CacheHandle) -> None:
         self._cache = cache
 
-    async def _apply(self, req: Req, resp: Resp, key: str, verb: str) -> None:
+    async def apply(self, req: Req, resp: Resp, key: str, verb: str) -> None:
+        """Apply ``incr`` or ``decr`` to ``key`` and answer the new value."""
         check_key(key)
         by = req.get_param_as_int("by", min_value=0, max_value=2**64 - 1, default=1)
         assert by is not None
@@ -169,14 +224,6 @@ class Counter:
         if value is None:
             raise falcon.HTTPNotFound(description=f"no such key: {key}")
         resp.media = {"key": key, "value": value}
-
-    async def on_post_incr(self, req: Req, resp: Resp, key: str) -> None:
-        """Add ``by``; 404 if missing; 409 if the value is not a decimal number."""
-        await self._apply(req, resp, key, "incr")
-
-    async def on_post_decr(self, req: Req, resp: Resp, key: str) -> None:
-        """Subtract ``by`` (clamped at 0); 404 if missing; 409 if not a decimal number."""
-        await self._apply(req, resp, key, "decr")
 
 
 def _number(text: str) -> int | float | str:
@@ -226,28 +273,18 @@ class Ready:
 
 
 class Metrics:
-    """``GET /metrics``: Prometheus text; the daemon is asked for stats on every scrape."""
+    """``GET /metrics``: Prometheus text: HTTP metrics (every worker), the nodes' stats twice:
+    under memcached_exporter's names (:mod:`.exporter`) and as ``pycache_<stat>``."""
 
-    def __init__(self, cache: CacheHandle, metrics: HttpMetrics) -> None:
-        self._cache = cache
+    def __init__(self, sampler: StatsSampler, metrics: HttpMetrics) -> None:
+        self._sampler = sampler
         self._metrics = metrics
 
     async def on_get(self, req: Req, resp: Resp) -> None:
-        """Answer the exposition; a server that does not answer shows as ``pycache_up 0``."""
-        snapshot: dict[str, dict[str, str] | None]
-        client = self._cache.client
-        try:
-            snapshot = dict(await client.stats())
-        except CacheConnectionError:
-            # NOTE: stats() is all-or-nothing; ask each server alone to tell which ones are up.
-            snapshot = {}
-            for address in client.servers.addresses:
-                try:
-                    (reply,) = await client.pool(address).run([stats_command()])
-                except CacheError:
-                    reply = None
-                snapshot[address.name] = reply if isinstance(reply, dict) else None
-        resp.data = render(self._metrics, snapshot)
+        """Answer the exposition; a node that does not answer shows as ``memcached_up 0``."""
+        sample = await self._sampler.sample()
+        snapshot = {n.name: (dict(n.stats) if n.up else None) for n in sample.nodes}
+        resp.data = render(self._metrics, snapshot, exporter.collect(sample.nodes))
         resp.content_type = "text/plain; version=0.0.4; charset=utf-8"
 
 

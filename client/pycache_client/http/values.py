@@ -1,20 +1,29 @@
-"""How the HTTP API stores values: client flags keep the type, an envelope keeps other content types.
+"""How the HTTP API stores values: the body as sent; flags say its type; an envelope only on request.
 
-=====================================  ======  ===========================================
-``PUT`` Content-Type                    flags   stored bytes
-=====================================  ======  ===========================================
-missing, ``application/octet-stream``  0       the body
-``text/plain`` (UTF-8 body)            16      the body (read back as a str by the library)
-``application/json`` (valid JSON)      32      the body (read back as the JSON value)
-anything else                          256     ``<content-type>\\n<body>`` (the envelope)
-=====================================  ======  ===========================================
+A ``PUT`` body is stored byte for byte. Its Content-Type only chooses the client flags, which
+``GET /api/storage/{key}`` turns back into a Content-Type, except when the client asks for its
+own type to be kept (``?keep_type=true``): then, and only then, the type is stored in front of
+the body (the envelope, flags 256), because memcached has nowhere else to keep it.
+
+========================================  ======  ===========================================
+``PUT`` Content-Type                       flags   stored bytes
+========================================  ======  ===========================================
+``text/plain`` (UTF-8 body)               16      the body (read back as a str by the library)
+``application/json`` (valid JSON)         32      the body (read back as the JSON value)
+any other, or none (curl's form default)  0       the body
+any other with ``?keep_type=true``        256     ``<content-type>\\n<body>`` (the envelope)
+========================================  ======  ===========================================
+
+NOTE: ``curl --data-binary @file -X PUT`` sends ``application/x-www-form-urlencoded`` unless
+told otherwise, and other tools send what they like; keeping every type by default stored
+that type in front of the bytes every other client of the cache then read.
 
 Flags 0, 2, 16 and 32 are :class:`~pycache_client.serde.JsonSerde`'s, so values written through
 the API and through the library read back the same either way; 256 is the API's own. ``GET
 /api/storage/{key}`` answers with the Content-Type these flags stand for (an int stored by the
-library is ``text/plain``). In the JSON answers of ``GET /api/storage/?key=`` a value is its
-decoded form: str, number, JSON value; bytes that are UTF-8 become a string, others
-``{"base64": "..."}``.
+library is ``text/plain``; flags 0 are ``application/octet-stream``). In the JSON answers of
+``GET /api/storage/?key=`` a value is its decoded form: str, number, JSON value; bytes that are
+UTF-8 become a string, others ``{"base64": "..."}``.
 """
 
 from __future__ import annotations
@@ -59,14 +68,14 @@ class BadBody(ValueError):
     """Raised when a body does not match its Content-Type (invalid UTF-8 text or JSON)."""
 
 
-def encode_body(body: bytes, content_type: str | None) -> Stored:
-    """Return how to store a ``PUT`` body sent with ``content_type``.
+def encode_body(body: bytes, content_type: str | None, keep_type: bool = False) -> Stored:
+    """Return how to store a ``PUT`` body sent with ``content_type`` (see the module docstring).
 
     Raises:
         BadBody: text that is not UTF-8, JSON that does not parse, or an overlong content type.
     """
     media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media in ("", OCTETS):
+    if media in ("", OCTETS) or (media not in ("text/plain", JSON_TYPE) and not keep_type):
         return Stored(body, FLAG_BYTES)
     if media == "text/plain":
         try:
