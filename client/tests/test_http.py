@@ -84,10 +84,11 @@ def test_rest_item_roundtrip_with_content_types(http: falcon.testing.TestClient,
         ("bin", b"\x00\x01\xff", "application/octet-stream", "application/octet-stream"),
         ("txt", "héllo".encode(), "text/plain", "text/plain; charset=utf-8"),
         ("doc", b'{"a": 1}', "application/json", "application/json"),
-        ("img", b"\x89PNG...", "image/png", "image/png"),
+        ("img", b"\x89PNG...", "image/png?keep_type=true", "image/png"),
     ]
     for key, body, sent, answered in cases:
-        r = http.simulate_put(f"/api/storage/{key}", body=body, headers={"Content-Type": sent})
+        sent, _, query = sent.partition("?")
+        r = http.simulate_put(f"/api/storage/{key}", body=body, headers={"Content-Type": sent}, query_string=query)
         assert r.status_code == 204, r.text
         r = http.simulate_get(f"/api/storage/{key}")
         assert (r.status_code, r.content, r.headers["content-type"]) == (200, body, answered)
@@ -117,6 +118,55 @@ def test_rest_item_missing_and_delete(http: falcon.testing.TestClient) -> None:
     http.simulate_put("/api/storage/gone", body=b"x")
     assert http.simulate_delete("/api/storage/gone").status_code == 204
     assert http.simulate_get("/api/storage/gone").status_code == 404
+
+
+def test_put_with_curls_form_type_stores_the_raw_bytes(http: falcon.testing.TestClient, client: Client) -> None:
+    # `curl --data-binary @file -X PUT` sends the form type; no envelope may wrap the value.
+    body = b"line one\nline=two&x\x00\xff"
+    r = http.simulate_put("/api/storage/raw", body=body, headers=FORM)
+    assert r.status_code == 204
+    assert client.get("raw") == body  # what every other client sees: the bytes as sent
+    r = http.simulate_get("/api/storage/raw")
+    assert (r.content, r.headers["content-type"]) == (body, "application/octet-stream")
+    # Any other type is not kept either, unless asked for.
+    http.simulate_put("/api/storage/png", body=b"\x89PNG", headers={"Content-Type": "image/png"})
+    assert client.get("png") == b"\x89PNG"
+    http.simulate_put("/api/storage/png", body=b"\x89PNG", headers={"Content-Type": "image/png"},
+                      params={"keep_type": "true"})  # fmt: skip
+    assert http.simulate_get("/api/storage/png").headers["content-type"] == "image/png"
+
+
+def test_multi_key_post_over_the_item_size_stores_nothing(http: falcon.testing.TestClient, client: Client) -> None:
+    client.set("before", "old")
+    big = "x" * (1024 * 1024)  # the daemon's default item size (-I 1m) cannot hold it with its key
+    r = http.simulate_post("/api/storage/", json={"before": "new", "small": "1", "big": big})
+    assert r.status_code == 413, r.text
+    assert "nothing was stored" in r.json["description"] and "'big'" in r.json["description"]
+    assert client.get_many(["before", "small", "big"]) == {"before": "old"}
+    # The same pairs without the big one are stored whole.
+    r = http.simulate_post("/api/storage/", body="before=new&small=1", headers=FORM)
+    assert r.status_code == 201 and client.get_many(["before", "small"]) == {"before": "new", "small": "1"}
+
+
+def test_keys_with_slashes_in_the_path(http: falcon.testing.TestClient, client: Client) -> None:
+    assert http.simulate_put("/api/storage/users/42/name", body=b"ada").status_code == 204
+    assert client.get("users/42/name") == b"ada"
+    assert http.simulate_get("/api/storage/users%2F42%2Fname").content == b"ada"  # encoded alike
+    assert http.simulate_head("/api/storage/users/42/name").headers["content-length"] == "3"
+    # POST .../incr is the counter of the key before it, slashes and all.
+    http.simulate_put("/api/storage/a/b", body=b"5", headers={"Content-Type": "text/plain"})
+    r = http.simulate_post("/api/storage/a/b/incr", params={"by": "2"})
+    assert r.status_code == 200 and r.json == {"key": "a/b", "value": 7}
+    assert http.simulate_post("/api/storage/a/b/decr").json == {"key": "a/b", "value": 6}
+    assert http.simulate_post("/api/storage/a/b").status_code == 405
+    # GET/PUT of a path ending in /incr is just a key.
+    assert http.simulate_put("/api/storage/x/incr", body=b"k").status_code == 204
+    assert client.get("x/incr") == b"k"
+    assert http.simulate_delete("/api/storage/users/42/name").status_code == 204
+    assert client.get("users/42/name") is None
+    r = http.simulate_get("/metrics").text
+    assert 'http_requests_total{method="PUT",route="/api/storage/{key}",status="204"}' in r
+    assert 'http_requests_total{method="POST",route="/api/storage/{key}/incr",status="200"}' in r
 
 
 def test_put_ttl_expires(http: falcon.testing.TestClient) -> None:
@@ -263,9 +313,32 @@ def test_silent_daemon_is_503_within_the_timeout(silent_port: int) -> None:
     http = falcon.testing.TestClient(create_app(Config(cache=f"127.0.0.1:{silent_port}", timeout=0.3)))
     t0 = time.monotonic()
     r = http.simulate_get("/api/storage/k")
-    # One retry of the read: at most two timeouts.
     assert r.status_code == 503 and time.monotonic() - t0 < 1.5
     assert http.simulate_put("/api/storage/k", body=b"v").status_code == 503
+
+
+@pytest.mark.parametrize("path", ["/readyz", "/api/storage/k", "/api/stats"])
+def test_black_holed_daemon_costs_one_timeout_retries_included(silent_port: int, path: str) -> None:
+    # The silent port's backlog takes the connect, nothing ever answers: each attempt waits the
+    # whole timeout, so a retry after it would make the request last twice as long.
+    timeout = 1.0
+    http = falcon.testing.TestClient(create_app(Config(cache=f"127.0.0.1:{silent_port}", timeout=timeout)))
+    t0 = time.monotonic()
+    r = http.simulate_get(path)
+    elapsed = time.monotonic() - t0
+    assert r.status_code == 503
+    assert timeout * 0.9 < elapsed < timeout * 1.9, elapsed
+
+
+def test_requests_cache_calls_share_one_deadline(silent_port: int, daemon: Daemon) -> None:
+    # A multi-key POST asks for the item size (a stats round), then stores: both within one
+    # timeout in all, even when one node never answers.
+    cache = f"{daemon.address},127.0.0.1:{silent_port}"
+    http = falcon.testing.TestClient(create_app(Config(cache=cache, timeout=1.0)))
+    t0 = time.monotonic()
+    r = http.simulate_post("/api/storage/", body="&".join(f"k{i}=v" for i in range(20)), headers=FORM)
+    elapsed = time.monotonic() - t0
+    assert r.status_code == 503 and elapsed < 1.9, (r.status_code, elapsed)
 
 
 def test_lifespan_opens_and_closes_the_client(app: App) -> None:

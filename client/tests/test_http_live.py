@@ -94,6 +94,40 @@ def test_curl_rest_and_errors(flushed: HttpServer) -> None:
     assert code == "404" and '"title": "404 Not Found"' in body
 
 
+@pytest.mark.skipif(CURL is None, reason="curl is not installed (apt-get install curl)")
+def test_curl_put_of_a_file_stores_its_bytes(flushed: HttpServer, daemon: Daemon, tmp_path: Path) -> None:
+    # curl's --data-binary sends Content-Type application/x-www-form-urlencoded by default.
+    data = bytes(range(256)) + b"a=b&c=d\n"
+    (tmp_path / "blob").write_bytes(data)
+    put = curl("--data-binary", f"@{tmp_path / 'blob'}", "-X", "PUT", "-w", "%{http_code}",
+               f"{flushed.url}/api/storage/files/blob")  # fmt: skip
+    assert put.stdout == "204", put.stderr
+    with Client(daemon.address) as c:
+        assert c.get("files/blob") == data
+    got = subprocess.run([CURL, "-sS", f"{flushed.url}/api/storage/files/blob"], capture_output=True, timeout=30)
+    assert got.stdout == data
+
+
+def test_metrics_add_up_every_worker(daemon: Daemon) -> None:
+    import httpx
+
+    srv = start_http(["--cache", daemon.address, "--workers", "2", "--log-level", "warning"])
+    try:
+        requests = 60
+        for _ in range(requests):
+            # A fresh connection each time, so the kernel spreads them over both workers.
+            with httpx.Client(base_url=srv.url, timeout=10) as http:
+                assert http.get("/healthz").status_code == 200
+        with httpx.Client(base_url=srv.url, timeout=10) as http:
+            text = http.get("/metrics").text
+        line = 'http_requests_total{method="GET",route="/healthz",status="200"}'
+        (sample,) = [x for x in text.splitlines() if x.startswith(line)]
+        assert float(sample.split()[-1]) == requests
+        assert "memcached_up{server=" in text
+    finally:
+        srv.stop()
+
+
 def test_env_configuration_and_two_workers(daemon: Daemon) -> None:
     import httpx
 
