@@ -7,7 +7,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 EXT_SUFFIX = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 NATIVE_SRC := $(wildcard csrc/*.c csrc/*.h pycache_d/*/*.pyx pycache_d/*/*.pxd) setup.py
-APT_PACKAGES := memcached libmemcached-tools curl wrk nutcracker libfaketime
+APT_PACKAGES := memcached libmemcached-tools curl wrk nutcracker libfaketime chromium chromium-driver prometheus
 
 .PHONY: venv ext test lint test-asan fuzz bench loadtest dist deb install clean run apt
 
@@ -30,7 +30,8 @@ $(EXTENSIONS) &: $(NATIVE_SRC) | $(STAMP)
 	$(PY) setup.py --quiet build_clib build_ext --inplace
 
 # Debian packages some tests and benchmarks use (memcached as an oracle, memcaslap, wrk, twemproxy
-# for the cluster test, libfaketime to step the daemon's wall clock). Installed when we are root;
+# for the cluster test, libfaketime to step the daemon's wall clock, Chromium for the dashboard's
+# browser test, prometheus for promtool). Installed when we are root;
 # otherwise those tests skip and say why.
 apt:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -18,6 +18,7 @@ from pycache_client.http.app import App
 from pycache_client.http.openapi import build_spec
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+TestClient = falcon.testing.TestClient
 
 
 @pytest.fixture
@@ -88,7 +89,8 @@ def test_rest_item_roundtrip_with_content_types(http: falcon.testing.TestClient,
     ]
     for key, body, sent, answered in cases:
         sent, _, query = sent.partition("?")
-        r = http.simulate_put(f"/api/storage/{key}", body=body, headers={"Content-Type": sent}, query_string=query)
+        headers = {"Content-Type": sent}
+        r = http.simulate_put(f"/api/storage/{key}", body=body, headers=headers, query_string=query)
         assert r.status_code == 204, r.text
         r = http.simulate_get(f"/api/storage/{key}")
         assert (r.status_code, r.content, r.headers["content-type"]) == (200, body, answered)
@@ -120,7 +122,7 @@ def test_rest_item_missing_and_delete(http: falcon.testing.TestClient) -> None:
     assert http.simulate_get("/api/storage/gone").status_code == 404
 
 
-def test_put_with_curls_form_type_stores_the_raw_bytes(http: falcon.testing.TestClient, client: Client) -> None:
+def test_put_with_curls_form_type_stores_the_raw_bytes(http: TestClient, client: Client) -> None:
     # `curl --data-binary @file -X PUT` sends the form type; no envelope may wrap the value.
     body = b"line one\nline=two&x\x00\xff"
     r = http.simulate_put("/api/storage/raw", body=body, headers=FORM)
@@ -136,7 +138,7 @@ def test_put_with_curls_form_type_stores_the_raw_bytes(http: falcon.testing.Test
     assert http.simulate_get("/api/storage/png").headers["content-type"] == "image/png"
 
 
-def test_multi_key_post_over_the_item_size_stores_nothing(http: falcon.testing.TestClient, client: Client) -> None:
+def test_multi_key_post_over_the_item_size_stores_nothing(http: TestClient, client: Client) -> None:
     client.set("before", "old")
     big = "x" * (1024 * 1024)  # the daemon's default item size (-I 1m) cannot hold it with its key
     r = http.simulate_post("/api/storage/", json={"before": "new", "small": "1", "big": big})
@@ -148,7 +150,7 @@ def test_multi_key_post_over_the_item_size_stores_nothing(http: falcon.testing.T
     assert r.status_code == 201 and client.get_many(["before", "small"]) == {"before": "new", "small": "1"}
 
 
-def test_keys_with_slashes_in_the_path(http: falcon.testing.TestClient, client: Client) -> None:
+def test_keys_with_slashes_in_the_path(http: TestClient, client: Client) -> None:
     assert http.simulate_put("/api/storage/users/42/name", body=b"ada").status_code == 204
     assert client.get("users/42/name") == b"ada"
     assert http.simulate_get("/api/storage/users%2F42%2Fname").content == b"ada"  # encoded alike

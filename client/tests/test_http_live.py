@@ -104,7 +104,8 @@ def test_curl_put_of_a_file_stores_its_bytes(flushed: HttpServer, daemon: Daemon
     assert put.stdout == "204", put.stderr
     with Client(daemon.address) as c:
         assert c.get("files/blob") == data
-    got = subprocess.run([CURL, "-sS", f"{flushed.url}/api/storage/files/blob"], capture_output=True, timeout=30)
+    url = f"{flushed.url}/api/storage/files/blob"
+    got = subprocess.run([CURL, "-sS", url], capture_output=True, timeout=30)
     assert got.stdout == data
 
 
@@ -156,6 +157,35 @@ def test_bad_environment_is_one_line() -> None:
     )
     assert out.returncode == 2
     assert out.stderr == "pycache-http: error: PYCACHE_HTTP_PORT='many' is not a valid int\n"
+
+
+def test_bad_auth_file_is_one_line(tmp_path: Path) -> None:
+    out = subprocess.run([str(BIN / "pycache-http"), "--auth-file", str(tmp_path / "missing")],
+                         capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert out.returncode == 2
+    assert (
+        out.stderr
+        == f"pycache-http: error: cannot read auth file {tmp_path / 'missing'}: No such file or directory\n"
+    )
+
+
+@pytest.mark.skipif(CURL is None, reason="curl is not installed (apt-get install curl)")
+def test_auth_file_through_uvicorn(daemon: Daemon, tmp_path: Path) -> None:
+    auth = tmp_path / "http-auth"
+    auth.write_text("ops:hunter2 two\n")
+    srv = start_http(["--cache", daemon.address, "--auth-file", str(auth), "--log-level", "warning"])
+    try:
+        refused = curl("-i", f"{srv.url}/api/storage/?key=k1")
+        assert refused.stdout.startswith("HTTP/1.1 401")
+        assert 'www-authenticate: Basic realm="pycache-http"' in refused.stdout.lower().replace(
+            "realm", "realm"
+        )
+        post = curl("-u", "ops:hunter2 two", "-d", "k1=v1", "-X", "POST", f"{srv.url}/api/storage/")
+        assert post.stdout == '{"stored": ["k1"]}'
+        assert curl("-u", "ops:hunter2 two", f"{srv.url}/api/storage/?key=k1").stdout == '{"k1": "v1"}'
+        assert curl(f"{srv.url}/healthz").stdout == '{"status": "ok"}'
+    finally:
+        srv.stop()
 
 
 @pytest.mark.slow

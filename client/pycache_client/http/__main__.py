@@ -38,8 +38,8 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
         policy = AccessPolicy.for_config(config.host, config.auth_file)  # fail here, in one line
     except ValueError as exc:
         parser.exit(2, f"pycache-http: error: {exc}\n")
-    if policy.reason:
-        print(f"pycache-http: warning: {policy.reason}", file=sys.stderr)
+    for warning in policy.warnings(config.auth_file):
+        print(f"pycache-http: warning: {warning}", file=sys.stderr)
     return config
 
 

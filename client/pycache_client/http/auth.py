@@ -9,8 +9,8 @@ entry a line; blank lines and lines starting with ``#`` are skipped::
 A request then needs ``Authorization: Bearer <token>`` or ``Authorization: Basic`` with a user's
 password, or with a token as the password of any user name (so a browser's own login prompt
 works with a token file too). Every route but ``/healthz`` answers 401 with a
-``WWW-Authenticate`` challenge without one. An empty file (0 bytes, what the unit's default
-credential is) means access control is off; a file with text but no entry is an error.
+``WWW-Authenticate`` challenge without one. A file without any entry (empty, or comments only:
+the unit's default credential) leaves access control off, and ``pycache-http`` says so at start.
 
 Without an auth file, an app listening on a loopback address serves everything, as before. One
 listening beyond loopback without an auth file warns at start and never serves writes or the
@@ -62,10 +62,10 @@ class Credentials:
 
     @classmethod
     def load(cls, path: str) -> Credentials:
-        """Read ``path``; an empty file gives no credentials (access control off).
+        """Read ``path``; a file without entries gives no credentials (access control off).
 
         Raises:
-            AuthFileError: unreadable, too large, not UTF-8, or text without any entry.
+            AuthFileError: unreadable, too large, not UTF-8, or a ``user:`` line without password.
         """
         try:
             with open(path, "rb") as f:
@@ -91,8 +91,6 @@ class Credentials:
                 users.append((_digest(user.encode()), _digest(password.encode())))
             else:
                 tokens.append(_digest(entry.encode()))
-        if raw.strip() and not (users or tokens):
-            raise AuthFileError(f"auth file {path} has no user:password or token line")
         return cls(tuple(users), tuple(tokens))
 
     def allows(self, authorization: str | None) -> bool:
@@ -159,10 +157,17 @@ class AccessPolicy:
         if credentials.enabled or is_loopback(host):
             return cls(credentials, True)
         reason = (
-            f"pycache-http listens on {host} (beyond loopback) without --auth-file: writes and "
-            "the key browser are off; give it an auth file to turn them on"
+            f"pycache-http listens on {host} (beyond loopback) without --auth-file entries: writes "
+            "and the key browser are off; give it an auth file to turn them on"
         )
         return cls(credentials, False, reason)
+
+    def warnings(self, auth_file: str) -> list[str]:
+        """Return what ``pycache-http`` should say at start about this policy (nothing secret)."""
+        out = [self.reason] if self.reason else []
+        if auth_file and not self.credentials.enabled:
+            out.append(f"auth file {auth_file} has no user:password or token line: access control is off")
+        return out
 
 
 #: Methods that change nothing; any other is a write.
