@@ -42,6 +42,13 @@ _TTL_PARAM = {
     "description": "seconds to live; 0 (default) never expires",
     "schema": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
 }
+_KEEP_TYPE_PARAM = {
+    "name": "keep_type",
+    "in": "query",
+    "required": False,
+    "description": "also keep a Content-Type other than text/plain and application/json",
+    "schema": {"type": "boolean", "default": False},
+}
 _BY_PARAM = {
     "name": "by",
     "in": "query",
@@ -143,8 +150,8 @@ def build_spec() -> dict[str, Any]:
                     },
                 },
                 "put": {
-                    "summary": "Store one value (raw body, Content-Type kept)",
-                    "parameters": [_KEY_PARAM, _TTL_PARAM],
+                    "summary": "Store one value (the body as sent; ?keep_type=true keeps another type)",
+                    "parameters": [_KEY_PARAM, _TTL_PARAM, _KEEP_TYPE_PARAM],
                     "requestBody": {
                         # An empty body is a valid (empty) value.
                         "required": False,
