@@ -161,9 +161,13 @@ def test_keys_with_slashes_in_the_path(http: TestClient, client: Client) -> None
     assert r.status_code == 200 and r.json == {"key": "a/b", "value": 7}
     assert http.simulate_post("/api/storage/a/b/decr").json == {"key": "a/b", "value": 6}
     assert http.simulate_post("/api/storage/a/b").status_code == 405
-    # GET/PUT of a path ending in /incr is just a key.
-    assert http.simulate_put("/api/storage/x/incr", body=b"k").status_code == 204
-    assert client.get("x/incr") == b"k"
+    # A counter's path takes POST only (a key ending in /incr is reached through ?key=).
+    r = http.simulate_put("/api/storage/x/incr", body=b"k")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert http.simulate_options("/api/storage/x/incr").headers["allow"] == "POST"
+    assert http.simulate_options("/api/storage/x/y").headers["allow"] == "DELETE, GET, HEAD, PUT"
+    http.simulate_post("/api/storage/", body="x/incr=k", headers=FORM)
+    assert http.simulate_get("/api/storage/", params={"key": "x/incr"}).json == {"x/incr": "k"}
     assert http.simulate_delete("/api/storage/users/42/name").status_code == 204
     assert client.get("users/42/name") is None
     r = http.simulate_get("/metrics").text

@@ -85,7 +85,7 @@ def test_the_two_curl_commands(flushed: HttpServer, daemon: Daemon) -> None:
 @pytest.mark.skipif(CURL is None, reason="curl is not installed (apt-get install curl)")
 def test_curl_rest_and_errors(flushed: HttpServer) -> None:
     put = curl("-X", "PUT", "-H", "Content-Type: text/csv", "--data-binary", "a,b\n1,2\n",
-               "-w", "%{http_code}", f"{flushed.url}/api/storage/table?ttl=60")  # fmt: skip
+               "-w", "%{http_code}", f"{flushed.url}/api/storage/table?ttl=60&keep_type=true")  # fmt: skip
     assert put.stdout == "204"
     got = curl("-i", f"{flushed.url}/api/storage/table")
     assert "content-type: text/csv" in got.stdout.lower() and got.stdout.endswith("a,b\n1,2\n")

@@ -135,14 +135,36 @@ class StorageCollection:
         resp.media = {"stored": list(pairs)}
 
 
+def _counter_of(path_key: str) -> tuple[str, str] | None:
+    """Return ``(key, "incr"|"decr")`` when the path names a counter, else None."""
+    base, sep, verb = path_key.rpartition("/")
+    if sep and base and verb in ("incr", "decr"):
+        return base, verb
+    return None
+
+
 class StorageItem:
     """``/api/storage/{key}``: the raw value, with the Content-Type it was stored with.
 
     The key is the whole rest of the path, ``/`` included (``/api/storage/a/b`` is key ``a/b``,
-    as is ``/api/storage/a%2Fb``). POST has one meaning only: a path ending in ``/incr`` or
-    ``/decr`` is the counter of the key before it (``POST /api/storage/a/b/incr`` adds to
-    ``a/b``); GET, PUT and DELETE of ``/api/storage/x/incr`` are the key ``x/incr``.
+    as is ``/api/storage/a%2Fb``), except that a path ending in ``/incr`` or ``/decr`` is the
+    counter of the key before it (``POST /api/storage/a/b/incr`` adds to ``a/b``) and takes POST
+    only; a key itself ending so is reached through ``?key=`` and ``POST /api/storage/``.
     """
+
+    def _key_route(self, req: Req, key: str) -> str:
+        """Return ``key`` after checking the path is not a counter's (405 then)."""
+        if _counter_of(key) is not None:
+            raise falcon.HTTPMethodNotAllowed(["POST"])
+        req.context.route = ITEM_ROUTE
+        return key
+
+    async def on_options(self, req: Req, resp: Resp, key: str) -> None:
+        """Answer the methods this path takes in ``Allow``."""
+        counter = _counter_of(key)
+        req.context.route = ITEM_ROUTE if counter is None else f"{ITEM_ROUTE}/{counter[1]}"
+        resp.set_header("Allow", "POST" if counter else "DELETE, GET, HEAD, PUT")
+        resp.status = falcon.HTTP_200
 
     def __init__(self, cache: CacheHandle, counter: Counter) -> None:
         self._cache = cache
@@ -157,21 +179,20 @@ class StorageItem:
 
     async def on_get(self, req: Req, resp: Resp, key: str) -> None:
         """Answer the stored bytes; 404 if missing."""
-        req.context.route = ITEM_ROUTE
-        resp.data, resp.content_type = await self._fetch(key)
+        resp.data, resp.content_type = await self._fetch(self._key_route(req, key))
 
     async def on_post(self, req: Req, resp: Resp, key: str) -> None:
         """Route ``{key}/incr`` and ``{key}/decr`` to the counter; 405 for any other POST."""
-        base, sep, verb = key.rpartition("/")
-        if not sep or not base or verb not in ("incr", "decr"):
-            raise falcon.HTTPMethodNotAllowed(["GET", "HEAD", "PUT", "DELETE"])
+        counter = _counter_of(key)
+        if counter is None:
+            raise falcon.HTTPMethodNotAllowed(["DELETE", "GET", "HEAD", "PUT"])
+        base, verb = counter
         req.context.route = f"{ITEM_ROUTE}/{verb}"
         await self._counter.apply(req, resp, base, verb)
 
     async def on_head(self, req: Req, resp: Resp, key: str) -> None:
         """Answer GET's headers (Content-Type, Content-Length) without the body."""
-        req.context.route = ITEM_ROUTE
-        body, resp.content_type = await self._fetch(key)
+        body, resp.content_type = await self._fetch(self._key_route(req, key))
         resp.content_length = len(body)
 
     async def on_put(self, req: Req, resp: Resp, key: str) -> None:
@@ -180,8 +201,7 @@ class StorageItem:
         The body is stored as sent; ``?keep_type=true`` also keeps a Content-Type other than
         text/plain and application/json (see :mod:`.values`).
         """
-        req.context.route = ITEM_ROUTE
-        check_key(key)
+        check_key(self._key_route(req, key))
         ttl = get_ttl(req)
         keep_type = bool(req.get_param_as_bool("keep_type", default=False))
         body = await read_body(req, self._cache.config.max_body)
@@ -194,8 +214,7 @@ class StorageItem:
 
     async def on_delete(self, req: Req, resp: Resp, key: str) -> None:
         """Delete ``key``; 204, or 404 if it did not exist."""
-        req.context.route = ITEM_ROUTE
-        if not await self._cache.client.delete(check_key(key)):
+        if not await self._cache.client.delete(check_key(self._key_route(req, key))):
             raise falcon.HTTPNotFound(description=f"no such key: {key}")
         resp.status = falcon.HTTP_204
 
