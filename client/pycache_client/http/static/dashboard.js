@@ -89,7 +89,12 @@ function drawChart(box, series, now, { format = fmtNum, limit = null, min = null
     top = niceCeil(top || 1);
   }
   const bottom = min ?? 0;
-  const x = (t) => L + ((t - (now - HISTORY_S)) / HISTORY_S) * (W - L - R);
+  // The window: the history the page has, at least 30 s and at most HISTORY_S (a page just
+  // opened spreads its first seconds over the width instead of a sliver at the right).
+  let earliest = now;
+  for (const one of series) if (one.values.length && one.values[0][0] < earliest) earliest = one.values[0][0];
+  const span = Math.min(HISTORY_S, Math.max(30, now - earliest));
+  const x = (t) => L + ((t - (now - span)) / span) * (W - L - R);
   const y = (v) => T + (1 - (v - bottom) / (top - bottom || 1)) * (H - T - B);
   for (let i = 0; i <= 2; i++) {
     const v = bottom + ((top - bottom) * i) / 2;
@@ -98,7 +103,7 @@ function drawChart(box, series, now, { format = fmtNum, limit = null, min = null
     label.textContent = format(v);
     s.append(label);
   }
-  for (const [t, text] of [[now - HISTORY_S, "-5m"], [now, "now"]]) {
+  for (const [t, text] of [[now - span, "-" + fmtDuration(span)], [now, "now"]]) {
     const label = svg("text", { class: "axis", x: x(t), y: H - 2, "text-anchor": t === now ? "end" : "start" });
     label.textContent = text;
     s.append(label);
@@ -107,7 +112,7 @@ function drawChart(box, series, now, { format = fmtNum, limit = null, min = null
   series.forEach((one, i) => {
     let d = "", pen = false;
     for (const [t, v] of one.values) {
-      if (t < now - HISTORY_S) continue;
+      if (t < now - span) continue;
       if (v === null) { pen = false; continue; }
       d += (pen ? "L" : "M") + x(t).toFixed(1) + " " + y(Math.min(v, top)).toFixed(1);
       pen = true;
