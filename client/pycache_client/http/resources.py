@@ -152,6 +152,10 @@ class StorageItem:
     only; a key itself ending so is reached through ``?key=`` and ``POST /api/storage/``.
     """
 
+    def __init__(self, cache: CacheHandle, counter: Counter) -> None:
+        self._cache = cache
+        self._counter = counter
+
     def _key_route(self, req: Req, key: str) -> str:
         """Return ``key`` after checking the path is not a counter's (405 then)."""
         if _counter_of(key) is not None:
@@ -165,10 +169,6 @@ class StorageItem:
         req.context.route = ITEM_ROUTE if counter is None else f"{ITEM_ROUTE}/{counter[1]}"
         resp.set_header("Allow", "POST" if counter else "DELETE, GET, HEAD, PUT")
         resp.status = falcon.HTTP_200
-
-    def __init__(self, cache: CacheHandle, counter: Counter) -> None:
-        self._cache = cache
-        self._counter = counter
 
     async def _fetch(self, key: str) -> tuple[bytes, str]:
         stored = await self._cache.client.get(check_key(key))
