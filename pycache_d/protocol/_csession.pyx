@@ -158,6 +158,10 @@ cdef class NativeSession:
         self.store = store
         self.s = &store._s
         self.ctx = self.slow.ctx
+        # The Python session sees the first bytes (they choose text or binary) and every byte
+        # while it is gated (binary, or a text client not yet authenticated): APPSEC, no
+        # shortcut here may bypass the auth check.
+        self.slow_active = True
 
     def __dealloc__(self):
         free(self.pending.data)
@@ -177,7 +181,17 @@ cdef class NativeSession:
     @property
     def idle(self):
         """True when no partial command or data block is held between feeds."""
-        return self.pending.len == 0 and not self.slow_active
+        return self.pending.len == 0 and (not self.slow_active or self.slow.idle)
+
+    @property
+    def authenticated(self):
+        """False while the server wants credentials this client has not given."""
+        return self.slow.authenticated
+
+    @property
+    def loggable(self):
+        """True when the client's bytes may be logged (see Session.loggable)."""
+        return self.slow.loggable
 
     def feed(self, data):
         """Consume bytes read from the client; return the reply bytes to send (possibly b"")."""
@@ -262,7 +276,7 @@ cdef class NativeSession:
         slow = self.slow
         cdef bytes reply = slow.feed(data)
         self._closing = slow.closing
-        self.slow_active = not slow.idle
+        self.slow_active = slow.gated or not slow.idle
         return reply
 
     cdef Py_ssize_t _run(self, const char *p, size_t n) except? -3:
