@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+from binproto import packets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,6 @@ from pycache_d.protocol import binary as b
 from pycache_d.protocol.context import ServerContext
 from pycache_d.protocol.session import REPLY_BUDGET, Session
 
-from binproto import packets
 from conftest import backend_class
 
 #: (store backend, session): the Python session over each store, the compiled one over the native.
@@ -108,6 +108,16 @@ def test_every_split_answers_the_same(make, stream):
         assert rows(got) == version, cut
     s = make()
     assert b"".join(b"".join(drain(s, data[i : i + 1])) for i in range(len(data))) == whole
+
+
+@pytest.mark.parametrize("op", [b.SET, b.ADD, b.APPEND, b.SASL_AUTH])
+def test_an_empty_value_completes_the_request_at_once(make, op):
+    # libmemcached's memcached_exist() sends an ADD of an empty value and waits for the answer.
+    s = make()
+    s.feed(b.request(b.SET, b"k", flags_exptime(), b"v"))
+    extras = b"" if op in (b.APPEND, b.SASL_AUTH) else flags_exptime(0, 2678400)
+    got = rows(s.feed(b.request(op, b"k", extras, opaque=4)))
+    assert len(got) == 1 and got[0][0] == op and got[0][2] == 4
 
 
 def test_byte_by_byte_value_is_not_quadratic(make):

@@ -50,8 +50,8 @@ Environment variables are ``PYCACHE_D_`` + the upper-case key (``PYCACHE_D_MEMOR
 A key spelled with dashes is rejected with a hint rather than silently ignored, as is any unknown
 key. An empty environment variable counts as unset.
 
-The TLS files and the auth file are loaded once here (:func:`pycache_d.net.tls.server_context`), so a missing, damaged
-or mismatched one is a ConfigError naming the option, like any other bad value.
+The TLS files (:func:`pycache_d.net.tls.server_context`) and the auth file are loaded once here, so
+a missing, damaged or mismatched one is a ConfigError naming the option, like any other bad value.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ from typing import Any, NoReturn
 
 from .._version import __version__
 from ..net import tls
-from ..protocol import auth
 from ..net.listeners import Endpoint
+from ..protocol import auth
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -218,8 +218,11 @@ class BinarySession:
         pos = 0
         end = len(buf)
         self._need = 0
-        while pos < end:
+        # NOTE: not "while pos < end": a value of zero bytes completes with no input left.
+        while True:
             if self._swallow:
+                if pos == end:
+                    break
                 taken = min(self._swallow, end - pos)
                 self._swallow -= taken
                 pos += taken
@@ -236,7 +239,7 @@ class BinarySession:
                 pos += vlen
             else:
                 if end - pos < HEADER_SIZE:
-                    self._need = HEADER_SIZE
+                    self._need = HEADER_SIZE if pos < end else 0
                     break
                 magic, opcode, keylen, extlen, _dt, _vb, bodylen, opaque, cas = _unpack(buf, pos)
                 if magic != REQUEST_MAGIC:
