@@ -18,6 +18,7 @@ from pycache_d.protocol import auth, new_session
 from pycache_d.protocol import binary as b
 from pycache_d.protocol.context import ServerContext
 from pycache_d.protocol.session import REPLY_BUDGET, Session
+from pycache_d.store import BACKENDS
 
 from conftest import backend_class
 
@@ -158,6 +159,22 @@ def test_too_large_value_is_swallowed_not_buffered(make):
         assert s.feed(b"v" * 10_000) == b""
     assert s.idle
     assert rows(s.feed(b.request(b.GET, b"k"))) == [(b.GET, b.KEY_ENOENT, 0, b"", b"", b"Not found")]
+
+
+def test_stat_groups_are_the_text_ones_reframed(make):
+    s = make()
+    got = rows(s.feed(b.request(b.STAT, opaque=3)))
+    fields = {r[4]: r[5] for r in got[:-1]}
+    assert got[-1] == (b.STAT, 0, 3, b"", b"", b"")
+    assert (
+        fields[b"version"].startswith(b"1.6.18-pycache-d-") and b"pid" in fields and b"curr_items" in fields
+    )
+    assert all(r[:3] == (b.STAT, 0, 3) for r in got)
+    settings = {r[4]: r[5] for r in rows(s.feed(b.request(b.STAT, b"settings")))[:-1]}
+    assert settings[b"binding_protocol"] == b"auto-negotiate" and settings[b"auth_enabled_sasl"] == b"no"
+    assert rows(s.feed(b.request(b.STAT, b"conns", opaque=4))) == [
+        (b.STAT, b.KEY_ENOENT, 4, b"", b"", b"Not found")
+    ]
 
 
 def test_bad_magic_closes_silently(make):
@@ -305,3 +322,113 @@ def test_bad_auth_file_names_the_line_never_its_text(data):
     with pytest.raises(auth.AuthFileError) as e:
         auth.parse(data)
     assert "line" in str(e.value) and b"p" * 10 not in str(e.value).encode() and "nocolon" not in str(e.value)
+
+
+# -- the compiled session against the Python one ------------------------------------------------
+
+HOT_KEYS = [b"a", b"bb", b"k" * 250, b"k" * 251]
+any_request = st.one_of(
+    st.tuples(
+        st.sampled_from(
+            [
+                b.GET,
+                b.GETQ,
+                b.GETK,
+                b.GETKQ,
+                b.SET,
+                b.SETQ,
+                b.ADD,
+                b.ADDQ,
+                b.REPLACE,
+                b.REPLACEQ,
+                b.DELETE,
+                b.DELETEQ,
+                b.NOOP,
+                b.INCREMENT,
+                b.APPEND,
+                b.TOUCH,
+                b.VERSION,
+                b.QUITQ,
+                0x55,
+            ]
+        ),
+        st.sampled_from(HOT_KEYS),
+        st.sampled_from([b"", flags_exptime(3, 0), flags_exptime(0, 2**32 - 1), b"\0" * 20, b"\0" * 4]),
+        st.binary(max_size=30),
+        st.integers(0, 2**32 - 1),
+        st.sampled_from([0, 0, 0, 1, 2**64 - 1]),
+    ).map(lambda t: b.request(*t)),
+    st.binary(min_size=1, max_size=30).map(lambda junk: b"\x80" + junk),  # a header of any lengths
+)
+
+
+needs_native = pytest.mark.skipif("native" not in BACKENDS, reason="the native store is not built")
+
+
+@needs_native
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    stream=st.lists(any_request, max_size=20),
+    cuts=st.lists(st.integers(0, 4000), max_size=6),
+    item_size=st.sampled_from([1024, 1024 * 1024]),
+)
+def test_compiled_binary_session_answers_as_the_python_one(clock, stream, cuts, item_size):
+    data = b.request(b.NOOP) + b"".join(stream)
+    sessions = []
+    for compiled in (True, False):
+        store = backend_class("native")(clock=clock, max_item_size=item_size)
+        ctx = ServerContext(store, clock=clock)
+        sessions.append(new_session(store, ctx) if compiled else Session(store, ctx))
+    replies = []
+    for s in sessions:
+        out = []
+        prev = 0
+        for cut in [*sorted(c % (len(data) + 1) for c in cuts), len(data)]:
+            out += drain(s, data[prev:cut])
+            prev = cut
+        replies.append((b"".join(out), s.closing, s.idle))
+    assert type(sessions[0]).__name__ == "NativeSession"
+    assert replies[0] == replies[1]
+    assert sorted(sessions[0].store.items()) == sorted(sessions[1].store.items())
+
+
+@needs_native
+@pytest.mark.parametrize("creds", [None, CREDS])
+def test_compiled_session_answers_hot_binary_requests_itself(clock, creds):
+    store = backend_class("native")(clock=clock)
+    ctx = ServerContext(store, clock=clock)
+    ctx.auth = creds
+    s = new_session(store, ctx)
+    assert type(s).__name__ == "NativeSession"
+    s.feed(b.request(b.NOOP) if creds is None else sasl(b"alice", b"s3cret"))
+    assert s.authenticated
+    python_feeds = []
+    binary_session = s.slow._binary
+    real = binary_session.feed
+    binary_session.feed = lambda data: python_feeds.append(data) or real(data)
+    hot = b"".join(
+        [
+            b.request(b.SETQ, b"k", flags_exptime(), b"v"),
+            b.request(b.GETK, b"k"),
+            b.request(b.GETQ, b"x"),
+            b.request(b.DELETE, b"k"),
+            b.request(b.NOOP),
+        ]
+    )
+    got = rows(s.feed(hot * 50))
+    assert len(got) == 150 and python_feeds == []
+    assert rows(s.feed(b.request(b.VERSION)))[0][:2] == (b.VERSION, 0)  # not hot: the Python session
+    assert len(python_feeds) == 1
+    assert len(rows(s.feed(hot))) == 3 and len(python_feeds) == 1  # and back to the compiled path
+
+
+@needs_native
+def test_compiled_session_sends_an_unauthenticated_client_through_the_check(clock):
+    store = backend_class("native")(clock=clock)
+    ctx = ServerContext(store, clock=clock)
+    ctx.auth = CREDS
+    s = new_session(store, ctx)
+    store.set(b"k", b"secret")
+    assert rows(s.feed(b.request(b.GET, b"k")))[0][1] == b.AUTH_ERROR and s.closing
+    t = new_session(store, ctx)
+    assert t.feed(b"get k\r\n") == auth.UNAUTHENTICATED

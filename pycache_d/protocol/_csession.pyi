@@ -6,6 +6,7 @@ from ..store._native import Store
 class NativeSession:
     store: Store
     ctx: Any
+    slow: Any  # the Python session it hands over to
     @property
     def closing(self) -> bool: ...
     @property

@@ -136,6 +136,13 @@ class Session:
         return self.ctx.auth is None or (self._auth is None and not self.gated)
 
     @property
+    def binary_ready(self) -> bool:
+        """True when this is an authenticated binary connection with nothing held: the
+        compiled session may then answer the hot binary requests itself."""
+        b = self._binary
+        return b is not None and b.authenticated and b.idle
+
+    @property
     def loggable(self) -> bool:
         """True when the client's bytes may be logged (-vv): never what may carry a password,
         that is before authentication, and a binary client's when SASL is on (it may
