@@ -15,7 +15,10 @@ lifecycle:
 
 TLS (see :mod:`pycache_d.net.tls`): with a certificate, every TCP listener but the ``notls:`` ones
 speaks TLS; unix sockets stay plain. A plain listener that other hosts can reach is warned about
-at start, since the memcached protocol has no authentication.
+at start, since without ``--auth-file`` the memcached protocol has no authentication.
+
+Authentication (see :mod:`pycache_d.protocol.auth`): ``--auth-file`` loads the credentials into
+the context every session reads them from; SIGHUP re-reads the file.
 """
 
 from __future__ import annotations
@@ -361,9 +364,16 @@ class Server:
             for e in self.bound
             if not e.is_unix and e not in self.tls_bound and not _is_loopback(e.host)
         ]
-        if exposed:
-            # APPSEC: the memcached protocol has no authentication: anyone who can connect can
-            # read, change and flush every item.
+        if exposed and self.ctx.auth is not None:
+            # APPSEC: authenticated, but passwords and items cross the network in the clear.
+            log.warning(
+                "plain-text listener(s) reachable beyond this host: %s; passwords and items cross the "
+                "network in the clear: prefer TLS (--tls-cert)",
+                ", ".join(exposed),
+            )
+        elif exposed:
+            # APPSEC: without --auth-file the protocol has no authentication: anyone who can
+            # connect can read, change and flush every item.
             log.warning(
                 "plain-text listener(s) reachable beyond this host: %s; the memcached protocol has no "
                 "authentication: prefer TLS (--tls-cert, --tls-ca for client certificates) or loopback",
