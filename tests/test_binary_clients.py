@@ -344,3 +344,65 @@ def test_sasl_and_ascii_auth_over_tls(daemon_factory: Factory, pki: PKI, auth_fi
                 read_until(sock, b"END\r\n")
                 == b"CLIENT_ERROR unauthenticated\r\nSTORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n"
             )
+
+
+# -- bounds ---------------------------------------------------------------------------------------
+
+MiB = 1024 * 1024
+
+
+def served(d: Daemon) -> None:
+    """A well-behaved binary client sets and reads back a key meanwhile."""
+    with d.connect() as sock:
+        sock.sendall(
+            b.request(b.SET, b"bystander", b"\0" * 8, b"x") + b.request(b.GET, b"bystander", opaque=1)
+        )
+        reply = b""
+        while len(reply) < 24 + 24 + 5:
+            chunk = sock.recv(65536)
+            assert chunk, reply
+            reply += chunk
+        assert reply.endswith(b"\0\0\0\0x")
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_a_quiet_getkq_batch_of_gigabytes_streams_at_the_clients_pace(
+    daemon_factory: Factory, backend: str
+) -> None:
+    d = daemon_factory("-I", "2m", backend=backend)
+    value = bytes(range(256)) * 4096  # 1 MiB
+    with d.connect() as sock:
+        sock.sendall(b.request(b.SET, b"big", b"\0\0\0\x03\0\0\0\0", value) + b.request(b.NOOP))
+        reply = b""
+        while len(reply) < 48:
+            chunk = sock.recv(65536)
+            assert chunk, reply
+            reply += chunk
+        assert reply[:2] == b"\x81\x01" and reply[6:8] == b"\0\0" and reply[24:] == b.response(b.NOOP, 0, 0)
+    rss = d.rss()
+    # 40,000 quiet gets of 27 bytes each ask for 40 GB of replies.
+    batch = b"".join(b.request(b.GETKQ, b"big", opaque=i) for i in range(40_000))
+    with d.connect() as hog:
+        hog.setblocking(False)
+        sent = 0
+        deadline = time.monotonic() + 5
+        while sent < len(batch) and time.monotonic() < deadline:
+            try:
+                sent += hog.send(batch[sent : sent + MiB])
+            except BlockingIOError:
+                time.sleep(0.01)
+        time.sleep(0.5)  # reading nothing meanwhile
+        served(d)
+        assert d.rss() < rss + 48 * MiB
+        hog.setblocking(True)
+        hog.settimeout(10)
+        got = bytearray()
+        size = 24 + 4 + 3 + len(value)
+        while len(got) < 3 * size:
+            got += hog.recv(MiB)
+        for i in range(3):
+            packet = bytes(got[i * size : (i + 1) * size])
+            assert packet[:2] == b"\x81\x0d" and packet[12:16] == i.to_bytes(4, "big")
+            assert packet[24:] == b"\0\0\0\x03big" + value
+        assert d.rss() < rss + 48 * MiB
+    served(d)
