@@ -7,7 +7,8 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 EXT_SUFFIX = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 NATIVE_SRC := $(wildcard csrc/*.c csrc/*.h pycache_d/*/*.pyx pycache_d/*/*.pxd) setup.py
-APT_PACKAGES := memcached libmemcached-tools libmemcached-dev libsasl2-modules curl wrk nutcracker libfaketime
+APT_PACKAGES := memcached libmemcached-tools libmemcached-dev libsasl2-modules php-cli php-memcached curl wrk \
+  nutcracker libfaketime
 
 .PHONY: venv ext test lint test-asan fuzz bench loadtest dist deb install clean run apt pylibmc
 
@@ -31,8 +32,8 @@ $(EXTENSIONS) &: $(NATIVE_SRC) | $(STAMP)
 
 # Debian packages some tests and benchmarks use (memcached as an oracle, memcaslap, wrk, twemproxy
 # for the cluster test, libfaketime to step the daemon's wall clock, libmemcached-dev to build
-# pylibmc, libsasl2-modules for the clients' SASL PLAIN). Installed when we are root; otherwise
-# those tests skip and say why.
+# pylibmc, libsasl2-modules for the clients' SASL PLAIN, PHP's Memcached extension as a client).
+# Installed when we are root; otherwise those tests skip and say why.
 apt:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -1,13 +1,15 @@
-"""Real clients against a real daemon: libmemcached's tools and pylibmc, text and binary, with and
-without SASL, on both store backends; ASCII auth, the auth file's reload and its secrecy.
+"""Real clients against a real daemon: libmemcached's tools, pylibmc and PHP's Memcached, text and
+binary, with and without SASL, on both store backends; ASCII auth, the auth file's reload and its
+secrecy; the bounds of a binary connection.
 
-libmemcached-tools (Debian) and pylibmc (PyPI, built against Debian's libmemcached-dev) are what
-PHP's Memcached, pylibmc users and most C clients run on; ``memccapable`` is libmemcached's own
-conformance test of both protocols. Each tool's effect is checked with a plain-socket request.
+libmemcached (Debian's libmemcached-tools; pylibmc built against Debian's libmemcached-dev;
+php-memcached) is what most C, Python and PHP clients run on; ``memccapable`` is libmemcached's
+own conformance test of both protocols. Each tool's effect is checked with a plain-socket request.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
@@ -21,6 +23,7 @@ from pathlib import Path
 import pytest
 from tlscerts import PKI, make_pki
 
+from pycache_d._version import __version__
 from pycache_d.protocol import binary as b
 
 pytest.register_assert_rewrite("daemon")
@@ -228,6 +231,71 @@ def test_pylibmc_sasl_bad_password_fails(daemon_factory: Factory, auth_file: Pat
     with pytest.raises(pylibmc.Error):
         mc.set("k", "v")
     assert text(d, b"get k\r\n", b"END\r\n", login=True) == b"END\r\n"
+
+
+# -- PHP's Memcached extension (libmemcached) -----------------------------------------------------
+
+PHP_DIR = Path(__file__).resolve().parent / "php"
+
+
+def php(script: str, *args: object) -> dict:
+    """Run tests/php/<script> with ``args``; return the JSON object it printed."""
+    r = subprocess.run(
+        ["php", str(PHP_DIR / script), *map(str, args)], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(r.stdout.splitlines()[-1])
+
+
+def _php_memcached() -> bool:
+    if shutil.which("php") is None:
+        return False
+    r = subprocess.run(
+        ["php", "-r", "exit(class_exists('Memcached') ? 0 : 1);"], capture_output=True, timeout=30
+    )
+    return r.returncode == 0
+
+
+needs_php = pytest.mark.skipif(
+    not _php_memcached(), reason="php-cli and php-memcached not installed (make apt)"
+)
+
+
+@needs_php
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("mode", ["text", "binary", "sasl"])
+def test_php_memcached(daemon_factory: Factory, backend: str, mode: str, auth_file: Path) -> None:
+    d = daemon_factory(*(["--auth-file", str(auth_file)] if mode == "sasl" else []), backend=backend)
+    got = php("client.php", d.port, mode, USER, PASSWORD)
+    # before: getVersion() and getStats() returned false (libmemcached refused "0.1.0")
+    assert got == {
+        "version": {f"127.0.0.1:{d.port}": "1.6.18"},
+        "set": True,
+        "get": "v",
+        "miss": True,
+        "incr": True,
+        "cas": True,
+        "multi": True,
+        "delete": True,
+        "stats_version": "1.6.18-pycache-d-" + __version__,
+    }
+
+
+@needs_php
+def test_php_sasl_with_a_bad_password_fails(daemon_factory: Factory, auth_file: Path) -> None:
+    d = daemon_factory("--auth-file", str(auth_file))
+    got = php("client.php", d.port, "sasl", USER, "wrong")
+    assert got["set"] is False and got["get"] is False and got["version"] is False
+
+
+@needs_php
+@pytest.mark.parametrize("binary, sasl", [(1, False), (0, False), (1, True)])
+def test_php_sessions(daemon_factory: Factory, auth_file: Path, binary: int, sasl: bool) -> None:
+    d = daemon_factory(*(["--auth-file", str(auth_file)] if sasl else []))
+    creds = (USER, PASSWORD) if sasl else ()
+    assert php("session.php", d.port, binary, *creds)["n"] == 1  # before (binary): 30 s, session lost
+    second = php("session.php", d.port, binary, *creds)
+    assert second["n"] == 2 and second["seconds"] < 10
 
 
 # -- ASCII auth, the auth file --------------------------------------------------------------------
