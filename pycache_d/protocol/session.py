@@ -33,6 +33,11 @@ bytes plus its command line); anything longer is either swallowed or closes the 
 errors of a command whose line was well-formed enough to be recognised.
 
 Meta commands (``mg``, ``ms``, ``md``, ``ma``, ``mn``, ``me``) live in :mod:`pycache_d.protocol.meta`.
+
+The first byte of a connection chooses its protocol, as memcached decides: 0x80 makes it a
+binary one, whose every byte goes to a :class:`~pycache_d.protocol.binary.BinarySession`. With an
+auth file (``ctx.auth``), a text client first passes memcached's ASCII auth
+(:class:`~pycache_d.protocol.auth.TextAuth`); until then nothing reaches the commands above.
 """
 
 from __future__ import annotations
