@@ -1,5 +1,6 @@
 """Differential test of the binary protocol: the same random request streams to memcached and to a
-Session, reply by reply, both backends, our side fed split at random byte boundaries.
+session (the compiled one on the native store), reply by reply, both backends, our side fed split
+at random byte boundaries and again at every byte boundary.
 
 memcached (``/usr/bin/memcached``) is the oracle, started as in test_memcached_oracle.py. Each
 exchange (one request, or a batch of quiet ones) is followed by a NOOP whose answer marks its
@@ -199,18 +200,22 @@ def last_cas(reply: bytes, previous: int) -> int:
 
 
 class Ours:
-    """A Session fed like a connection, each exchange split where hypothesis says."""
+    """A session fed like a connection, each exchange split where hypothesis says, or at every
+    byte boundary (``bytewise``)."""
 
-    def __init__(self, backend: str, cuts) -> None:
+    def __init__(self, backend: str, cuts, bytewise: bool = False) -> None:
         self.session = new_session(BACKENDS[backend](), ServerContext())  # native: the compiled one
         self.cuts = cuts
+        self.bytewise = bytewise
         self.session.feed(b.request(b.FLUSH))  # as memcached's connection starts: binary
 
     def ask(self, data: bytes) -> tuple[bytes, bool]:
         data += SYNC_NOOP
-        points = sorted(
-            {c % (len(data) + 1) for c in self.cuts.draw(st.lists(st.integers(0, 2**16), max_size=4))}
-        )
+        if self.bytewise:
+            points = list(range(1, len(data)))
+        else:
+            drawn = self.cuts.draw(st.lists(st.integers(0, 2**16), max_size=4))
+            points = sorted({c % (len(data) + 1) for c in drawn})
         out = []
         prev = 0
         for p in [*points, len(data)]:
@@ -257,6 +262,7 @@ def test_binary_streams_match_memcached(memcached_port, backend, stream, cuts):
     finally:
         theirs.close()
     assert run(Ours(backend, cuts), stream) == expected
+    assert run(Ours(backend, cuts, bytewise=True), stream) == expected
 
 
 @pytest.mark.parametrize("backend", BACKEND_NAMES)

@@ -365,6 +365,7 @@ any_request = st.one_of(
 needs_native = pytest.mark.skipif("native" not in BACKENDS, reason="the native store is not built")
 
 
+@pytest.mark.asan
 @needs_native
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
@@ -392,6 +393,7 @@ def test_compiled_binary_session_answers_as_the_python_one(clock, stream, cuts, 
     assert sorted(sessions[0].store.items()) == sorted(sessions[1].store.items())
 
 
+@pytest.mark.asan
 @needs_native
 @pytest.mark.parametrize("creds", [None, CREDS])
 def test_compiled_session_answers_hot_binary_requests_itself(clock, creds):
@@ -422,6 +424,7 @@ def test_compiled_session_answers_hot_binary_requests_itself(clock, creds):
     assert len(rows(s.feed(hot))) == 3 and len(python_feeds) == 1  # and back to the compiled path
 
 
+@pytest.mark.asan
 @needs_native
 def test_compiled_session_sends_an_unauthenticated_client_through_the_check(clock):
     store = backend_class("native")(clock=clock)
