@@ -187,11 +187,10 @@ class BinarySession:
         self.authenticated = ctx.auth is None
         self._buf = bytearray()
         self._need = 0  # bytes _buf must hold before anything in it can be answered
-        # A command awaiting its value: (handler, opcode, opaque, cas, key, extras, vlen).
+        # A command awaiting its value: (handler, cmd, quiet, opcode, opaque, cas, extras, key, vlen).
         self._pending: tuple[Any, ...] | None = None
         self._swallow = 0  # bytes of a refused value still to discard
         self._close_after = False  # close once this feed's reply is out
-        self._sasl_started = False
 
     @property
     def idle(self) -> bool:
@@ -345,7 +344,7 @@ class BinarySession:
             if quiet:
                 return
             if with_key:
-                out.append(response(opcode, KEY_ENOENT, opaque, key=key, value=key[:0]))
+                out.append(response(opcode, KEY_ENOENT, opaque, key=key))  # the key, no text
             else:
                 self._error(out, opcode, opaque, KEY_ENOENT)
             return
@@ -665,7 +664,6 @@ class BinarySession:
         _h, cmd, _q, opcode, opaque, _cas, _extras, mech, _vlen = pending
         ok = False
         if cmd == SASL_AUTH:
-            self._sasl_started = True
             ok = auth.check_sasl(self.ctx.auth, mech, payload)
         # SASL_STEP: PLAIN is done in one step, so a step always fails, as Cyrus answers it.
         counters = self.ctx.counters
