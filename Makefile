@@ -7,9 +7,10 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 EXT_SUFFIX = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 NATIVE_SRC := $(wildcard csrc/*.c csrc/*.h pycache_d/*/*.pyx pycache_d/*/*.pxd) setup.py
-APT_PACKAGES := memcached libmemcached-tools curl wrk nutcracker libfaketime chromium chromium-driver prometheus
+APT_PACKAGES := memcached libmemcached-tools libmemcached-dev libsasl2-modules php-cli php-memcached curl wrk \
+  nutcracker libfaketime chromium chromium-driver prometheus
 
-.PHONY: venv ext test lint test-asan fuzz bench loadtest dist deb install clean run apt
+.PHONY: venv ext test lint test-asan fuzz bench loadtest dist deb install clean run apt pylibmc
 
 venv: $(STAMP) ext
 
@@ -30,8 +31,9 @@ $(EXTENSIONS) &: $(NATIVE_SRC) | $(STAMP)
 	$(PY) setup.py --quiet build_clib build_ext --inplace
 
 # Debian packages some tests and benchmarks use (memcached as an oracle, memcaslap, wrk, twemproxy
-# for the cluster test, libfaketime to step the daemon's wall clock, Chromium for the dashboard's
-# browser test, prometheus for promtool). Installed when we are root;
+# for the cluster test, libfaketime to step the daemon's wall clock, libmemcached-dev to build
+# pylibmc, libsasl2-modules for the clients' SASL PLAIN, PHP's Memcached extension as a client,
+# Chromium for the dashboard's browser test, prometheus for promtool). Installed when we are root;
 # otherwise those tests skip and say why.
 apt:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -43,6 +45,17 @@ apt:
 	  fi; \
 	else echo "not root: skipping apt-get install of $(APT_PACKAGES) (tests that need them will skip)"; fi
 
+# pylibmc for the client tests (binary protocol, SASL), built from source against Debian's
+# libmemcached-dev: the PyPI wheel bundles a libsasl2 that looks for its plugins in
+# /usr/lib64/sasl2, so its SASL fails on Debian. Its tests skip when it could not be built.
+PYLIBMC_STAMP := $(VENV)/.pylibmc
+pylibmc: $(PYLIBMC_STAMP)
+$(PYLIBMC_STAMP): | $(STAMP)
+	@if dpkg -s libmemcached-dev >/dev/null 2>&1; then \
+	  ($(PY) -m pip install --quiet --force-reinstall --no-deps --no-binary pylibmc "pylibmc>=1.6" && touch $@) \
+	    || echo "warning: pylibmc did not build; its tests will skip"; \
+	else echo "libmemcached-dev not installed: pylibmc's tests will skip"; fi
+
 lint: venv
 	$(BIN)/ruff check pycache_d tests benchmarks fuzz
 	$(BIN)/ruff format --check pycache_d tests benchmarks fuzz
@@ -51,7 +64,7 @@ lint: venv
 
 # The daemon's suite, the client distribution's suite (its own pytest config), then the
 # store and compiled session under AddressSanitizer.
-test: venv apt lint
+test: venv apt pylibmc lint
 	$(BIN)/pytest -q tests
 	cd client && ../$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-asan

@@ -11,6 +11,8 @@ An input is one header byte, up to seven feed lengths, then the client's byte st
 
 The header keeps every input a plain protocol stream after a few bytes, so a seed is readable
 and libFuzzer's dictionary tokens land in the stream, while the fuzzer still picks the splits.
+A stream whose first byte is 0x80 is a binary-protocol one, as memcached decides; the checks
+then read the replies as binary response packets (:func:`check_binary_replies`).
 
 Checks (each raises AssertionError, which atheris reports as a crash):
 
@@ -27,6 +29,7 @@ Checks (each raises AssertionError, which atheris reports as a crash):
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +136,33 @@ _VALUE = re.compile(rb"VALUE " + _TOKEN + rb" [0-9]+ ([0-9]+)(?: [0-9]+)?")
 _VA = re.compile(rb"VA ([0-9]+)(?: " + _TOKEN + rb")*")
 
 
+#: The status codes a binary response may carry (binary.py).
+_STATUSES = frozenset((0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x20, 0x21, 0x81, 0x82))
+
+
+def is_binary(stream: bytes) -> bool:
+    """True when ``stream`` speaks the binary protocol (its first byte is 0x80)."""
+    return stream[:1] == b"\x80"
+
+
+def check_binary_replies(reply: bytes) -> None:
+    """Assert ``reply`` is a sequence of whole binary response packets, each well formed."""
+    pos, end = 0, len(reply)
+    while pos < end:
+        assert end - pos >= 24, f"a truncated response header {reply[pos:]!r}"
+        magic, _op, keylen, extlen, datatype, status, bodylen = struct.unpack_from(">BBHBBHI", reply, pos)
+        assert magic == 0x81 and datatype == 0, f"bad response header {reply[pos : pos + 24]!r}"
+        assert status in _STATUSES, f"unknown status {status:#x}"
+        assert keylen + extlen <= bodylen, f"key and extras longer than the body {reply[pos : pos + 24]!r}"
+        assert end - pos - 24 >= bodylen, "a response body is cut short"
+        pos += 24 + bodylen
+
+
+def check_any_replies(reply: bytes, binary: bool) -> None:
+    """check_binary_replies() or check_replies(), as the stream speaks."""
+    (check_binary_replies if binary else check_replies)(reply)
+
+
 def check_replies(reply: bytes) -> None:
     """Assert ``reply`` is a sequence of whole memcached reply lines, each data block complete."""
     pos, end = 0, len(reply)
@@ -151,9 +181,21 @@ def check_replies(reply: bytes) -> None:
             assert line in _WORDS or _LINE.fullmatch(line), f"malformed reply line {line[:80]!r}"
 
 
-def normalise(reply: bytes) -> bytes:
-    """Drop ``STAT`` lines: they carry times, a pid and each session's own counters."""
-    return b"\r\n".join(line for line in reply.split(b"\r\n") if not line.startswith(b"STAT "))
+def normalise(reply: bytes, binary: bool = False) -> bytes:
+    """Drop ``STAT`` lines (binary: stat packets with a key): they carry times, a pid and each
+    session's own counters."""
+    if not binary:
+        return b"\r\n".join(line for line in reply.split(b"\r\n") if not line.startswith(b"STAT "))
+    out = []
+    pos = 0
+    while len(reply) - pos >= 24:
+        opcode, keylen, status, bodylen = struct.unpack_from(">xBHxxHI", reply, pos)
+        size = 24 + bodylen
+        if not (opcode == 0x10 and status == 0 and keylen):
+            out.append(reply[pos : pos + size])
+        pos += size
+    out.append(reply[pos:])
+    return b"".join(out)
 
 
 def shared_stats(store: Any) -> dict[str, int]:
@@ -169,6 +211,16 @@ def check_buffer(session: Session) -> None:
     if session.closing or session.more:
         return  # closed: nothing is read again; more: complete input waits, at most one read
     # NOTE: white-box: the bound is on private state, the only place it can be seen.
+    b = session._binary
+    if b is not None:
+        if b._pending is not None:
+            assert len(b._buf) < b._pending[-1], "a complete value was left unanswered"
+        elif b._swallow:
+            assert not b._buf, "input kept while a refused value is being swallowed"
+        else:
+            assert len(b._buf) < 24 + 255 + 65535, "more than one request header buffered"
+            assert not b._buf or len(b._buf) < b._need, "a complete request was left unanswered"
+        return
     buf = session._buf
     if session._pending is not None:
         assert len(buf) < session._need, "a complete data block was left unanswered"
@@ -185,11 +237,12 @@ def check_python(data: bytes) -> None:
     """The pure-Python session's invariants, for one fuzz input."""
     case = decode(data)
     limit = len(case.stream) + 2
+    binary = is_binary(case.stream)
     split = new_session(Session, "python", case, FakeClock())
     replies = []
     for piece in case.pieces():
         reply = feed(split, piece, limit)
-        check_replies(reply)
+        check_any_replies(reply, binary)
         check_buffer(split)
         assert split.store.stats()["bytes"] <= split.store.max_bytes, "the store outgrew its memory limit"
         replies.append(reply)
@@ -197,7 +250,9 @@ def check_python(data: bytes) -> None:
             break
     whole = new_session(Session, "python", case, FakeClock())
     expected = feed(whole, case.stream, limit)
-    assert normalise(b"".join(replies)) == normalise(expected), "replies depend on how the input was split"
+    assert normalise(b"".join(replies), binary) == normalise(expected, binary), (
+        "replies depend on how the input was split"
+    )
     assert split.closing == whole.closing
     assert list(split.store.items()) == list(whole.store.items())
     assert shared_stats(split.store) == shared_stats(whole.store)
@@ -210,10 +265,13 @@ def check_differential(data: bytes, native_session_cls: Any) -> None:
     clock = FakeClock()
     slow = new_session(Session, "python", case, clock)
     fast = new_session(native_session_cls, "native", case, clock)
+    binary = is_binary(case.stream)
     for i, piece in enumerate(case.pieces()):
         expected = feed(slow, piece, limit)
         got = feed(fast, piece, limit)
-        assert normalise(got) == normalise(expected), f"feed {i}: native {got!r} != python {expected!r}"
+        assert normalise(got, binary) == normalise(expected, binary), (
+            f"feed {i}: native {got!r} != python {expected!r}"
+        )
         assert fast.closing == slow.closing, f"feed {i}: closing differs"
         if slow.closing:
             break

@@ -7,6 +7,7 @@ stream is written whole and split into feeds of a few odd lengths (see harness.p
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 from harness import encode
@@ -70,14 +71,133 @@ STREAMS = {
     b"touch a 5 noreply\r\nget a\r\nmn\r\n",
 }
 
+
+def _req(
+    opcode: int, key: bytes = b"", extras: bytes = b"", value: bytes = b"", opaque: int = 0, cas: int = 0
+) -> bytes:
+    """One binary request (binary.py's request(), spelt out so the seeds need no import)."""
+    body = len(extras) + len(key) + len(value)
+    return (
+        struct.pack(">BBHBBHIIQ", 0x80, opcode, len(key), len(extras), 0, 0, body, opaque, cas)
+        + extras
+        + key
+        + value
+    )
+
+
+_FE = struct.pack(">II", 5, 0)  # flags, exptime
+_INCR = struct.pack(">QQI", 3, 10, 0)
+_NO_CREATE = struct.pack(">QQI", 1, 0, 0xFFFFFFFF)
+
+# Binary-protocol streams (the first byte, 0x80, makes the session binary). After an unknown
+# opcode (0x1b, verbosity, among them) memcached discards as many bytes again as its extras and
+# key: a filler of that length follows each.
+STREAMS.update(
+    {
+        "binary_storage": b"".join(
+            [
+                _req(0x01, b"a", _FE, b"hello\r\nflush_all\r\n", 1),
+                _req(0x02, b"a", _FE, b"x", 2),
+                _req(0x12, b"b", _FE, b"hi", 3),
+                _req(0x03, b"zz", _FE, b"x", 4),
+                _req(0x13, b"a", _FE, b"new", 5),
+                _req(0x0E, b"a", b"", b"!", 6),
+                _req(0x0F, b"a", b"", b"<", 7),
+                _req(0x19, b"none", b"", b"x", 8),
+                _req(0x1A, b"a", b"", b"x", 9),
+                _req(0x01, b"a", _FE, b"cas", 10, cas=999),
+                _req(0x01, b"c", _FE, b"", 11),
+                _req(0x11, b"q", _FE, b"q", 12),
+                _req(0x00, b"a", opaque=13),
+            ]
+        ),
+        "binary_retrieval": b"".join(
+            [
+                _req(0x01, b"a", _FE, b"1"),
+                _req(0x00, b"a", opaque=1),
+                _req(0x09, b"a", opaque=2),
+                _req(0x09, b"miss", opaque=3),
+                _req(0x0C, b"a", opaque=4),
+                _req(0x0C, b"miss", opaque=5),
+                _req(0x0D, b"a", opaque=6),
+                _req(0x0D, b"miss", opaque=7),
+                _req(0x1C, b"a", b"\0\0\0\x64", opaque=8),
+                _req(0x1D, b"a", b"\0\0\0\0", opaque=9),
+                _req(0x1E, b"miss", b"\0\0\0\0", opaque=10),
+                _req(0x23, b"a", b"\0\0\0\0", opaque=11),
+                _req(0x24, b"a", b"\0\0\0\0", opaque=12),
+                _req(0x0A, opaque=13),
+            ]
+        ),
+        "binary_delete_arith": b"".join(
+            [
+                _req(0x01, b"n", _FE, b"10"),
+                _req(0x05, b"n", _INCR, opaque=1),
+                _req(0x06, b"n", _INCR, opaque=2),
+                _req(0x15, b"n", _INCR, opaque=3),
+                _req(0x05, b"new", _INCR, opaque=4),
+                _req(0x05, b"absent", _NO_CREATE, opaque=5),
+                _req(0x01, b"s", _FE, b"abc"),
+                _req(0x05, b"s", _INCR, opaque=6),
+                _req(0x04, b"n", opaque=7),
+                _req(0x04, b"n", opaque=8),
+                _req(0x14, b"s", opaque=9),
+                _req(0x04, b"new", opaque=10, cas=1),
+                _req(0x16, b"n", _INCR, opaque=11),
+                _req(0x0A, opaque=12),
+            ]
+        ),
+        "binary_server": b"".join(
+            [
+                _req(0x0A, opaque=1),
+                _req(0x0B, opaque=2),
+                _req(0x10, opaque=3),
+                _req(0x10, b"settings", opaque=4),
+                _req(0x10, b"items"),
+                _req(0x10, b"slabs"),
+                _req(0x10, b"detail on"),
+                _req(0x10, b"detail dump"),
+                _req(0x10, b"bogus"),
+                _req(0x10, b"reset"),
+                _req(0x1B, b"", b"\0\0\0\x01") + b"\0" * 4,
+                _req(0x20),
+                _req(0x21, b"PLAIN", b"", b"\0u\0p"),
+                _req(0x22, b"PLAIN", b"", b"x"),
+                _req(0x08, opaque=5),
+                _req(0x18, b"", b"\0\0\0\x02"),
+                _req(0x44, b"k", b"", b"zz") + b"\0",
+                _req(0x07, opaque=6),
+                _req(0x0A),
+            ]
+        ),
+        "binary_errors": b"".join(
+            [
+                _req(0x01, b"big", _FE, b"v" * 3000),
+                _req(0x00, b"big"),
+                _req(0x17),
+                _req(0x0A),
+            ]
+        ),
+        "binary_budget": b"".join([_req(0x11, b"k%d" % i, _FE, b"v" * 1900) for i in range(3)])
+        + b"".join(_req(0x0D, b"k%d" % (i % 3), opaque=i) for i in range(150))
+        + _req(0x0A, opaque=999),
+        "binary_bad_lengths": _req(0x0A)
+        + struct.pack(">BBHBBHIIQ", 0x80, 0x00, 5, 0, 0, 0, 2, 0, 0)
+        + b"kkkkk",
+        "binary_bad_magic": _req(0x0A) + b"\x81" + b"\0" * 23 + _req(0x0A),
+        "binary_bad_body": _req(0x0A) + _req(0x0A, b"", b"", b"x") + _req(0x0A),
+    }
+)
+MEMORY_BINARY = {"binary_budget": 2}
+
 # (feed lengths, memory index, item size index, tick) for each file of a stream: small memory
 # limits (harness.MEMORY_LIMITS), so the streams evict as they go.
 VARIANTS = {
     "whole": ((), 1, 2, False),
     "split": ((1, 7, 3, 64), 0, 2, True),
 }
-# Streams that need more room: the budget one must hold three values of 1900 bytes.
-MEMORY = {"budget": 2}
+# Streams that need more room: the budget ones must hold three values of 1900 bytes.
+MEMORY = {"budget": 2, **MEMORY_BINARY}
 
 
 def main() -> None:

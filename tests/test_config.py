@@ -326,3 +326,36 @@ def test_encrypted_key_is_refused_without_a_prompt(tmp_path: Path, pki: PKI) -> 
     )
     with pytest.raises(ConfigError, match=r"^--tls-key: .*encrypted.key: the private key is encrypted"):
         load(["--tls-cert", str(pki.server_cert), "--tls-key", str(encrypted)], {})
+
+
+# -- the auth file: loaded while validating --------------------------------------------------
+
+
+def test_auth_file_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    creds = tmp_path / "auth"
+    creds.write_text("alice:pw\n")
+    assert load([], {})[1].auth_file is None
+    assert load(["--auth-file", str(creds)], {})[1].auth_file == str(creds)
+    assert load([], {"PYCACHE_D_AUTH_FILE": str(creds)})[1].auth_file == str(creds)
+    assert load(["--config", write(tmp_path, "auth_file = false\n")], {})[1].auth_file is None
+    # systemd's LoadCredential= directory, for a config file that cannot know it.
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    path = write(tmp_path, 'auth_file = "$CREDENTIALS_DIRECTORY/auth"\n')
+    assert load(["--config", path], {})[1].auth_file == str(creds)
+    assert load(["--auth-file", "${CREDENTIALS_DIRECTORY}/auth"], {})[1].auth_file == str(creds)
+    assert "auth_file" not in LIVE_SETTINGS  # SIGHUP re-reads the file, a new path needs a restart
+
+
+def test_bad_auth_file_names_the_option_never_a_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "auth"
+    bad.write_text("alice:pw\nhunter2-without-colon\n")
+    with pytest.raises(ConfigError, match=r"^--auth-file: .*auth: line 2 is not user:password$") as info:
+        load(["--auth-file", str(bad)], {})
+    assert "hunter2" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"^PYCACHE_D_AUTH_FILE: cannot read .*missing"):
+        load([], {"PYCACHE_D_AUTH_FILE": str(tmp_path / "missing")})
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    with pytest.raises(ConfigError, match=r"CREDENTIALS_DIRECTORY is not set"):
+        load(["--auth-file", "$CREDENTIALS_DIRECTORY/auth"], {})

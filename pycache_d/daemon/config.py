@@ -36,6 +36,12 @@ flag                        TOML key / environment     meaning (default)
                                                        the key is in the certificate file)
 ``--tls-ca FILE``           ``tls_ca`` (idem)          PEM CA certificates: clients must present a
                                                        certificate signed by one (none)
+``--auth-file FILE``        ``auth_file`` (a path, or  memcached's -Y file of ``user:password``
+                            false in TOML)             lines: text clients must pass memcached's
+                                                       ASCII auth, binary ones SASL PLAIN; re-read
+                                                       on SIGHUP; ``$CREDENTIALS_DIRECTORY`` in
+                                                       it is systemd's LoadCredential= directory
+                                                       (none: no authentication)
 ``--config``                (environment only)         the TOML file (none)
 ==========================  =========================  ===========================================
 
@@ -44,8 +50,8 @@ Environment variables are ``PYCACHE_D_`` + the upper-case key (``PYCACHE_D_MEMOR
 A key spelled with dashes is rejected with a hint rather than silently ignored, as is any unknown
 key. An empty environment variable counts as unset.
 
-The TLS files are loaded once here (:func:`pycache_d.net.tls.server_context`), so a missing, damaged
-or mismatched one is a ConfigError naming the option, like any other bad value.
+The TLS files (:func:`pycache_d.net.tls.server_context`) and the auth file are loaded once here, so
+a missing, damaged or mismatched one is a ConfigError naming the option, like any other bad value.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ from typing import Any, NoReturn
 from .._version import __version__
 from ..net import tls
 from ..net.listeners import Endpoint
+from ..protocol import auth
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -104,6 +111,8 @@ class Config:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None
+    #: memcached's -Y file; authentication is on when it is set (see :mod:`pycache_d.protocol.auth`).
+    auth_file: str | None = None
 
     @property
     def tls(self) -> bool:
@@ -234,6 +243,25 @@ def _tls_file(value: object) -> str | None:
     return value
 
 
+#: What an auth file path may start with, for systemd's LoadCredential= (see the unit file).
+_CREDENTIALS = ("${CREDENTIALS_DIRECTORY}", "$CREDENTIALS_DIRECTORY")
+
+
+def _auth_file(value: object) -> str | None:
+    if value is False:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a file name (or false for none), got {value!r}")
+    for var in _CREDENTIALS:
+        if value.startswith(var):
+            # NOTE: the one variable expanded here; systemd sets it for LoadCredential=.
+            directory = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not directory:
+                raise ValueError(f"{var} is not set (systemd sets it for LoadCredential=)")
+            return directory + value[len(var) :]
+    return value
+
+
 def _snapshot(value: object) -> str | bool:
     if value is False or (isinstance(value, str) and value):
         return value
@@ -258,6 +286,7 @@ PARSERS: dict[str, Callable[[object], Any]] = {
     "tls_cert": _tls_file,
     "tls_key": _tls_file,
     "tls_ca": _tls_file,
+    "auth_file": _auth_file,
 }
 
 
@@ -320,6 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", metavar="FILE", help="PEM private key, if not in the --tls-cert file")
     p.add_argument(
         "--tls-ca", metavar="FILE", help="PEM CA certificates; clients must present one they signed"
+    )
+    p.add_argument(
+        "--auth-file",
+        metavar="FILE",
+        help="user:password lines (memcached's -Y): clients must authenticate (default: none)",
     )
     p.add_argument("-V", "--version", action="version", version=f"pycache-d {__version__}")
     return p
@@ -406,6 +440,11 @@ def validate(layers: Sequence[tuple[str, Mapping[str, object]]]) -> Config:
             f"exceeds the memory limit ({cfg.memory_limit} bytes)"
         )
     _check_tls(cfg, origins)
+    if cfg.auth_file is not None:
+        try:
+            auth.load(cfg.auth_file)
+        except auth.AuthFileError as e:
+            raise ConfigError(f"{_label('auth_file', origins['auth_file'])}: {e}") from None
     return cfg
 
 

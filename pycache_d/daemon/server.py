@@ -15,7 +15,10 @@ lifecycle:
 
 TLS (see :mod:`pycache_d.net.tls`): with a certificate, every TCP listener but the ``notls:`` ones
 speaks TLS; unix sockets stay plain. A plain listener that other hosts can reach is warned about
-at start, since the memcached protocol has no authentication.
+at start, since without ``--auth-file`` the memcached protocol has no authentication.
+
+Authentication (see :mod:`pycache_d.protocol.auth`): ``--auth-file`` loads the credentials into
+the context every session reads them from; SIGHUP re-reads the file.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from ..net import tls
 from ..net.connection import Connection
 from ..net.listeners import Endpoint, ListenError, bind_tcp, bind_unix, raise_fd_limit
 from ..net.streams import READ_SIZE, PlainServer, Poller
-from ..protocol import new_session
+from ..protocol import auth, new_session
 from ..protocol.context import ServerContext
 from . import systemd
 from .config import LIVE_SETTINGS, TLS_SETTINGS, Config, ConfigError, ConfigSource, describe_size
@@ -236,6 +239,10 @@ class Server:
         self._last_rejected_peer = ""
         self._reject_log_timer: asyncio.TimerHandle | None = None
         self.notifier = systemd.Notifier.from_environ()
+        if config.auth_file is not None:
+            self.ctx.auth_file = config.auth_file
+            self.ctx.auth = auth.load(config.auth_file)  # validated with the config: it loads
+            self._warn_if_readable(config.auth_file)
 
     def new_session(self) -> Any:
         return self.session_factory(self.store, self.ctx)
@@ -357,9 +364,16 @@ class Server:
             for e in self.bound
             if not e.is_unix and e not in self.tls_bound and not _is_loopback(e.host)
         ]
-        if exposed:
-            # APPSEC: the memcached protocol has no authentication: anyone who can connect can
-            # read, change and flush every item.
+        if exposed and self.ctx.auth is not None:
+            # APPSEC: authenticated, but passwords and items cross the network in the clear.
+            log.warning(
+                "plain-text listener(s) reachable beyond this host: %s; passwords and items cross the "
+                "network in the clear: prefer TLS (--tls-cert)",
+                ", ".join(exposed),
+            )
+        elif exposed:
+            # APPSEC: without --auth-file the protocol has no authentication: anyone who can
+            # connect can read, change and flush every item.
             log.warning(
                 "plain-text listener(s) reachable beyond this host: %s; the memcached protocol has no "
                 "authentication: prefer TLS (--tls-cert, --tls-ca for client certificates) or loopback",
@@ -475,8 +489,28 @@ class Server:
         self.notifier.reloading()
         try:
             self.reload()
+            self.reload_auth()
         finally:
             self.notifier.reloaded()
+
+    def reload_auth(self) -> None:
+        """SIGHUP: re-read the auth file (memcached does too); a bad one keeps the old entries."""
+        path = self.ctx.auth_file
+        if path is None:
+            return
+        try:
+            creds = auth.load(path)
+        except auth.AuthFileError as e:
+            log.error("reload: keeping the current credentials: %s", e)
+            return
+        self.ctx.auth = creds
+        self._warn_if_readable(path)
+        notice("reloaded the auth file %s: %d entries", path, len(creds.entries))
+
+    @staticmethod
+    def _warn_if_readable(path: str) -> None:
+        if auth.exposed(path):
+            log.warning("the auth file %s is readable by its group or others (chmod 600 it)", path)
 
     def stop(self, why: str = "stop requested") -> None:
         if not self._stopping.is_set():
@@ -542,7 +576,7 @@ class Server:
                 before, after = describe_size(before), describe_size(after)
             changes.append(f"{name} {before} -> {after}")
         path = self.source.path
-        for name in ("port", "listen", "unix_mode", "backend"):
+        for name in ("port", "listen", "unix_mode", "backend", "auth_file"):
             if getattr(old, name) != getattr(new, name):
                 log.warning("reload: %s changed in %s; restart the daemon to apply it", name, path)
         applied.update(self._reload_tls(old, new, changes))

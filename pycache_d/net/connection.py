@@ -272,7 +272,10 @@ class Connection(ConnectionBase, asyncio.Protocol):
                 chunk = data if pos == 0 and cut == end else data[pos:cut]
                 pos = cut
             if debug:
-                log.debug("conn %d: > %d bytes %r", self.fd, len(chunk), bytes(chunk[:80]))
+                if getattr(session, "loggable", True):
+                    log.debug("conn %d: > %d bytes %r", self.fd, len(chunk), bytes(chunk[:80]))
+                else:  # APPSEC: it may carry a password (see Session.loggable)
+                    log.debug("conn %d: > %d bytes (not shown: authentication)", self.fd, len(chunk))
             try:
                 reply = self.session.feed(chunk)
             except Exception:

@@ -1,9 +1,10 @@
 """The protocol layer: memcached's protocols, sans-IO: bytes in, bytes out, a store behind them.
 
 It owns the session (:mod:`.session`: framing and the classic text commands, the pure twin and
-the specification), the meta commands (:mod:`.meta`), ``stats`` (:mod:`.stats`), the wire
-helpers (:mod:`.wire`), what a session may ask of the server it runs in (:mod:`.context`) and
-the compiled session for the native store (:mod:`._csession`). It knows nothing of sockets or
+the specification), the binary protocol (:mod:`.binary`), authentication (:mod:`.auth`), the
+meta commands (:mod:`.meta`), ``stats`` (:mod:`.stats`), the wire helpers (:mod:`.wire`), what a
+session may ask of the server it runs in (:mod:`.context`) and the compiled session for the
+native store (:mod:`._csession`). It knows nothing of sockets or
 event loops, so it is tested and fuzzed without a network. It may import :mod:`pycache_d.store`
 and :mod:`pycache_d.log`, never :mod:`pycache_d.net` or :mod:`pycache_d.daemon`.
 

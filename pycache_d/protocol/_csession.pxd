@@ -18,7 +18,7 @@ cdef class NativeSession:
     cdef readonly Store store
     cdef store *s
     cdef readonly object ctx
-    cdef object slow
+    cdef readonly object slow  # the Python session it hands over to (readable for tests)
     cdef bint slow_active
     cdef bint _closing
     cdef buffer pending  # input kept between feeds
@@ -26,6 +26,7 @@ cdef class NativeSession:
     cdef size_t cut_at  # where the unanswered keys of a multi-get cut at the budget start
     cdef bint cut_cas   # ... and whether it was a gets
     cdef bint _more     # the last feed stopped at REPLY_BUDGET with complete input left
+    cdef bint binary    # an authenticated binary connection: _run_binary() reads its input
 
     cdef object feed_ptr(self, const char *data, size_t size)
     cdef void out_sent(self) noexcept
@@ -34,6 +35,9 @@ cdef class NativeSession:
     cdef bytes _flush_and_cut(self, const char *p, size_t n)
     cdef bytes _to_slow(self, data)
     cdef Py_ssize_t _run(self, const char *p, size_t n) except? -3
+    cdef Py_ssize_t _run_binary(self, const char *p, size_t n) except? -3
+    cdef Py_ssize_t _bin_request(self, const char *p, size_t pos, size_t n) except? -3
+    cdef int _bin_error(self, const char *h, int status, bytes text) except -1
     cdef Py_ssize_t _line(self, const char *p, size_t start, size_t lend, size_t next_pos,
                           size_t n) except? -3
     cdef Py_ssize_t _get(self, const char *p, size_t i, size_t lend, bint with_cas,

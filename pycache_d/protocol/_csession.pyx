@@ -1,6 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, always_allow_keywords=False
 """The compiled memcached session: hot commands parsed and answered in C, the rest in Python.
 
+Text and binary (:mod:`pycache_d.protocol.binary`) alike: on a binary connection, once it is
+authenticated (or needs no authentication), get/getq/getk/getkq, set/add/replace and their
+quiet forms without a CAS, delete(q) without a CAS and noop are answered here when they are
+well formed; anything else goes to the Python binary session, from that request on, until it
+is idle again.
+
 The fast path handles the commands that make up nearly all traffic (get, gets, set, add,
 replace, append, prepend, cas, delete, incr, decr) when their line is plainly well formed:
 single-space-separated tokens, legal keys, plain decimal numbers, a complete data block ending
@@ -19,13 +25,14 @@ fit within the store's max_item_size.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memchr, memcmp, memcpy, memmove
 
 from pycache_d.store._native cimport Store
 from pycache_d.store._store_c cimport *
 
+from . import binary as _binary
 from . import session as _session
 from pycache_d.store.errors import ItemTooLarge, NonNumericValue, OutOfMemory
 
@@ -147,6 +154,69 @@ cdef cmd_kind classify(const char *p, size_t n):
 
 cdef tuple STORE_REPLIES = ()  # Result -> reply line, filled in at import
 
+# -- the binary protocol's hot requests (binary.py is the specification) ------------------------
+
+cdef enum:
+    B_GET = 0x00
+    B_SET = 0x01
+    B_ADD = 0x02
+    B_REPLACE = 0x03
+    B_DELETE = 0x04
+    B_GETQ = 0x09
+    B_NOOP = 0x0A
+    B_GETK = 0x0C
+    B_GETKQ = 0x0D
+    B_SETQ = 0x11
+    B_ADDQ = 0x12
+    B_REPLACEQ = 0x13
+    B_DELETEQ = 0x14
+
+cdef bytes NOT_FOUND_TEXT = _binary.ERROR_TEXT[_binary.KEY_ENOENT]
+cdef bytes EXISTS_TEXT = _binary.ERROR_TEXT[_binary.KEY_EEXISTS]
+cdef bytes TOO_LARGE_TEXT = _binary.ERROR_TEXT[_binary.E2BIG]
+cdef bytes NOT_STORED_TEXT = _binary.ERROR_TEXT[_binary.NOT_STORED]
+cdef bytes NO_MEMORY_TEXT = _binary.NO_MEMORY_ITEM
+cdef int64_t EXPTIME_MAX = 2 ** 31 - 1
+
+
+cdef inline uint32_t be32(const char *p) noexcept:
+    cdef const uint8_t *u = <const uint8_t *>p
+    return (<uint32_t>u[0] << 24) | (<uint32_t>u[1] << 16) | (<uint32_t>u[2] << 8) | u[3]
+
+
+cdef inline uint64_t be64(const char *p) noexcept:
+    return (<uint64_t>be32(p) << 32) | be32(p + 4)
+
+
+cdef inline void put_be32(char *p, uint32_t v) noexcept:
+    p[0] = <char>(v >> 24)
+    p[1] = <char>(v >> 16)
+    p[2] = <char>(v >> 8)
+    p[3] = <char>v
+
+
+cdef int bin_header(buffer *out, const char *request, uint16_t keylen, uint8_t extlen, uint16_t status,
+                    uint32_t bodylen, uint64_t cas) except -1:
+    """Append a response header answering the request header at ``request`` (its opcode and
+    opaque are echoed, as memcached does)."""
+    cdef char *h
+    buf_reserve(out, 24)
+    h = out.data + out.len
+    h[0] = <char>0x81
+    h[1] = request[1]
+    h[2] = <char>(keylen >> 8)
+    h[3] = <char>keylen
+    h[4] = <char>extlen
+    h[5] = 0
+    h[6] = <char>(status >> 8)
+    h[7] = <char>status
+    put_be32(h + 8, bodylen)
+    memcpy(h + 12, request + 12, 4)
+    put_be32(h + 16, <uint32_t>(cas >> 32))
+    put_be32(h + 20, <uint32_t>cas)
+    out.len += 24
+    return 0
+
 
 cdef class NativeSession:
     """A memcached text-protocol session over a native store, with the same API as Session."""
@@ -158,6 +228,10 @@ cdef class NativeSession:
         self.store = store
         self.s = &store._s
         self.ctx = self.slow.ctx
+        # The Python session sees the first bytes (they choose text or binary) and every byte
+        # while it is gated (binary, or a text client not yet authenticated): APPSEC, no
+        # shortcut here may bypass the auth check.
+        self.slow_active = True
 
     def __dealloc__(self):
         free(self.pending.data)
@@ -177,7 +251,17 @@ cdef class NativeSession:
     @property
     def idle(self):
         """True when no partial command or data block is held between feeds."""
-        return self.pending.len == 0 and not self.slow_active
+        return self.pending.len == 0 and (not self.slow_active or self.slow.idle)
+
+    @property
+    def authenticated(self):
+        """False while the server wants credentials this client has not given."""
+        return self.slow.authenticated
+
+    @property
+    def loggable(self):
+        """True when the client's bytes may be logged (see Session.loggable)."""
+        return self.slow.loggable
 
     def feed(self, data):
         """Consume bytes read from the client; return the reply bytes to send (possibly b"")."""
@@ -214,7 +298,7 @@ cdef class NativeSession:
             n = size
         self.cut_at = 0
         self._more = False
-        pos = self._run(p, n)
+        pos = self._run_binary(p, n) if self.binary else self._run(p, n)
         if pos < 0:
             if self.cut_at:
                 return self._flush_and_cut(p, n)
@@ -262,8 +346,140 @@ cdef class NativeSession:
         slow = self.slow
         cdef bytes reply = slow.feed(data)
         self._closing = slow.closing
-        self.slow_active = not slow.idle
+        if slow.gated:
+            # APPSEC: the binary fast path only once the Python session says it is authenticated.
+            self.binary = slow.binary_ready
+            self.slow_active = not self.binary
+        else:
+            self.slow_active = not slow.idle
         return reply
+
+    cdef Py_ssize_t _run_binary(self, const char *p, size_t n) except? -3:
+        """Answer the hot binary requests at the start of p[:n]; return where the unconsumed
+        input starts, or -(start + 1) when the input from start on must go to the Python session."""
+        cdef size_t pos = 0
+        cdef Py_ssize_t r
+        while pos < n:
+            r = self._bin_request(p, pos, n)
+            if r == NEED_MORE:
+                break
+            if r == DELEGATE:
+                return -<Py_ssize_t>pos - 1
+            pos = <size_t>r
+            if self.out.len >= REPLY_BUDGET:
+                self._more = pos < n  # the rest waits for the next feed (see REPLY_BUDGET)
+                break
+        return <Py_ssize_t>pos
+
+    cdef Py_ssize_t _bin_request(self, const char *p, size_t pos, size_t n) except? -3:
+        """Answer the request at p[pos:] if it is a hot one and complete; see binary.py for
+        what each check stands for (any request failing one is the Python session's)."""
+        cdef const char *h = p + pos
+        cdef uint8_t op
+        cdef uint16_t keylen
+        cdef uint8_t extlen
+        cdef uint32_t bodylen, flags, raw_exptime
+        cdef uint64_t cas, new_cas = 0
+        cdef size_t vlen, total
+        cdef const char *key
+        cdef item *it
+        cdef buffer *out = &self.out
+        cdef bint quiet, with_key
+        cdef int rc, mode
+        if n - pos < 24:
+            return NEED_MORE
+        if <uint8_t>h[0] != 0x80:
+            return DELEGATE
+        op = <uint8_t>h[1]
+        keylen = (<uint16_t><uint8_t>h[2] << 8) | <uint8_t>h[3]
+        extlen = <uint8_t>h[4]
+        bodylen = be32(h + 8)
+        cas = be64(h + 16)
+        if op == B_NOOP:
+            if keylen or extlen or bodylen:
+                return DELEGATE
+            bin_header(out, h, 0, 0, 0, 0, 0)
+            return <Py_ssize_t>(pos + 24)
+        if keylen == 0 or keylen > STORE_MAX_KEY or <uint32_t>keylen + extlen > bodylen:
+            return DELEGATE
+        total = 24 + <size_t>bodylen
+        key = h + 24 + extlen
+        if op == B_GET or op == B_GETQ or op == B_GETK or op == B_GETKQ:
+            if extlen != 0 or bodylen != keylen:
+                return DELEGATE
+            if n - pos < total:
+                return NEED_MORE
+            quiet = op == B_GETQ or op == B_GETKQ
+            with_key = op == B_GETK or op == B_GETKQ
+            it = store_get(self.s, key, keylen)
+            if it != NULL:
+                if not with_key:
+                    keylen = 0
+                bin_header(out, h, keylen, 4, 0, 4 + keylen + it.nbytes, it.cas)
+                buf_reserve(out, 4)
+                put_be32(out.data + out.len, it.flags)
+                out.len += 4
+                buf_put(out, key, keylen)
+                buf_put(out, item_value(it), it.nbytes)
+            elif not quiet:
+                if with_key:
+                    bin_header(out, h, keylen, 0, 0x01, keylen, 0)
+                    buf_put(out, key, keylen)
+                else:
+                    self._bin_error(h, 0x01, NOT_FOUND_TEXT)
+            return <Py_ssize_t>(pos + total)
+        if op == B_SET or op == B_SETQ or op == B_ADD or op == B_ADDQ or op == B_REPLACE or op == B_REPLACEQ:
+            if extlen != 8 or cas != 0:
+                return DELEGATE
+            vlen = bodylen - keylen - 8
+            if keylen + vlen + STORE_ITEM_OVERHEAD > self.s.max_item_size:
+                return DELEGATE  # the Python session swallows the value as it streams in
+            if n - pos < total:
+                return NEED_MORE
+            flags = be32(h + 24)
+            raw_exptime = be32(h + 28)
+            mode = STORE_SET
+            if op == B_ADD or op == B_ADDQ:
+                mode = STORE_ADD
+            elif op == B_REPLACE or op == B_REPLACEQ:
+                mode = STORE_REPLACE
+            rc = store_update(self.s, mode, key, keylen, key + keylen, vlen, flags,
+                              raw_exptime if raw_exptime <= EXPTIME_MAX else EXPTIME_MAX, 0, &new_cas)
+            if rc == STORE_STORED:
+                if op < 0x10:  # not a quiet form
+                    bin_header(out, h, 0, 0, 0, 0, new_cas)
+            elif rc == STORE_NOT_STORED:
+                if mode == STORE_ADD:
+                    self._bin_error(h, 0x02, EXISTS_TEXT)
+                elif mode == STORE_REPLACE:
+                    self._bin_error(h, 0x01, NOT_FOUND_TEXT)
+                else:
+                    self._bin_error(h, 0x05, NOT_STORED_TEXT)
+            elif rc == STORE_NO_MEMORY:
+                self.ctx.counters["store_no_memory"] += 1
+                self._bin_error(h, 0x82, NO_MEMORY_TEXT)
+            else:
+                self.ctx.counters["store_too_large"] += 1
+                self._bin_error(h, 0x03, TOO_LARGE_TEXT)
+            return <Py_ssize_t>(pos + total)
+        if op == B_DELETE or op == B_DELETEQ:
+            if extlen != 0 or bodylen != keylen or cas != 0:
+                return DELEGATE
+            if n - pos < total:
+                return NEED_MORE
+            if store_delete(self.s, key, keylen) == STORE_DELETED:
+                if op == B_DELETE:
+                    bin_header(out, h, 0, 0, 0, 0, 0)
+            else:
+                self._bin_error(h, 0x01, NOT_FOUND_TEXT)
+            return <Py_ssize_t>(pos + total)
+        return DELEGATE
+
+    cdef int _bin_error(self, const char *h, int status, bytes text) except -1:
+        """An error response (sent for quiet requests too, as memcached does)."""
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(text)
+        bin_header(&self.out, h, 0, 0, <uint16_t>status, <uint32_t>size, 0)
+        return buf_put(&self.out, PyBytes_AS_STRING(text), <size_t>size)
 
     cdef Py_ssize_t _run(self, const char *p, size_t n) except? -3:
         """Answer complete commands in p[:n]; return where the unconsumed input starts, or

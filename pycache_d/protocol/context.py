@@ -21,7 +21,14 @@ from ..store.clock import MonotonicClock
 from ..store.semantics import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEM_SIZE
 
 #: Server-wide counters the session increments and ``stats reset`` clears.
-COUNTER_NAMES = ("cmd_meta", "store_too_large", "store_no_memory")
+COUNTER_NAMES = ("cmd_meta", "store_too_large", "store_no_memory", "auth_cmds", "auth_errors")
+
+#: The memcached release whose behaviour we follow.
+MEMCACHED_VERSION = "1.6.18"
+#: What ``version`` and ``stats`` answer. NOTE: libmemcached (memcping, memcstat, PHP's
+#: Memcached) reads a major.minor.micro prefix and refuses a major version of 0, so ours alone
+#: (0.x) made them report a healthy server as down; this names memcached's version first, then ours.
+VERSION_REPLY = f"{MEMCACHED_VERSION}-pycache-d-{__version__}"
 
 
 def _rusage(seconds: float) -> str:
@@ -40,8 +47,13 @@ class ServerContext:
     Subclasses must call ``super().__init__()``: it sets the start time and the counters.
     """
 
-    #: The version string of ``version`` and ``stats``.
-    version: str = __version__
+    #: The version string of ``version`` and ``stats`` (``pycache-d --version`` prints ours alone).
+    version: str = VERSION_REPLY
+    #: The ``--auth-file`` credentials (:class:`pycache_d.protocol.auth.Credentials`), or None:
+    #: no authentication. Sessions read it at each attempt, so a reload applies at once.
+    auth: Any = None
+    #: The auth file's path, for ``stats settings``.
+    auth_file: str | None = None
     #: Set by the ``verbosity`` command (memcached caps it at 2). A class attribute, so a subclass
     #: may make it a property without the base ``__init__`` writing to it.
     verbosity: int = 0
@@ -94,9 +106,9 @@ class ServerContext:
             ("detail_enabled", "no"),
             ("cas_enabled", "yes"),
             ("tcp_backlog", 1024),
-            ("binding_protocol", "ascii"),
-            ("auth_enabled_sasl", "no"),
-            ("auth_enabled_ascii", "no"),
+            ("binding_protocol", "auto-negotiate"),
+            ("auth_enabled_sasl", "yes" if self.auth is not None else "no"),
+            ("auth_enabled_ascii", self.auth_file if self.auth is not None else "no"),
             ("item_size_max", store.max_item_size if store is not None else DEFAULT_MAX_ITEM_SIZE),
             ("maxconns_fast", "yes"),
             ("flush_enabled", "yes"),

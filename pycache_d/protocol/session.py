@@ -33,6 +33,11 @@ bytes plus its command line); anything longer is either swallowed or closes the 
 errors of a command whose line was well-formed enough to be recognised.
 
 Meta commands (``mg``, ``ms``, ``md``, ``ma``, ``mn``, ``me``) live in :mod:`pycache_d.protocol.meta`.
+
+The first byte of a connection chooses its protocol, as memcached decides: 0x80 makes it a
+binary one, whose every byte goes to a :class:`~pycache_d.protocol.binary.BinarySession`. With an
+auth file (``ctx.auth``), a text client first passes memcached's ASCII auth
+(:class:`~pycache_d.protocol.auth.TextAuth`); until then nothing reaches the commands above.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from typing import Any, NoReturn
 
 from ..store.errors import InvalidKey, ItemTooLarge, OutOfMemory, Result, StoreError
 from ..store.semantics import ITEM_OVERHEAD, MAX_KEY_LENGTH
-from . import meta, stats, wire
+from . import auth, binary, meta, stats, wire
 from .context import ServerContext
 from .wire import parse_i32, parse_u32, parse_u64
 
@@ -73,8 +78,6 @@ _NOT_FOUND = Result.NOT_FOUND.wire
 _END = wire.END
 #: PERF: Result.wire, without the property call.
 _RESULT_WIRE = {result: result.wire for result in Result}
-#: Largest value _drop() builds to make the store refuse a set (see there).
-_MAX_DROP_PROBE = 4 * 1024 * 1024
 
 # Storage modes of a pending data block.
 _SET, _ADD, _REPLACE, _APPEND, _PREPEND, _CAS = range(6)
@@ -112,18 +115,51 @@ class Session:
         self._rest: bytes | None = None  # the unanswered keys of a multi-get cut at the budget
         # PERF: the python store answers a get's keys in one call (native: one call per key).
         self._get_values: Callable[..., tuple[int, int]] | None = getattr(store, "get_values", None)
+        #: True while every byte goes through _gated_feed(): until the first byte has chosen
+        #: text or binary, while a text client has not authenticated, and for good once binary.
+        #: The compiled session takes no shortcut while it is set.
+        self.gated = True
+        self._binary: binary.BinarySession | None = None
+        self._auth: auth.TextAuth | None = None
 
     # -- framing ------------------------------------------------------------------------------
 
     @property
     def idle(self) -> bool:
         """True when no partial command or data block is held between feeds."""
+        if self._binary is not None:
+            return self._binary.idle
+        if self._auth is not None and not self._auth.idle:
+            return False
         return not self._buf and self._pending is None and not self._swallow
+
+    @property
+    def authenticated(self) -> bool:
+        """False while the server wants credentials this client has not given."""
+        if self._binary is not None:
+            return self._binary.authenticated
+        return self.ctx.auth is None or (self._auth is None and not self.gated)
+
+    @property
+    def binary_ready(self) -> bool:
+        """True when this is an authenticated binary connection with nothing held: the
+        compiled session may then answer the hot binary requests itself."""
+        b = self._binary
+        return b is not None and b.authenticated and b.idle
+
+    @property
+    def loggable(self) -> bool:
+        """True when the client's bytes may be logged (-vv): never what may carry a password,
+        that is before authentication, and a binary client's when SASL is on (it may
+        authenticate again at any time)."""
+        return self.ctx.auth is None or (self._binary is None and self.authenticated)
 
     def feed(self, data: bytes) -> bytes:
         """Consume bytes read from the client; return the reply bytes to send (possibly b"")."""
         if self.closing:
             return b""
+        if self.gated:
+            return self._gated_feed(data)
         if type(data) is not bytes:
             data = bytes(data)  # a bytearray or memoryview from the transport
         if self._buf:
@@ -185,6 +221,39 @@ class Session:
             self.more = pos < end and not self.closing
         if pos < end and not self.closing:
             self._buf = bytearray(memoryview(buf)[pos:])
+        return b"".join(out)
+
+    def _gated_feed(self, data: bytes) -> bytes:
+        """feed() while gated: choose the protocol on the first byte, as memcached does, then
+        speak binary, or hold a text client at memcached's ASCII auth until it has passed."""
+        b = self._binary
+        if b is not None:
+            reply = b.feed(data)
+            self.closing = b.closing
+            self.more = b.more
+            return reply
+        gate = self._auth
+        if gate is None:
+            if not data:
+                return b""
+            if data[0] == binary.REQUEST_MAGIC:
+                self._binary = binary.BinarySession(self.store, self.ctx, REPLY_BUDGET)
+                return self._gated_feed(data)
+            if self.ctx.auth is None:
+                self.gated = False
+                return self.feed(data)
+            gate = self._auth = auth.TextAuth()
+        if type(data) is not bytes:
+            data = bytes(data)
+        out: list[bytes] = []
+        rest, closing = gate.feed(data, self.ctx, out)
+        if closing:
+            self.closing = True
+        elif rest is not None:
+            self._auth = None
+            self.gated = False
+            if rest:
+                out.append(self.feed(rest))
         return b"".join(out)
 
     def push(self, data: bytes) -> None:
@@ -380,20 +449,8 @@ class Session:
         self._pending = (mode, key, flags, exptime, cas_unique, noreply)
 
     def _drop(self, key: bytes) -> None:
-        """Make the store forget ``key`` after a too-large set, as memcached does.
-
-        The store drops the old value itself when a set is too large, without counting a delete;
-        we hand it the smallest such value rather than buffer the client's block. APPSEC: with a
-        huge ``-I`` that value would be a huge allocation per request, so then we delete instead.
-        """
-        size = self.store.max_item_size - len(key) - ITEM_OVERHEAD + 1
-        try:
-            if size <= _MAX_DROP_PROBE:
-                self.store.set(key, bytes(size))
-            else:
-                self.store.delete(key)
-        except (StoreError, ValueError):
-            pass  # refused, as intended (or the key itself was: nothing to drop)
+        """Make the store forget ``key`` after a too-large set, as memcached does."""
+        wire.forget(self.store, key)
 
     def _complete(self, buf: bytes, start: int, out: list[bytes]) -> None:
         """Finish the pending storage command with its data block (value + b"\\r\\n") at ``start``."""

@@ -13,7 +13,10 @@ it is only used once the token is known to be plain digits.
 
 from __future__ import annotations
 
-from ..store.semantics import scan_decimal
+from typing import Any
+
+from ..store.errors import StoreError
+from ..store.semantics import ITEM_OVERHEAD, scan_decimal
 
 # -- replies the session produces (protocol.txt, "Error strings" and the command sections) ---------
 
@@ -96,3 +99,26 @@ def parse_u64(tok: bytes) -> int | None:
         if value > _I64_MAX:
             return None
     return value
+
+
+# -- a refused set ----------------------------------------------------------------------------------
+
+#: Largest value forget() builds to make the store refuse a set (see there).
+_MAX_DROP_PROBE = 4 * 1024 * 1024
+
+
+def forget(store: Any, key: bytes) -> None:
+    """Make the store forget ``key`` after a too-large set, as memcached does (text and binary).
+
+    The store drops the old value itself when a set is too large, without counting a delete;
+    we hand it the smallest such value rather than buffer the client's block. APPSEC: with a
+    huge ``-I`` that value would be a huge allocation per request, so then we delete instead.
+    """
+    size = store.max_item_size - len(key) - ITEM_OVERHEAD + 1
+    try:
+        if size <= _MAX_DROP_PROBE:
+            store.set(key, bytes(size))
+        else:
+            store.delete(key)
+    except (StoreError, ValueError):
+        pass  # refused, as intended (or the key itself was: nothing to drop)
