@@ -219,12 +219,23 @@ void store_destroy(store *s) {
     s->head = s->tail = SLAB_NIL;
 }
 
-void store_set_time(store *s, uint32_t now) {
-    s->now = now;
-    if (s->flush_at && now >= s->flush_at) {
+/* Apply the pending flush_all whose second (flush_at, memcached's oldest_live) has come.
+ * memcached flushes every item whose time is at or before oldest_live once its clock reaches
+ * it, so what is stored during that second is flushed too: every item is dead until the clock
+ * moves on, and then exactly those stored up to there. */
+static void settle_flush(store *s) {
+    if (s->now > s->flush_at) {
         s->flush_at = 0;
         s->flush_cas = s->cas + 1;
+    } else {
+        s->flush_cas = STORE_FLUSH_ALL;
     }
+}
+
+void store_set_time(store *s, uint32_t now) {
+    s->now = now;
+    if (s->flush_at && now >= s->flush_at)
+        settle_flush(s);
 }
 
 void store_set_limits(store *s, uint64_t max_bytes, uint64_t max_items) {
@@ -500,12 +511,18 @@ static int delta(store *s, const char *key, size_t nkey, int incr, uint64_t delt
 
 void store_flush_all(store *s, int64_t delay) {
     s->stats.cmd_flush++;
+    /* Inside an earlier flush's second: what it flushed stays flushed (memcached would bring
+     * those items back by moving oldest_live later; we never do). */
+    if (s->flush_cas == STORE_FLUSH_ALL)
+        s->flush_cas = s->cas + 1;
     if (delay > 0) {
-        /* memcached's oldest_live is realtime(delay) - 1: the flush takes effect then. */
+        /* memcached's oldest_live is realtime(delay) - 1: the flush takes effect then
+         * (settle_flush), at once for a delay of 1. */
         uint32_t at = store_absolute_expiry(s, delay);
         s->flush_at = at > 2 ? at - 1 : 1;
-        if (s->flush_at > s->now)
-            return;
+        if (s->flush_at <= s->now)
+            settle_flush(s);
+        return;
     }
     s->flush_at = 0;
     s->flush_cas = s->cas + 1;

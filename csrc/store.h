@@ -10,10 +10,12 @@
  *     the expiry heap. curr_items counts them and bytes sums their charge
  *     (nkey + nbytes + STORE_ITEM_OVERHEAD).
  *   - After any store: bytes <= max_bytes and, if max_items != 0, curr_items <= max_items.
- *   - An item is dead when expired (0 < exptime <= now) or flushed (cas < flush_cas). Dead
- *     items are never returned: they are freed on lookup, when they reach the tail while room
- *     is made, or by store_reclaim(). Flushed items are never moved (a lookup frees them), so
- *     they all sit at the tail end of the LRU list.
+ *   - An item is dead when expired (0 < exptime <= now) or flushed (cas < flush_cas; in the
+ *     second a delayed flush_all takes effect flush_cas is STORE_FLUSH_ALL, above every CAS,
+ *     see settle_flush() in store.c). Dead items are never returned: they are freed on
+ *     lookup, when they reach the tail while room is made, or by store_reclaim(). Flushed
+ *     items are never moved (a lookup frees them), so they all sit at the tail end of the LRU
+ *     list.
  *   - A returned item pointer stays valid only until the next call that may modify the store.
  *   - Items are slab chunks (slabs.c) named by 32-bit handles; see item.h for the layout.
  */
@@ -31,6 +33,7 @@
 #define STORE_ITEM_OVERHEAD 48 /* charged per item on top of key and value; see semantics.py */
 #define STORE_MAX_KEY 250
 #define STORE_REALTIME_MAXDELTA (60 * 60 * 24 * 30)
+#define STORE_FLUSH_ALL UINT64_MAX /* flush_cas that makes every item dead */
 
 /* Outcomes: the non-negative values are pycache_d.store.errors.Result. */
 enum store_result {
@@ -63,7 +66,7 @@ typedef struct store {
     uint64_t curr_items, max_items; /* max_items 0 = no limit */
     uint32_t max_item_size;
     uint32_t now;      /* store clock, whole seconds; set by store_set_time() */
-    uint32_t flush_at; /* pending delayed flush_all, 0 = none */
+    uint32_t flush_at; /* pending delayed flush_all: its second (oldest_live), 0 = none */
     uint64_t cas;      /* last CAS handed out */
     uint64_t flush_cas;
     uint64_t pages_compacted; /* slab pages emptied by moving their items (slabs.h) */

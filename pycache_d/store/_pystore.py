@@ -17,8 +17,9 @@ Invariants (the native backend keeps the same ones, see ``csrc/store.h``):
   store ``bytes <= max_bytes`` and (if set) ``len(dict) <= max_items``.
 * Every record with ``exptime != 0`` has a live heap entry.
 * An item is *dead* when it has expired (``0 < exptime <= now``) or was flushed
-  (``cas < flush_cas``). Dead items are never returned; they are freed on access, when they
-  reach the LRU tail while making room, or by :meth:`reclaim`.
+  (``cas < flush_cas``; in the second a delayed ``flush_all`` takes effect, ``flush_cas`` is
+  above every CAS: see ``_settle_flush``). Dead items are never returned; they are freed on
+  access, when they reach the LRU tail while making room, or by :meth:`reclaim`.
 * Flushed items never move (any access frees them), so they all sit at the LRU tail, behind every
   item written after the flush: freeing them is a walk from the tail.
 
@@ -74,6 +75,9 @@ TOUCHED = Result.TOUCHED
 _SUFFIXES = 1024
 _SUFFIX = [b" 0 %d\r\n" % size for size in range(_SUFFIXES)]
 _CAS_INFIX = [b" 0 %d " % size for size in range(_SUFFIXES)]
+
+#: flush_cas while a delayed flush_all's own second lasts: above every CAS, so every item is dead.
+_FLUSH_ALL = U64_MAX
 
 # Storage modes (the C store numbers them alike in enum store_mode).
 _SET, _ADD, _REPLACE, _APPEND, _PREPEND, _CAS = range(6)
@@ -164,8 +168,8 @@ class Store:
         # clock.MonotonicClock does (and the native backend): PERF, one call fewer per command.
         self._clock_base = clockmod.origin()
         self._cas = 0
-        self._flush_cas = 0  # items with cas < this are flushed
-        self._flush_at = 0  # pending delayed flush_all deadline, 0 for none
+        self._flush_cas = 0  # items with cas < this are flushed (_FLUSH_ALL: every item)
+        self._flush_at = 0  # pending delayed flush_all: its second (oldest_live), 0 for none
         self._wall_skew = 0  # see the wall_skew property
         self._bytes = 0
         self._max_items = 0
@@ -221,9 +225,21 @@ class Store:
         clock = self._clock
         now = int(self._clock_base + _monotonic()) if clock is None else int(clock())
         if self._flush_at and now >= self._flush_at:
+            self._settle_flush(now)
+        return now
+
+    def _settle_flush(self, now: int) -> None:
+        """Apply the pending flush_all whose second (``_flush_at``) has come.
+
+        memcached flushes every item whose time is at or before ``oldest_live`` once its clock
+        reaches it, so what is stored *during* that second is flushed as well: all of it is
+        dead until the clock moves on, and then exactly what was stored up to there.
+        """
+        if now > self._flush_at:
             self._flush_at = 0
             self._flush_cas = self._cas + 1
-        return now
+        else:
+            self._flush_cas = _FLUSH_ALL
 
     def _alive(self, rec: bytes, now: int) -> int:
         """Return 0 if alive, 1 if expired, 2 if flushed."""
@@ -674,13 +690,19 @@ class Store:
         _check_range("delay", delay, EXPTIME_MIN, EXPTIME_MAX)
         now = self._now()
         self._stats["cmd_flush"] += 1
+        if self._flush_cas == _FLUSH_ALL:
+            # Inside an earlier flush's second: what it flushed stays flushed (memcached would
+            # bring those items back by moving oldest_live later; we never do).
+            self._flush_cas = self._cas + 1
         if delay > 0:
-            # memcached's oldest_live is realtime(delay) - 1: the flush takes effect then.
+            # memcached's oldest_live is realtime(delay) - 1: the flush takes effect then
+            # (_settle_flush), at once for a delay of 1.
             self._flush_at = max(absolute_expiry(delay, now, self._wall_skew) - 1, 1)
-            if self._flush_at > now:
-                return
-        self._flush_at = 0
-        self._flush_cas = self._cas + 1
+            if self._flush_at <= now:
+                self._settle_flush(now)
+        else:
+            self._flush_at = 0
+            self._flush_cas = self._cas + 1
 
     # -- background work, stats, snapshots --------------------------------------------------
 
