@@ -150,13 +150,28 @@ int store_item_dead(const store *s, const item *it) {
     return 0;
 }
 
-/* Free tail items until need_bytes more bytes and need_items more items fit. */
+/* Free tail items until need_bytes more bytes and need_items more items fit the room. */
 static void shrink(store *s, uint64_t need_bytes, uint64_t need_items) {
-    while (s->tail != SLAB_NIL && (s->bytes + need_bytes > s->max_bytes ||
-                                   (s->max_items && s->curr_items + need_items > s->max_items))) {
+    while (s->tail != SLAB_NIL && (s->bytes + need_bytes > s->room_bytes ||
+                                   (s->room_items && s->curr_items + need_items > s->room_items))) {
         item_ref ref = s->tail;
         unlink_item(s, ref, store_item_dead(s, ITEM(s, ref)) ? UNLINK_DEAD : UNLINK_EVICTED);
     }
+}
+
+/* Evict up to limit tail items while more is held than the limits allow, then lower the room
+ * to what is held (never below the limits); returns how many were freed. */
+static uint64_t reduce(store *s, uint64_t limit) {
+    uint64_t freed = 0;
+    while (freed < limit && s->tail != SLAB_NIL &&
+           (s->bytes > s->max_bytes || (s->max_items && s->curr_items > s->max_items))) {
+        item_ref ref = s->tail;
+        unlink_item(s, ref, store_item_dead(s, ITEM(s, ref)) ? UNLINK_DEAD : UNLINK_EVICTED);
+        freed++;
+    }
+    s->room_bytes = s->bytes > s->max_bytes ? s->bytes : s->max_bytes;
+    s->room_items = s->max_items && s->curr_items > s->max_items ? s->curr_items : s->max_items;
+    return freed;
 }
 
 /* Link a fresh item (key and value filled in) at the head, making room first. */
@@ -206,8 +221,8 @@ int store_init(store *s, uint64_t max_bytes, uint64_t max_items, uint32_t max_it
         return -1;
     }
     expiry_init(&s->expiry, &s->mem);
-    s->max_bytes = max_bytes;
-    s->max_items = max_items;
+    s->max_bytes = s->room_bytes = max_bytes;
+    s->max_items = s->room_items = max_items;
     s->max_item_size = max_item_size;
     return 0;
 }
@@ -241,7 +256,7 @@ void store_set_time(store *s, uint32_t now) {
 void store_set_limits(store *s, uint64_t max_bytes, uint64_t max_items) {
     s->max_bytes = max_bytes;
     s->max_items = max_items;
-    shrink(s, 0, 0);
+    reduce(s, STORE_SHRINK_SLICE); /* store_reclaim() evicts the rest, a slice at a time */
     settle(s);
 }
 
@@ -540,6 +555,7 @@ uint64_t store_reclaim(store *s, uint64_t limit) {
         unlink_item(s, ref, UNLINK_DEAD);
         freed++;
     }
+    freed += reduce(s, limit - freed);
     assoc_step(&s->table, 64);
     settle(s);
     return freed;

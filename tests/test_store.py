@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pycache_d.store.errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result
-from pycache_d.store.semantics import ITEM_OVERHEAD, REALTIME_MAXDELTA
+from pycache_d.store.semantics import ITEM_OVERHEAD, REALTIME_MAXDELTA, SHRINK_SLICE
 
 pytestmark = pytest.mark.asan
 
@@ -437,6 +437,59 @@ def test_lowering_the_limit_evicts_now(store):
     assert keys_lru(store) == [b"k7", b"k8", b"k9"]
     store.max_items = 1
     assert keys_lru(store) == [b"k9"]
+
+
+def test_a_much_lower_limit_is_reached_a_slice_at_a_time(store, backend):
+    n = 3 * SHRINK_SLICE + 10
+    for i in range(n):
+        store.set(b"k%05d" % i, b"x" * 100)
+    store.get(b"k00000")  # the most recent now: evicted last
+    target = 5 * charge(b"k00001", b"x" * 100)
+    store.max_bytes = target  # one slice now, not 3,000 evictions in one call
+    assert len(store) == n - SHRINK_SLICE
+    st = store.stats()
+    assert st["limit_maxbytes"] == target and st["evictions"] == SHRINK_SLICE
+    assert keys_lru(store)[:2] == [b"k%05d" % (SHRINK_SLICE + 1), b"k%05d" % (SHRINK_SLICE + 2)]
+    # Meanwhile writes make room for themselves and the store does not grow back.
+    held = st["bytes"]
+    store.set(b"new", b"x" * 100)
+    assert store.get(b"new") == b"x" * 100
+    assert store.stats()["bytes"] <= held and len(store) == n - SHRINK_SLICE
+    # The reclaimer's slices evict the rest, LRU tail first.
+    slices = 0
+    while store.reclaim(500):
+        slices += 1
+    assert slices == (n - SHRINK_SLICE - 5 + 499) // 500
+    assert keys_lru(store) == [b"k%05d" % i for i in range(n - 3, n)] + [b"k00000", b"new"]
+    st = store.stats()
+    assert st["bytes"] <= target and st["evictions"] == n + 1 - 5
+    assert store.reclaim(500) == 0
+    store.set(b"more", b"x" * 100)  # the full limit applies again
+    assert len(store) == 5 and store.stats()["bytes"] <= target
+
+
+def test_a_much_lower_item_limit_is_reached_a_slice_at_a_time(store):
+    for i in range(2 * SHRINK_SLICE + 1):
+        store.set(b"k%d" % i, b"v")
+    store.max_items = 1
+    assert len(store) == SHRINK_SLICE + 1 and store.stats()["limit_maxitems"] == 1
+    store.set(b"new", b"v")
+    assert len(store) == SHRINK_SLICE + 1
+    assert store.reclaim(SHRINK_SLICE) == SHRINK_SLICE
+    assert keys_lru(store) == [b"new"]
+    store.set(b"newer", b"v")
+    assert keys_lru(store) == [b"newer"]
+
+
+def test_raising_the_limit_during_a_shrink_stops_it(store):
+    for i in range(2 * SHRINK_SLICE):
+        store.set(b"k%d" % i, b"v")
+    store.max_items = 10
+    store.max_items = 0  # no limit again: nothing left to evict
+    assert store.reclaim(500) == 0 and len(store) == SHRINK_SLICE
+    for i in range(5):
+        store.set(b"more%d" % i, b"v")
+    assert len(store) == SHRINK_SLICE + 5
 
 
 def test_item_too_large_disturbs_nothing_else(make_store):

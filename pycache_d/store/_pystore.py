@@ -14,7 +14,11 @@
 Invariants (the native backend keeps the same ones, see ``csrc/store.h``):
 
 * ``bytes`` is the sum of ``charge(key, value)`` over every record in the dict, and after any
-  store ``bytes <= max_bytes`` and (if set) ``len(dict) <= max_items``.
+  store ``bytes <= room_bytes`` and (if set) ``len(dict) <= room_items``. The room is the
+  limit (``max_bytes``, ``max_items``) except while a lowered limit is being reached: setting it
+  evicts at most ``SHRINK_SLICE`` items, the room stays at what is then held, and each
+  :meth:`reclaim` evicts another slice and lowers the room until it meets the limit (a lower
+  ``-m`` on SIGHUP must not stall the daemon for seconds).
 * Every record with ``exptime != 0`` has a live heap entry.
 * An item is *dead* when it has expired (``0 < exptime <= now``) or was flushed
   (``cas < flush_cas``; in the second a delayed ``flush_all`` takes effect, ``flush_cas`` is
@@ -49,6 +53,7 @@ from .semantics import (
     EXPTIME_MIN,
     ITEM_OVERHEAD,
     MAX_KEY_LENGTH,
+    SHRINK_SLICE,
     U32_MAX,
     U64_MAX,
     absolute_expiry,
@@ -173,6 +178,7 @@ class Store:
         self._wall_skew = 0  # see the wall_skew property
         self._bytes = 0
         self._max_items = 0
+        self._room_bytes = self._room_items = 0  # see the module's invariants
         self.max_bytes = max_bytes
         self.max_items = max_items
         self.max_item_size = max_item_size
@@ -198,7 +204,7 @@ class Store:
     def max_bytes(self, value: int) -> None:
         _check_range("max_bytes", value, 1, 2**63 - 1)
         self._max_bytes = value
-        self._shrink(0, 0, self._now())
+        self._reduce(SHRINK_SLICE, self._now())
 
     @property
     def max_items(self) -> int:
@@ -208,7 +214,7 @@ class Store:
     def max_items(self, value: int) -> None:
         _check_range("max_items", value, 0, 2**63 - 1)
         self._max_items = value
-        self._shrink(0, 0, self._now())
+        self._reduce(SHRINK_SLICE, self._now())
 
     @property
     def max_item_size(self) -> int:
@@ -282,11 +288,11 @@ class Store:
                 self._stats["evicted_unfetched"] += unfetched
 
     def _shrink(self, need_bytes: int, need_items: int, now: int) -> None:
-        """Free LRU-tail items until ``need_bytes`` more bytes and ``need_items`` more fit."""
+        """Free LRU-tail items until ``need_bytes`` more bytes and ``need_items`` more fit the room."""
         data = self._data
         while data and (
-            self._bytes + need_bytes > self._max_bytes
-            or (self._max_items and len(data) + need_items > self._max_items)
+            self._bytes + need_bytes > self._room_bytes
+            or (self._room_items and len(data) + need_items > self._room_items)
         ):
             key = next(iter(data))
             rec = data[key]
@@ -295,11 +301,32 @@ class Store:
             else:
                 self._unlink(key, rec, evicted=True)
 
+    def _reduce(self, limit: int, now: int) -> int:
+        """Evict up to ``limit`` LRU-tail items while more is held than the limits allow, then
+        lower the room to what is held (never below the limits); return how many were freed."""
+        data = self._data
+        freed = 0
+        while (
+            freed < limit
+            and data
+            and (self._bytes > self._max_bytes or (self._max_items and len(data) > self._max_items))
+        ):
+            key = next(iter(data))
+            rec = data[key]
+            if self._alive(rec, now):
+                self._unlink(key, rec, reclaimed=True)
+            else:
+                self._unlink(key, rec, evicted=True)
+            freed += 1
+        self._room_bytes = max(self._max_bytes, self._bytes)
+        self._room_items = max(self._max_items, len(data)) if self._max_items else 0
+        return freed
+
     def _link(self, key: bytes, value: bytes, flags: int, exptime: int, now: int, fetched: int = 0) -> int:
         """Insert a new item at the MRU head, making room first; return its CAS."""
         size = len(key) + len(value) + ITEM_OVERHEAD
         data = self._data
-        if self._bytes + size > self._max_bytes or (self._max_items and len(data) >= self._max_items):
+        if self._bytes + size > self._room_bytes or (self._room_items and len(data) >= self._room_items):
             self._shrink(size, 1, now)  # PERF: only called when it has something to do
         self._cas += 1
         cas = self._cas
@@ -707,8 +734,9 @@ class Store:
     # -- background work, stats, snapshots --------------------------------------------------
 
     def reclaim(self, limit: int = 1000) -> int:
-        """Free up to ``limit`` dead items (flushed from the LRU tail, then expired soonest
-        first); return how many were freed. Call it periodically in small slices."""
+        """Free up to ``limit`` items: dead ones (flushed from the LRU tail, then expired soonest
+        first), then, while a lowered limit is being reached, live ones from the LRU tail; return
+        how many were freed. Call it periodically in small slices."""
         now = self._now()
         data = self._data
         freed = 0
@@ -730,7 +758,7 @@ class Store:
                 continue  # stale entry: the item was rewritten or touched since
             self._unlink(key, found, reclaimed=True)
             freed += 1
-        return freed
+        return freed + self._reduce(limit - freed, now)
 
     def stats(self) -> dict[str, int]:
         """Return memcached-named counters and gauges."""
