@@ -91,16 +91,21 @@ def test_state_directory_is_the_default_and_no_snapshot_turns_it_off(
     assert os.listdir(tmp_path) == ["pycache-d.snapshot"]
 
 
-def test_a_daemon_that_cannot_listen_puts_back_the_snapshot_it_consumed(tmp_path: Path) -> None:
-    snap = tmp_path / "pycache-d.snapshot"
-    with Daemon("--snapshot", str(snap), backend="python") as d:
-        d.request(b"set x 0 0 1\r\n1\r\n")
+def start_on_a_busy_port(snap: Path) -> subprocess.CompletedProcess[str]:
+    """Run a daemon on ``snap`` whose listener's port is taken; return how it ended."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         argv = [sys.executable, "-m", "pycache_d", "-l", f"127.0.0.1:{port}", "--snapshot", str(snap)]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+def test_a_daemon_that_cannot_listen_puts_back_the_snapshot_it_consumed(tmp_path: Path) -> None:
+    snap = tmp_path / "pycache-d.snapshot"
+    with Daemon("--snapshot", str(snap), backend="python") as d:
+        d.request(b"set x 0 0 1\r\n1\r\n")
+    proc = start_on_a_busy_port(snap)
     assert proc.returncode == 1, proc.stderr
     assert "loaded 1 items" in proc.stderr
     back = PyStore()
@@ -116,12 +121,7 @@ def test_a_daemon_that_cannot_listen_leaves_a_consumed_file_alone(tmp_path: Path
     d.kill()  # what is left is the consumed file its start wrote
     before = PyStore()
     assert snapshot.load(before, str(snap)).consumed
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        argv = [sys.executable, "-m", "pycache_d", "-l", f"127.0.0.1:{port}", "--snapshot", str(snap)]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    proc = start_on_a_busy_port(snap)
     assert proc.returncode == 1, proc.stderr
     assert "holds no snapshot" in proc.stderr
     after = PyStore()

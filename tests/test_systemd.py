@@ -404,15 +404,21 @@ def test_journal_formatter_prefixes_every_traceback_line() -> None:
     assert lines[-1] == "<3>RuntimeError: boom"
 
 
-def test_snapshot_loading_shows_in_the_status_before_ready(notify: NotifyReceiver, tmp_path: Path) -> None:
+def saved_snapshot(tmp_path: Path, items: int) -> str:
+    """Save a snapshot of ``items`` items (k0, k1, ...) in ``tmp_path``; return its path."""
     from pycache_d.daemon import snapshot
     from pycache_d.store import PyStore
 
     store = PyStore()
-    for i in range(3):
+    for i in range(items):
         store.set(b"k%d" % i, b"v")
     path = str(tmp_path / "pycache-d.snapshot")
     snapshot.save(store, path)
+    return path
+
+
+def test_snapshot_loading_shows_in_the_status_before_ready(notify: NotifyReceiver, tmp_path: Path) -> None:
+    path = saved_snapshot(tmp_path, 3)
     with Daemon("--snapshot", path, env={"NOTIFY_SOCKET": notify.address}) as d:
         notify.wait_for(has("READY"))
         statuses = [m[1]["STATUS"] for m in notify.messages if "STATUS" in m[1]]
@@ -424,14 +430,9 @@ def test_snapshot_loading_shows_in_the_status_before_ready(notify: NotifyReceive
 
 
 def test_load_and_save_extend_the_units_timeouts(notify: NotifyReceiver, tmp_path: Path) -> None:
-    from pycache_d.daemon import snapshot, warmstart
-    from pycache_d.store import PyStore
+    from pycache_d.daemon import warmstart
 
-    store = PyStore()
-    for i in range(5):
-        store.set(b"k%d" % i, b"v")
-    path = str(tmp_path / "pycache-d.snapshot")
-    snapshot.save(store, path)
+    path = saved_snapshot(tmp_path, 5)
     d = Daemon("--snapshot", path, env={"NOTIFY_SOCKET": notify.address}).start()
     notify.wait_for(has("READY"))
     extend = str(int(warmstart.EXTEND_TIMEOUT * 1e6))

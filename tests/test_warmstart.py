@@ -30,6 +30,7 @@ pytest.register_assert_rewrite("daemon")
 pytest_plugins = ["daemon"]
 
 from test_faults import WallClock, needs_faketime, wall  # noqa: E402, F401
+from test_snapshot import SLOW_WRITER  # noqa: E402
 
 from pycache_d.daemon import snapshot, warmstart  # noqa: E402
 from pycache_d.daemon.snapshot import SnapshotError  # noqa: E402
@@ -226,30 +227,9 @@ def test_a_save_survives_a_start_removing_its_tmp_before_it_locks(path, monkeypa
     assert os.listdir(os.path.dirname(path)) == ["pycache-d.snapshot"]
 
 
-KILLED_SAVE = """
-import os, sys, time
-from pycache_d.daemon import snapshot
-from pycache_d.store import PyStore
-
-store = PyStore()
-for i in range(2000):
-    store.set(b"k%d" % i, b"v" * 100)
-snapshot.CHUNK = 4096
-real_write = os.write
-
-def slow_write(fd, data):
-    n = real_write(fd, data)
-    print("wrote", n, flush=True)
-    time.sleep(60)  # killed here
-    return n
-
-os.write = slow_write
-snapshot.save(store, sys.argv[1])
-"""
-
-
 def test_the_daemon_removes_the_tmp_a_killed_save_left(daemon_factory: Factory, path: str) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, path], stdout=subprocess.PIPE, text=True)
+    argv = [sys.executable, "-c", SLOW_WRITER, "python", path]  # a save that hangs mid-way
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("wrote")

@@ -294,12 +294,16 @@ class Store:
             self._bytes + need_bytes > self._room_bytes
             or (self._room_items and len(data) + need_items > self._room_items)
         ):
-            key = next(iter(data))
-            rec = data[key]
-            if self._alive(rec, now):
-                self._unlink(key, rec, reclaimed=True)
-            else:
-                self._unlink(key, rec, evicted=True)
+            self._evict_tail(now)
+
+    def _evict_tail(self, now: int) -> None:
+        """Free the LRU-tail item: ``reclaimed`` if it was dead, an eviction if it was alive."""
+        key = next(iter(self._data))
+        rec = self._data[key]
+        if self._alive(rec, now):
+            self._unlink(key, rec, reclaimed=True)
+        else:
+            self._unlink(key, rec, evicted=True)
 
     def _reduce(self, limit: int, now: int) -> int:
         """Evict up to ``limit`` LRU-tail items while more is held than the limits allow, then
@@ -311,12 +315,7 @@ class Store:
             and data
             and (self._bytes > self._max_bytes or (self._max_items and len(data) > self._max_items))
         ):
-            key = next(iter(data))
-            rec = data[key]
-            if self._alive(rec, now):
-                self._unlink(key, rec, reclaimed=True)
-            else:
-                self._unlink(key, rec, evicted=True)
+            self._evict_tail(now)
             freed += 1
         self._room_bytes = max(self._max_bytes, self._bytes)
         self._room_items = max(self._max_items, len(data)) if self._max_items else 0
