@@ -8,10 +8,13 @@ alone, and ``Store.load`` fed from a ready list (the store's own share, which no
 can remove).
 
 Bar (warm-restart issue): 1,000,000 items saved in at most 1 s and loaded in at most 1 s with the
-native backend. The file goes to --dir (default: the system's temporary directory): fsync costs
-what that file system's disk costs.
+native backend (a rate: 10M items in 10 s). The file goes to --dir (default: the system's
+temporary directory): fsync costs what that file system's disk costs. The store is freed before
+the loads, so a run needs the memory of one full store (10M items: about 1.6 GB native, more
+than twice that python) plus, for the native breakdown, a list of every record (skipped above
+2M items).
 
-Usage: python benchmarks/snapshot_speed.py [--items N] [--repeat R] [--dir DIR]
+Usage: python benchmarks/snapshot_speed.py [--items N] [--repeat R] [--dir DIR] [--backend B]
 """
 
 from __future__ import annotations
@@ -80,16 +83,20 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", default=None, help="where to write the snapshot (default: a temp dir)")
+    parser.add_argument("--backend", choices=["all", *BACKENDS], default="all")
     args = parser.parse_args()
     value = b"v" * 100
     print(f"snapshot speed: {args.items:,} items of 100 bytes, seconds (best of {args.repeat})")
-    ok = "native" in BACKENDS
+    ok = "native" in BACKENDS or args.backend == "python"
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         path = os.path.join(tmp, "pycache-d.snapshot")
         for name, cls in BACKENDS.items():
+            if args.backend not in ("all", name):
+                continue
             store = filled(cls, args.items, value)
             t_save = best(lambda store=store: snapshot.save(store, path), args.repeat)
             size = os.path.getsize(path)
+            del store  # one full store in memory at a time
             loaded = []
             t_load = float("inf")
             for _ in range(args.repeat):
@@ -101,16 +108,18 @@ def main() -> int:
             assert all(r.status == "loaded" and r.loaded == args.items for r in loaded), loaded
             verdict = ""
             if name == "native":
-                fast = t_save <= BAR_SECONDS and t_load <= BAR_SECONDS
+                bar = BAR_SECONDS * args.items / 1_000_000  # the bar is a rate: 1M items a second
+                fast = t_save <= bar and t_load <= bar
                 ok &= fast
-                verdict = "ok" if fast else f"BAR MISSED (<= {BAR_SECONDS:g} s each)"
+                verdict = "ok" if fast else f"BAR MISSED (<= {bar:g} s each)"
             print(
-                f"  {name:<7} save {t_save:.3f} s ({size / t_save / 1e6:.0f} MB/s)   "
-                f"load {t_load:.3f} s ({size / t_load / 1e6:.0f} MB/s)   file {size / 1e6:.0f} MB  {verdict}"
+                f"  {name:<7} save {t_save:.3f} s ({size / t_save / 1e6:.0f} MB/s, "
+                f"{args.items / t_save / 1e6:.2f}M items/s)   load {t_load:.3f} s "
+                f"({size / t_load / 1e6:.0f} MB/s, {args.items / t_load / 1e6:.2f}M items/s)   "
+                f"file {size / 1e6:.0f} MB  {verdict}"
             )
-            if name == "native":
+            if name == "native" and args.items <= 2_000_000:
                 breakdown(cls, path, args.items, args.repeat)
-            del store
     if "native" not in BACKENDS:
         print("  native backend not built: bar not checked")
     return 0 if ok else 1

@@ -150,13 +150,28 @@ int store_item_dead(const store *s, const item *it) {
     return 0;
 }
 
-/* Free tail items until need_bytes more bytes and need_items more items fit. */
+/* Free tail items until need_bytes more bytes and need_items more items fit the room. */
 static void shrink(store *s, uint64_t need_bytes, uint64_t need_items) {
-    while (s->tail != SLAB_NIL && (s->bytes + need_bytes > s->max_bytes ||
-                                   (s->max_items && s->curr_items + need_items > s->max_items))) {
+    while (s->tail != SLAB_NIL && (s->bytes + need_bytes > s->room_bytes ||
+                                   (s->room_items && s->curr_items + need_items > s->room_items))) {
         item_ref ref = s->tail;
         unlink_item(s, ref, store_item_dead(s, ITEM(s, ref)) ? UNLINK_DEAD : UNLINK_EVICTED);
     }
+}
+
+/* Evict up to limit tail items while more is held than the limits allow, then lower the room
+ * to what is held (never below the limits); returns how many were freed. */
+static uint64_t reduce(store *s, uint64_t limit) {
+    uint64_t freed = 0;
+    while (freed < limit && s->tail != SLAB_NIL &&
+           (s->bytes > s->max_bytes || (s->max_items && s->curr_items > s->max_items))) {
+        item_ref ref = s->tail;
+        unlink_item(s, ref, store_item_dead(s, ITEM(s, ref)) ? UNLINK_DEAD : UNLINK_EVICTED);
+        freed++;
+    }
+    s->room_bytes = s->bytes > s->max_bytes ? s->bytes : s->max_bytes;
+    s->room_items = s->max_items && s->curr_items > s->max_items ? s->curr_items : s->max_items;
+    return freed;
 }
 
 /* Link a fresh item (key and value filled in) at the head, making room first. */
@@ -206,8 +221,8 @@ int store_init(store *s, uint64_t max_bytes, uint64_t max_items, uint32_t max_it
         return -1;
     }
     expiry_init(&s->expiry, &s->mem);
-    s->max_bytes = max_bytes;
-    s->max_items = max_items;
+    s->max_bytes = s->room_bytes = max_bytes;
+    s->max_items = s->room_items = max_items;
     s->max_item_size = max_item_size;
     return 0;
 }
@@ -219,18 +234,29 @@ void store_destroy(store *s) {
     s->head = s->tail = SLAB_NIL;
 }
 
-void store_set_time(store *s, uint32_t now) {
-    s->now = now;
-    if (s->flush_at && now >= s->flush_at) {
+/* Apply the pending flush_all whose second (flush_at, memcached's oldest_live) has come.
+ * memcached flushes every item whose time is at or before oldest_live once its clock reaches
+ * it, so what is stored during that second is flushed too: every item is dead until the clock
+ * moves on, and then exactly those stored up to there. */
+static void settle_flush(store *s) {
+    if (s->now > s->flush_at) {
         s->flush_at = 0;
         s->flush_cas = s->cas + 1;
+    } else {
+        s->flush_cas = STORE_FLUSH_ALL;
     }
+}
+
+void store_set_time(store *s, uint32_t now) {
+    s->now = now;
+    if (s->flush_at && now >= s->flush_at)
+        settle_flush(s);
 }
 
 void store_set_limits(store *s, uint64_t max_bytes, uint64_t max_items) {
     s->max_bytes = max_bytes;
     s->max_items = max_items;
-    shrink(s, 0, 0);
+    reduce(s, STORE_SHRINK_SLICE); /* store_reclaim() evicts the rest, a slice at a time */
     settle(s);
 }
 
@@ -500,12 +526,18 @@ static int delta(store *s, const char *key, size_t nkey, int incr, uint64_t delt
 
 void store_flush_all(store *s, int64_t delay) {
     s->stats.cmd_flush++;
+    /* Inside an earlier flush's second: what it flushed stays flushed (memcached would bring
+     * those items back by moving oldest_live later; we never do). */
+    if (s->flush_cas == STORE_FLUSH_ALL)
+        s->flush_cas = s->cas + 1;
     if (delay > 0) {
-        /* memcached's oldest_live is realtime(delay) - 1: the flush takes effect then. */
+        /* memcached's oldest_live is realtime(delay) - 1: the flush takes effect then
+         * (settle_flush), at once for a delay of 1. */
         uint32_t at = store_absolute_expiry(s, delay);
         s->flush_at = at > 2 ? at - 1 : 1;
-        if (s->flush_at > s->now)
-            return;
+        if (s->flush_at <= s->now)
+            settle_flush(s);
+        return;
     }
     s->flush_at = 0;
     s->flush_cas = s->cas + 1;
@@ -523,6 +555,7 @@ uint64_t store_reclaim(store *s, uint64_t limit) {
         unlink_item(s, ref, UNLINK_DEAD);
         freed++;
     }
+    freed += reduce(s, limit - freed);
     assoc_step(&s->table, 64);
     settle(s);
     return freed;

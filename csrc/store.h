@@ -9,11 +9,17 @@
  *   - Every linked item is in assoc and in the LRU list; those with exptime != 0 are also in
  *     the expiry heap. curr_items counts them and bytes sums their charge
  *     (nkey + nbytes + STORE_ITEM_OVERHEAD).
- *   - After any store: bytes <= max_bytes and, if max_items != 0, curr_items <= max_items.
- *   - An item is dead when expired (0 < exptime <= now) or flushed (cas < flush_cas). Dead
- *     items are never returned: they are freed on lookup, when they reach the tail while room
- *     is made, or by store_reclaim(). Flushed items are never moved (a lookup frees them), so
- *     they all sit at the tail end of the LRU list.
+ *   - After any store: bytes <= room_bytes and, if room_items != 0, curr_items <= room_items.
+ *     The room is the limit (max_bytes, max_items) except while a lowered limit is being
+ *     reached: store_set_limits() evicts at most STORE_SHRINK_SLICE items, the room stays at
+ *     what is then held, and each store_reclaim() evicts another slice and lowers the room
+ *     until it meets the limit (so a lower -m on SIGHUP never stalls the daemon).
+ *   - An item is dead when expired (0 < exptime <= now) or flushed (cas < flush_cas; in the
+ *     second a delayed flush_all takes effect flush_cas is STORE_FLUSH_ALL, above every CAS,
+ *     see settle_flush() in store.c). Dead items are never returned: they are freed on
+ *     lookup, when they reach the tail while room is made, or by store_reclaim(). Flushed
+ *     items are never moved (a lookup frees them), so they all sit at the tail end of the LRU
+ *     list.
  *   - A returned item pointer stays valid only until the next call that may modify the store.
  *   - Items are slab chunks (slabs.c) named by 32-bit handles; see item.h for the layout.
  */
@@ -31,6 +37,8 @@
 #define STORE_ITEM_OVERHEAD 48 /* charged per item on top of key and value; see semantics.py */
 #define STORE_MAX_KEY 250
 #define STORE_REALTIME_MAXDELTA (60 * 60 * 24 * 30)
+#define STORE_FLUSH_ALL UINT64_MAX /* flush_cas that makes every item dead */
+#define STORE_SHRINK_SLICE 1000     /* see semantics.py's SHRINK_SLICE */
 
 /* Outcomes: the non-negative values are pycache_d.store.errors.Result. */
 enum store_result {
@@ -61,9 +69,10 @@ typedef struct store {
     item_ref head, tail; /* SLAB_NIL when empty */
     uint64_t bytes, max_bytes;
     uint64_t curr_items, max_items; /* max_items 0 = no limit */
+    uint64_t room_bytes, room_items; /* what writes make room within; see the invariants */
     uint32_t max_item_size;
     uint32_t now;      /* store clock, whole seconds; set by store_set_time() */
-    uint32_t flush_at; /* pending delayed flush_all, 0 = none */
+    uint32_t flush_at; /* pending delayed flush_all: its second (oldest_live), 0 = none */
     uint64_t cas;      /* last CAS handed out */
     uint64_t flush_cas;
     uint64_t pages_compacted; /* slab pages emptied by moving their items (slabs.h) */
@@ -93,7 +102,8 @@ int store_delta(store *s, const char *key, size_t nkey, int incr, uint64_t delta
                 uint64_t *result);
 void store_flush_all(store *s, int64_t delay);
 
-/* Free up to `limit` dead items; returns how many. */
+/* Free up to `limit` dead items, then live ones while a lowered limit is being reached;
+ * returns how many. */
 uint64_t store_reclaim(store *s, uint64_t limit);
 /* Insert an item read back from a snapshot as the most recent: 1 kept, 0 skipped (dead or
  * too large), STORE_NO_MEMORY. */

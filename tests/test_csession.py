@@ -155,3 +155,19 @@ def test_hands_over_and_takes_back():
     assert fast.feed(b"get a b\r\n") == b"VALUE a 0 1\r\nx\r\nVALUE b 0 2\r\nhi\r\nEND\r\n"
     assert fast.feed(b"quit\r\n") == b""
     assert fast.closing
+
+
+def test_flush_all_moment_with_one_clock_reading_per_read():
+    """The compiled session reads the clock once per feed: the flush still covers every item
+    stored in its second, within that one read as well."""
+    clock = FakeClock()
+    for session in pair(clock):
+        clock.now = 1_700_000_000
+        assert session.feed(b"set a 0 0 1\r\nx\r\nflush_all 1\r\nset b 0 0 1\r\ny\r\nget a b\r\n") == (
+            b"STORED\r\nOK\r\nSTORED\r\nEND\r\n"
+        )
+        assert session.feed(b"flush_all 2\r\n") == b"OK\r\n"
+        clock.advance(1)
+        assert session.feed(b"set c 0 0 1\r\nz\r\nget c\r\n") == b"STORED\r\nEND\r\n"
+        clock.advance(1)
+        assert session.feed(b"set d 0 0 1\r\nw\r\nget c d\r\n") == b"STORED\r\nVALUE d 0 1\r\nw\r\nEND\r\n"

@@ -32,7 +32,8 @@ ENV_WITH_BIN = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}")
 DEBIAN_PYTHON = Path("/usr/bin/python3")
 
 
-def run(*cmd: str | Path, timeout: float = 300, **kw) -> subprocess.CompletedProcess[str]:
+# NOTE: generous: `make dist` builds wheels, which on a machine with both cores busy took over 300 s.
+def run(*cmd: str | Path, timeout: float = 1200, **kw) -> subprocess.CompletedProcess[str]:
     """Run ``cmd``; fail the test with its output when it exits non-zero."""
     r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, **kw)
     assert r.returncode == 0, f"{cmd} exited {r.returncode}:\n{r.stdout[-3000:]}{r.stderr[-3000:]}"

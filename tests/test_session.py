@@ -244,6 +244,21 @@ def test_flush_all(session, clock):
     assert session.feed(b"flush_all 0 0 0\r\n") == b"ERROR\r\n"
 
 
+def test_flush_all_takes_effect_at_memcacheds_moment(session, clock):
+    # What memcached 1.6.18 answers: flush_all N flushes, once its clock reaches realtime(N) - 1,
+    # every item stored up to the end of that second, those stored after the command included.
+    assert session.feed(b"set a 0 0 1\r\nx\r\nflush_all 1\r\nset b 0 0 1\r\ny\r\nget a b\r\n") == (
+        b"STORED\r\nOK\r\nSTORED\r\nEND\r\n"
+    )
+    clock.advance(1)
+    assert session.feed(b"set c 0 0 1\r\nz\r\nget b c\r\n") == b"STORED\r\nVALUE c 0 1\r\nz\r\nEND\r\n"
+    assert session.feed(b"flush_all 2\r\nget c\r\n") == b"OK\r\nVALUE c 0 1\r\nz\r\nEND\r\n"
+    clock.advance(1)
+    assert session.feed(b"set d 0 0 1\r\nw\r\nget c d\r\n") == b"STORED\r\nEND\r\n"
+    clock.advance(1)
+    assert session.feed(b"set e 0 0 1\r\nv\r\nget d e\r\n") == b"STORED\r\nVALUE e 0 1\r\nv\r\nEND\r\n"
+
+
 def test_version_verbosity_quit(session):
     assert session.feed(b"version\r\nversion x\r\n") == b"VERSION %s\r\n" % session.ctx.version.encode() * 2
     assert session.feed(b"verbosity 1\r\n") == b"OK\r\n"

@@ -292,7 +292,7 @@ def test_full_disk_keeps_the_old_snapshot(
     assert not os.path.exists(path + ".tmp")
     caplog.set_level(logging.INFO, logger="pycache_d")
     assert persist(store, path) is False
-    assert "no space left on device; the previous snapshot (if any) is kept" in caplog.text
+    assert "no space left on device; the items will not survive the restart (the next start is" in caplog.text
 
 
 def test_full_tmpfs_keeps_the_old_snapshot(make_store, tiny_tmpfs: Path) -> None:

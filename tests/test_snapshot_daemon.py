@@ -15,6 +15,9 @@ import pytest
 pytest.register_assert_rewrite("daemon")
 pytest_plugins = ["daemon"]
 
+from pycache_d.daemon import snapshot  # noqa: E402
+from pycache_d.store import PyStore  # noqa: E402
+
 from daemon import Daemon, stats  # noqa: E402
 
 Factory = Callable[..., Daemon]
@@ -88,20 +91,43 @@ def test_state_directory_is_the_default_and_no_snapshot_turns_it_off(
     assert os.listdir(tmp_path) == ["pycache-d.snapshot"]
 
 
-def test_a_daemon_that_cannot_listen_leaves_the_snapshot_alone(tmp_path: Path) -> None:
-    snap = tmp_path / "pycache-d.snapshot"
-    with Daemon("--snapshot", str(snap), backend="python") as d:
-        d.request(b"set x 0 0 1\r\n1\r\n")
-    saved = snap.read_bytes()
+def start_on_a_busy_port(snap: Path) -> subprocess.CompletedProcess[str]:
+    """Run a daemon on ``snap`` whose listener's port is taken; return how it ended."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         argv = [sys.executable, "-m", "pycache_d", "-l", f"127.0.0.1:{port}", "--snapshot", str(snap)]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+def test_a_daemon_that_cannot_listen_puts_back_the_snapshot_it_consumed(tmp_path: Path) -> None:
+    snap = tmp_path / "pycache-d.snapshot"
+    with Daemon("--snapshot", str(snap), backend="python") as d:
+        d.request(b"set x 0 0 1\r\n1\r\n")
+    proc = start_on_a_busy_port(snap)
     assert proc.returncode == 1, proc.stderr
     assert "loaded 1 items" in proc.stderr
-    assert snap.read_bytes() == saved
+    back = PyStore()
+    result = snapshot.load(back, str(snap))
+    assert (result.status, result.consumed) == ("loaded", False)
+    assert back.get(b"x") == b"1"
+
+
+def test_a_daemon_that_cannot_listen_leaves_a_consumed_file_alone(tmp_path: Path) -> None:
+    snap = tmp_path / "pycache-d.snapshot"
+    d = Daemon("--snapshot", str(snap), backend="python").start()
+    d.request(b"set x 0 0 1\r\n1\r\n")
+    d.kill()  # what is left is the consumed file its start wrote
+    before = PyStore()
+    assert snapshot.load(before, str(snap)).consumed
+    proc = start_on_a_busy_port(snap)
+    assert proc.returncode == 1, proc.stderr
+    assert "holds no snapshot" in proc.stderr
+    after = PyStore()
+    result = snapshot.load(after, str(snap))
+    assert (result.status, result.loaded, result.consumed) == ("loaded", 0, True)
+    assert after.cas_counter > before.cas_counter  # only its own, higher, CAS mark went in
 
 
 def test_full_disk_at_shutdown_is_logged_and_exits_0(daemon_factory: Factory, tiny_tmpfs: Path) -> None:
@@ -109,14 +135,18 @@ def test_full_disk_at_shutdown_is_logged_and_exits_0(daemon_factory: Factory, ti
     small = daemon_factory("--snapshot", str(snap), backend="python")
     small.request(b"set old 0 0 1\r\n1\r\n")
     assert small.stop() == 0
-    old = snap.read_bytes()
     big = daemon_factory("--snapshot", str(snap), backend="python")
+    big.wait_for_log("loaded 1 items")
+    consumed = snap.read_bytes()
     sets = b"".join(b"set k%d 0 0 100 noreply\r\n%s\r\n" % (i, b"v" * 100) for i in range(1000))
     assert big.request(sets + b"set last 0 0 1\r\n1\r\n") == b"STORED\r\n"  # ~130 KB: twice the disk
     assert big.stop() == 0  # the shutdown itself was clean; the error is in the log
-    big.wait_for_log(r"error: cannot write snapshot \S+: no space left on device; the previous snapshot")
-    assert snap.read_bytes() == old
+    big.wait_for_log(r"error: cannot write snapshot \S+: no space left on device; the items will not survive")
+    assert snap.read_bytes() == consumed  # what big's start wrote: no items
     assert os.listdir(tiny_tmpfs) == ["pycache-d.snapshot"]
+    after = daemon_factory("--snapshot", str(snap), backend="python")
+    after.wait_for_log("holds no snapshot: the last run ended without saving one")
+    assert stats(after)["curr_items"] == "0"  # not "old" from before big
 
 
 def test_unreadable_snapshot_starts_empty(daemon_factory: Factory, tmp_path: Path) -> None:
@@ -126,5 +156,5 @@ def test_unreadable_snapshot_starts_empty(daemon_factory: Factory, tmp_path: Pat
     d.wait_for_log(r"error: cannot read snapshot \S+: is a directory; starting empty")
     assert stats(d)["curr_items"] == "0"
     assert d.stop() == 0
-    d.wait_for_log(r"error: cannot rename \S+\.tmp to \S+: is a directory; the previous snapshot")
+    d.wait_for_log(r"error: cannot rename \S+\.tmp to \S+: is a directory; the items will not survive")
     assert snap.is_dir() and os.listdir(tmp_path) == ["pycache-d.snapshot"]

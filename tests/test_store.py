@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pycache_d.store.errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result
-from pycache_d.store.semantics import ITEM_OVERHEAD, REALTIME_MAXDELTA
+from pycache_d.store.semantics import ITEM_OVERHEAD, REALTIME_MAXDELTA, SHRINK_SLICE
 
 pytestmark = pytest.mark.asan
 
@@ -303,9 +303,77 @@ def test_flush_all_delayed(store, clock):
     clock.advance(1)  # memcached flushes at realtime(delay) - 1
     assert store.get(b"old") is None
     assert store.get(b"mid") is None
+    clock.advance(1)
     store.set(b"after", b"v")
     clock.advance(100)
     assert store.get(b"after") == b"v"
+
+
+def test_flush_all_1_flushes_what_is_stored_in_the_same_second(store, clock):
+    # memcached: oldest_live = realtime(1) - 1 = now, and an item is flushed once oldest_live
+    # <= current_time if its time <= oldest_live: every item stored during this second too.
+    store.set(b"before", b"v")
+    store.flush_all(1)
+    assert store.set(b"right-after", b"v") is Result.STORED
+    assert store.get(b"right-after") is None
+    assert store.get(b"before") is None
+    assert store.stats()["get_flushed"] == 2
+    clock.advance(1)  # the next second: stored now means stored after the flush
+    store.set(b"next-second", b"v")
+    assert store.get(b"next-second") == b"v"
+    assert store.get(b"right-after") is None
+    assert keys_lru(store) == [b"next-second"]
+
+
+def test_flush_all_delayed_flushes_everything_stored_up_to_the_end_of_its_second(store, clock):
+    store.set(b"old", b"v")
+    store.flush_all(2)  # oldest_live = now + 2 - 1
+    store.set(b"same-second", b"v")
+    assert store.get(b"old") == store.get(b"same-second") == b"v"
+    clock.advance(1)  # oldest_live: every item is flushed, those stored now as well
+    assert store.get(b"old") is None
+    for i in range(3):
+        assert store.set(b"during%d" % i, b"v") is Result.STORED
+        assert store.get(b"during%d" % i) is None
+    assert store.add(b"during0", b"again") is Result.STORED  # the flushed one counts as gone
+    assert store.get(b"during0") is None
+    assert list(store.items()) == []
+    clock.advance(1)  # past oldest_live: only what was stored up to it stays flushed
+    assert store.set(b"after", b"v") is Result.STORED
+    assert store.get(b"after") == b"v"
+    assert [store.get(b"during%d" % i) for i in range(3)] == [None] * 3
+    assert store.get(b"same-second") is None
+    clock.advance(1000)
+    assert store.get(b"after") == b"v"
+    assert store.reclaim() == 0 and keys_lru(store) == [b"after"]
+
+
+def test_a_flush_never_brings_back_what_an_earlier_one_flushed(store, clock):
+    store.set(b"k", b"v")
+    store.flush_all(1)  # k and anything stored this second are flushed...
+    store.set(b"this-second", b"v")
+    store.flush_all(100)  # ...and a later deadline (memcached moves oldest_live) keeps them so
+    assert store.get(b"k") is None and store.get(b"this-second") is None
+    store.set(b"new", b"v")
+    assert store.get(b"new") == b"v"
+    clock.advance(98)
+    assert store.get(b"new") == b"v"
+    clock.advance(1)
+    assert store.get(b"new") is None
+
+
+def test_flush_all_with_an_absolute_time_takes_effect_a_second_before_it(store, clock):
+    store.flush_all(clock.now + 3)  # more than 30 days: a Unix time
+    clock.advance(1)
+    store.set(b"k", b"v")
+    assert store.get(b"k") == b"v"
+    clock.advance(1)  # realtime(N) - 1
+    assert store.get(b"k") is None
+    store.set(b"k", b"v")
+    assert store.get(b"k") is None
+    clock.advance(1)
+    store.set(b"k", b"v")
+    assert store.get(b"k") == b"v"
 
 
 def test_flush_all_negative_delay_is_immediate(store):
@@ -369,6 +437,59 @@ def test_lowering_the_limit_evicts_now(store):
     assert keys_lru(store) == [b"k7", b"k8", b"k9"]
     store.max_items = 1
     assert keys_lru(store) == [b"k9"]
+
+
+def test_a_much_lower_limit_is_reached_a_slice_at_a_time(store, backend):
+    n = 3 * SHRINK_SLICE + 10
+    for i in range(n):
+        store.set(b"k%05d" % i, b"x" * 100)
+    store.get(b"k00000")  # the most recent now: evicted last
+    target = 5 * charge(b"k00001", b"x" * 100)
+    store.max_bytes = target  # one slice now, not 3,000 evictions in one call
+    assert len(store) == n - SHRINK_SLICE
+    st = store.stats()
+    assert st["limit_maxbytes"] == target and st["evictions"] == SHRINK_SLICE
+    assert keys_lru(store)[:2] == [b"k%05d" % (SHRINK_SLICE + 1), b"k%05d" % (SHRINK_SLICE + 2)]
+    # Meanwhile writes make room for themselves and the store does not grow back.
+    held = st["bytes"]
+    store.set(b"new", b"x" * 100)
+    assert store.get(b"new") == b"x" * 100
+    assert store.stats()["bytes"] <= held and len(store) == n - SHRINK_SLICE
+    # The reclaimer's slices evict the rest, LRU tail first.
+    slices = 0
+    while store.reclaim(500):
+        slices += 1
+    assert slices == (n - SHRINK_SLICE - 5 + 499) // 500
+    assert keys_lru(store) == [b"k%05d" % i for i in range(n - 3, n)] + [b"k00000", b"new"]
+    st = store.stats()
+    assert st["bytes"] <= target and st["evictions"] == n + 1 - 5
+    assert store.reclaim(500) == 0
+    store.set(b"more", b"x" * 100)  # the full limit applies again
+    assert len(store) == 5 and store.stats()["bytes"] <= target
+
+
+def test_a_much_lower_item_limit_is_reached_a_slice_at_a_time(store):
+    for i in range(2 * SHRINK_SLICE + 1):
+        store.set(b"k%d" % i, b"v")
+    store.max_items = 1
+    assert len(store) == SHRINK_SLICE + 1 and store.stats()["limit_maxitems"] == 1
+    store.set(b"new", b"v")
+    assert len(store) == SHRINK_SLICE + 1
+    assert store.reclaim(SHRINK_SLICE) == SHRINK_SLICE
+    assert keys_lru(store) == [b"new"]
+    store.set(b"newer", b"v")
+    assert keys_lru(store) == [b"newer"]
+
+
+def test_raising_the_limit_during_a_shrink_stops_it(store):
+    for i in range(2 * SHRINK_SLICE):
+        store.set(b"k%d" % i, b"v")
+    store.max_items = 10
+    store.max_items = 0  # no limit again: nothing left to evict
+    assert store.reclaim(500) == 0 and len(store) == SHRINK_SLICE
+    for i in range(5):
+        store.set(b"more%d" % i, b"v")
+    assert len(store) == SHRINK_SLICE + 5
 
 
 def test_item_too_large_disturbs_nothing_else(make_store):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -403,18 +404,49 @@ def test_journal_formatter_prefixes_every_traceback_line() -> None:
     assert lines[-1] == "<3>RuntimeError: boom"
 
 
-def test_snapshot_loading_shows_in_the_status_before_ready(notify: NotifyReceiver, tmp_path: Path) -> None:
+def saved_snapshot(tmp_path: Path, items: int) -> str:
+    """Save a snapshot of ``items`` items (k0, k1, ...) in ``tmp_path``; return its path."""
     from pycache_d.daemon import snapshot
     from pycache_d.store import PyStore
 
     store = PyStore()
-    for i in range(3):
+    for i in range(items):
         store.set(b"k%d" % i, b"v")
     path = str(tmp_path / "pycache-d.snapshot")
     snapshot.save(store, path)
+    return path
+
+
+def test_snapshot_loading_shows_in_the_status_before_ready(notify: NotifyReceiver, tmp_path: Path) -> None:
+    path = saved_snapshot(tmp_path, 3)
     with Daemon("--snapshot", path, env={"NOTIFY_SOCKET": notify.address}) as d:
         notify.wait_for(has("READY"))
         statuses = [m[1]["STATUS"] for m in notify.messages if "STATUS" in m[1]]
-        assert "loading snapshot: 0 of 3 items" in statuses, notify.messages
+        assert "loading snapshot: 0% (0 of 3 items)" in statuses, notify.messages
         assert notify.keys().index("READY") > 0  # READY only after the load
         assert d.request(b"get k2\r\n", until=b"END\r\n") == b"VALUE k2 0 1\r\nv\r\nEND\r\n"
+        # The start line of the load says what it found.
+        d.wait_for_log(rf"notice: loading snapshot {re.escape(path)}: \d+ B, 3 items$")
+
+
+def test_load_and_save_extend_the_units_timeouts(notify: NotifyReceiver, tmp_path: Path) -> None:
+    from pycache_d.daemon import warmstart
+
+    path = saved_snapshot(tmp_path, 5)
+    d = Daemon("--snapshot", path, env={"NOTIFY_SOCKET": notify.address}).start()
+    notify.wait_for(has("READY"))
+    extend = str(int(warmstart.EXTEND_TIMEOUT * 1e6))
+    before_ready = [m for _, m in notify.messages[: notify.keys().index("READY")]]
+    loading = [m for m in before_ready if m.get("STATUS", "").startswith("loading snapshot: ")]
+    assert loading and all(m["EXTEND_TIMEOUT_USEC"] == extend for m in loading), before_ready
+    assert any(m.get("STATUS", "").startswith("checking snapshot: ") for m in before_ready), before_ready
+    d.request(b"set k9 0 0 1\r\nv\r\n")
+    assert d.stop() == 0
+    notify.wait_for(lambda m: m.get("STATUS", "").startswith("saving snapshot: writing "))
+    after_stopping = [m for _, m in notify.messages[notify.keys().index("STOPPING") :]]
+    saving = [m for m in after_stopping if "EXTEND_TIMEOUT_USEC" in m]
+    assert [m["STATUS"] for m in saving[:2]] == [
+        "saving snapshot: 0% (0 of 6 items)",
+        "saving snapshot: 100% (6 of 6 items)",
+    ]
+    assert int(saving[-1]["EXTEND_TIMEOUT_USEC"]) > int(extend)  # the fsync's allowance on top

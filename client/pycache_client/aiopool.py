@@ -23,7 +23,7 @@ from operator import attrgetter
 from typing import cast
 
 from .address import Address
-from .errors import CacheConnectionError, CacheError, CacheTimeoutError
+from .errors import CacheConnectionError, CacheError, CacheTimeoutError, PoolExhaustedError
 from .protocol import NEED_DATA, Command, ProtocolError, Reply, ReplyParser
 
 #: Requests in flight on a connection before the pool opens another one (up to max_size).
@@ -174,8 +174,9 @@ class AsyncConnectionPool:
 
     A request goes to the open connection with the fewest requests in flight; a new connection
     is opened only when every open one has ``pipeline_depth`` in flight (so light load stays on
-    one connection and coalesces best). Connections are opened one at a time, and waiting for
-    that counts against ``connect_timeout``.
+    one connection and coalesces best). Connections are opened one at a time: a request that
+    waits while another one's connection is being opened is waiting for the pool, bounded by
+    ``pool_timeout``; only its own connect counts against ``connect_timeout``.
     """
 
     def __init__(
@@ -189,8 +190,8 @@ class AsyncConnectionPool:
     ) -> None:
         """Configure the pool; connections open lazily, on the loop that first uses the pool.
 
-        ``pool_timeout`` is accepted for symmetry with the blocking pool and unused: requests
-        never wait for a free connection, they queue on one.
+        ``pool_timeout`` (default: ``timeout``) bounds the wait for a connection that another
+        request is opening; requests never wait for a free connection, they queue on one.
         """
         if max_size < 1:
             raise ValueError("max_size must be >= 1")
@@ -198,6 +199,7 @@ class AsyncConnectionPool:
         self.max_size = max_size
         self.connect_timeout = connect_timeout
         self.timeout = timeout
+        self.pool_timeout = timeout if pool_timeout is None else pool_timeout
         self.pipeline_depth = pipeline_depth
         self._conns: list[AsyncConnection] = []
         self._open_lock: asyncio.Lock | None = None
@@ -242,17 +244,26 @@ class AsyncConnectionPool:
     async def _open(self) -> AsyncConnection:
         if self._open_lock is None:
             self._open_lock = asyncio.Lock()
+        lock = self._open_lock
+        # NOTE: waiting here is waiting for the pool (another request is connecting, which may
+        # take up to connect_timeout, and many may be queued), not connecting: a burst of tasks
+        # on a busy machine must not fail with "timed out connecting" while the server is fine.
         try:
-            async with asyncio.timeout(self.connect_timeout), self._open_lock:
-                # Another task may have opened one while this one waited.
-                conn = self._usable()
-                if conn is not None:
-                    return conn
-                conn = await AsyncConnection.open(self.address, self.connect_timeout)
+            async with asyncio.timeout(self.pool_timeout):
+                await lock.acquire()
         except TimeoutError:
-            raise CacheTimeoutError(
-                f"timed out connecting to {self.address} after {self.connect_timeout}s"
+            raise PoolExhaustedError(
+                f"waited {self.pool_timeout}s for a connection to {self.address} (another request "
+                "was opening one)"
             ) from None
+        try:
+            # Another task may have opened one while this one waited.
+            conn = self._usable()
+            if conn is not None:
+                return conn
+            conn = await AsyncConnection.open(self.address, self.connect_timeout)  # its own timeout
+        finally:
+            lock.release()
         if self._closed:
             conn.close()
             raise CacheConnectionError("client is closed")

@@ -58,8 +58,9 @@ class _ClientBase:
                 serves one request at a time; an asyncio one pipelines many (see :mod:`.aiopool`).
             connect_timeout: seconds to wait for a connection.
             timeout: seconds for one request/reply exchange.
-            pool_timeout: blocking client only: seconds to wait for a free connection before
-                ``PoolExhaustedError`` (default: ``timeout``).
+            pool_timeout: seconds to wait for a free connection (blocking client) or for one
+                that another task is opening (asyncio client) before ``PoolExhaustedError``
+                (default: ``timeout``).
             retries: extra attempts for idempotent reads (get, get_many, gets, gat, stats,
                 version) after a connection error or timeout; writes are never retried.
             dead_timeout: seconds a failed server stays ejected from the ring (several servers only).

@@ -41,7 +41,8 @@ class CacheTimeoutError(CacheConnectionError, TimeoutError):
 
 
 class PoolExhaustedError(CacheTimeoutError):
-    """Raised when all ``max_pool_size`` connections to a server stayed busy for ``pool_timeout``.
+    """Raised when all ``max_pool_size`` connections to a server stayed busy for ``pool_timeout``
+    (blocking pool), or the one another task was opening did not come within it (asyncio pool).
 
     The server is not at fault, so it is not ejected.
     """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import tempfile
 import threading
@@ -19,7 +20,9 @@ from pycache_client import (
     CacheConnectionError,
     CacheTimeoutError,
     Client,
+    PoolExhaustedError,
 )
+from pycache_client.aiopool import AsyncConnection
 from pycache_client.hashring import HashRing
 
 
@@ -261,6 +264,67 @@ def test_async_client_under_load_shares_a_bounded_pool(daemon: Daemon) -> None:
     assert results == [2 * ops_per_task] * tasks
     assert total_incr == tasks * ops_per_task  # no lost increments under concurrency
     assert 1 <= opened <= pool_size
+
+
+def test_waiting_for_another_tasks_connect_is_waiting_for_the_pool(
+    start: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections open one at a time: a task that waits for the ones before it has not timed out
+    connecting (300 tasks, 3 connections, each connect 0.6 s of a 1 s connect_timeout)."""
+    d = start()
+    real_open = AsyncConnection.open
+    opened: list[AsyncConnection] = []
+
+    async def slow_open(address: Any, connect_timeout: float) -> AsyncConnection:
+        await asyncio.sleep(0.6)  # a slow network, well within connect_timeout (not timed here)
+        conn = await real_open(address, connect_timeout)
+        opened.append(conn)
+        return conn
+
+    monkeypatch.setattr(AsyncConnection, "open", staticmethod(slow_open))
+    tasks, pool_size = 300, 3
+
+    async def main() -> list[Any]:
+        async with AsyncClient(d.address, max_pool_size=pool_size, connect_timeout=1.0, timeout=60) as ac:
+            # The daemon holds its replies, so requests stay in flight and the pool must open
+            # every connection it may: the tasks beyond the first 32 wait for the second one.
+            os.kill(d.proc.pid, signal.SIGSTOP)
+            try:
+                running = [asyncio.ensure_future(ac.get(f"k{i}")) for i in range(tasks)]
+                deadline = time.monotonic() + 60
+                while len(opened) < pool_size and not any(t.done() for t in running):
+                    assert time.monotonic() < deadline, f"only {len(opened)} connections opened"
+                    await asyncio.sleep(0.05)
+            finally:
+                os.kill(d.proc.pid, signal.SIGCONT)
+            return await asyncio.gather(*running)
+
+    assert asyncio.run(main()) == [None] * tasks
+    assert len(opened) == pool_size
+
+
+def test_a_connection_never_opened_in_pool_timeout_is_pool_exhaustion(
+    silent_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = asyncio.Event()  # the first connect never finishes
+
+    async def stuck_open(address: Any, connect_timeout: float) -> AsyncConnection:
+        await gate.wait()
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(AsyncConnection, "open", staticmethod(stuck_open))
+
+    async def main() -> list[Any]:
+        async with AsyncClient(silent_server, connect_timeout=1.0, timeout=5.0, pool_timeout=0.2) as ac:
+            first = asyncio.ensure_future(ac.get("a"))
+            await asyncio.sleep(0)  # the first task holds the pool's connect
+            waiter = await asyncio.gather(ac.get("b"), return_exceptions=True)
+            first.cancel()
+            return waiter
+
+    [error] = asyncio.run(main())
+    assert isinstance(error, PoolExhaustedError), error
+    assert "waited 0.2s for a connection to" in str(error)
 
 
 def test_threads_share_a_blocking_client(daemon: Daemon) -> None:

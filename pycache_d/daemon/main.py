@@ -1,9 +1,10 @@
 """``pycache-d`` / ``python -m pycache_d``: parse the settings, build the store, run the server.
 
-Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when a listener cannot be opened,
-2 for an invalid flag, environment variable or config value (one line on stderr, no traceback).
-A snapshot that cannot be written at shutdown (full disk) is logged as an error but still exits 0:
-the shutdown itself was clean and the previous snapshot is kept.
+Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when a listener cannot be opened (or
+a loaded snapshot cannot be consumed, see :mod:`.warmstart`), 2 for an invalid flag, environment
+variable or config value (one line on stderr, no traceback). A snapshot that cannot be written
+at shutdown (full disk) is logged as an error but still exits 0: the shutdown itself was clean,
+and the next start is empty.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from . import config as configmod
 from . import snapshot, systemd
 from .config import Config, ConfigError, ConfigSource, describe_size
 from .server import ListenError, Server, run
+from .snapshot import SnapshotError
+from .warmstart import WarmStart
 
 EXIT_OK = 0
 EXIT_LISTEN = 1
+EXIT_SNAPSHOT = 1
 EXIT_USAGE = 2
 
 
@@ -63,15 +67,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _serve(cfg: Config, source: ConfigSource, store: Any, loop_name: str) -> int:
-    snapshot_path = snapshot.default_path(cfg.snapshot, os.environ)
-    # Before any listener: no client sees a half-loaded store. Under systemd the unit's status
-    # shows how far the load has got (READY=1 comes once the listeners are up).
-    notifier = systemd.Notifier.from_environ()
-
-    def loading(done: int, total: int) -> None:
-        notifier.status(f"loading snapshot: {done} of {total} items")
-
-    snapshot.restore(store, snapshot_path, loading if notifier.enabled else None)
+    # Before any listener: no client sees a half-loaded store, and the snapshot is consumed
+    # before anyone can write (warmstart.py). Under systemd the unit's status shows how far the
+    # load has got (READY=1 comes once the listeners are up).
+    warm = WarmStart(store, snapshot.default_path(cfg.snapshot, os.environ), systemd.Notifier.from_environ())
+    try:
+        warm.begin()
+    except SnapshotError as e:
+        log.error("%s", e)
+        return EXIT_SNAPSHOT
     server = Server(cfg, store, source=source)
 
     def started() -> None:
@@ -90,12 +94,13 @@ async def _serve(cfg: Config, source: ConfigSource, store: Any, loop_name: str) 
         )
 
     try:
-        await run(server, on_started=started)
+        await warm.serve(lambda: run(server, on_started=started))
     except ListenError as e:
         log.error("%s", e)
+        # NOTE: only what it consumed goes back: a daemon that could not listen must not
+        # overwrite the file of the one that holds the port.
+        warm.put_back()
         return EXIT_LISTEN
-    # NOTE: only after a clean run: a daemon that could not listen must not overwrite the
-    # snapshot of the one that holds the port.
-    snapshot.persist(store, snapshot_path)
+    warm.end()
     notice("stopped")
     return EXIT_OK

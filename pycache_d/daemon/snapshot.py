@@ -3,7 +3,7 @@
 File format, version 1 (all integers little endian)::
 
     offset 0  +-------------------------------------------------------------------+
-              | header (24 B)  magic "PYCDSNAP" (8) | version u32 | reserved u32 (0)  |
+              | header (24 B)  magic "PYCDSNAP" (8) | version u32 | flags u32         |
               |                | saved_at u64 (Unix seconds, informational)        |
               +-------------------------------------------------------------------+
               | record         klen u16 | vlen u32 | flags u32 | exptime u32 |      |
@@ -19,6 +19,12 @@ Invariants: ``crc32`` (zlib) covers every byte before it; the end record sits ex
 ``size - 20 - 22``; there are ``count`` records. ``exptime`` is a Unix time on the wall clock of
 the save (0 = never), so items that expired while the daemon was down are skipped on load.
 
+``flags`` bit 0 (:data:`FLAG_CONSUMED`) marks the file a start writes over the snapshot it has
+just loaded (:func:`write_consumed`): no records, and ``cas_counter`` is a high-water mark above
+every CAS the daemon may hand out. Only a clean stop writes a file with items again, so a file
+with items is always the state of a cache at its last moment (see
+:mod:`pycache_d.daemon.warmstart`). Readers that predate the flag see an empty snapshot.
+
 Clock steps: the store keeps expiry times on its own clock, the wall clock at start plus
 monotonic time (see :mod:`pycache_d.store.clock`). If the wall clock was stepped while the daemon ran,
 the two differ by the step, and saving adds the difference to every expiry time: each item keeps
@@ -28,13 +34,17 @@ nothing in the file can tell, so it is not corrected.
 
 Writing is atomic: the records go to ``PATH.tmp`` in the same directory, which is fsynced,
 renamed over ``PATH``, and the directory fsynced. A crash, ``kill -9`` or full disk at any point
-leaves the previous snapshot as it was.
+leaves the previous file as it was. The writer holds an exclusive ``flock`` on ``PATH.tmp``
+while it writes, so :func:`clean_temporaries` (at start) removes the one a killed writer left
+and never the one a live daemon on the same path is writing.
 
-Faults are logged in one line each and never stop the daemon: at start, a snapshot that cannot
-be read (the daemon starts empty) and a directory where no snapshot could be written (found by
-creating and removing a probe file, so the operator learns of a read-only or missing directory
-before the shutdown that would need it); at shutdown, a save that fails (read-only, full disk),
-which removes its temporary file and keeps the previous snapshot as it was.
+Faults are logged in one line each: at start, a snapshot that cannot be read (moved aside like
+a corrupt one; the daemon starts empty) and a directory where no snapshot could be written
+(found by creating and removing a probe file, so the operator learns of a read-only or missing
+directory before the shutdown that would need it); at shutdown, a save that fails (read-only,
+full disk), which removes its temporary file and leaves the file at ``PATH`` as it was (under
+the daemon, the consumed one: the next start is empty). The one fault that stops a start, a
+loaded snapshot that cannot be consumed, is :mod:`pycache_d.daemon.warmstart`'s.
 
 Loading reads the file twice: first to check the magic, version and checksum (nothing is
 inserted yet), then to insert. Memory stays bounded by one read chunk (or one large value),
@@ -44,12 +54,15 @@ whatever the item count. A file that fails any check is renamed to
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import os
+import stat
 import struct
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -60,6 +73,8 @@ from .config import describe_size
 
 MAGIC = b"PYCDSNAP"
 VERSION = 1
+#: Header flag: the file stands for a snapshot that was consumed at load (no items).
+FLAG_CONSUMED = 1
 
 _HEADER = struct.Struct("<8sIIQ")
 _RECORD = struct.Struct("<HIIIQ")
@@ -82,6 +97,23 @@ class SnapshotError(Exception):
     """Raised by :func:`save` when the snapshot cannot be written; the old file is untouched."""
 
 
+class Progress:
+    """What a long load or save tells as it goes; this one tells nothing (the daemon's tells
+    systemd and the log, see :mod:`pycache_d.daemon.warmstart`)."""
+
+    def begin(self, action: str, path: str, size: int, items: int) -> None:
+        """A load (``loading``: the file's bytes and records) or save (``saving``: items) starts."""
+
+    def step(self, action: str, done: int, total: int) -> None:
+        """``checking`` (bytes checksummed), ``loading`` or ``saving`` (records) got to ``done``."""
+
+    def syncing(self, size: int) -> None:
+        """A save is about to fsync ``size`` bytes (no steps until it returns)."""
+
+
+_QUIET = Progress()
+
+
 class _Corrupt(Exception):
     """The file is not a sound snapshot; the message says why (for the log)."""
 
@@ -102,7 +134,8 @@ class LoadResult:
 
     ``status`` is ``loaded``, ``missing`` (no file: a first start), ``corrupt`` (moved aside to
     ``moved_to``, or left in place if even that failed) or ``unreadable`` (an I/O error, file
-    left in place). Only ``loaded`` puts items in the store.
+    left in place; :func:`restore` moves it aside). Only ``loaded`` puts items in the store;
+    ``consumed`` says the file was a consumed one (see :func:`write_consumed`).
     """
 
     status: str
@@ -112,6 +145,7 @@ class LoadResult:
     seconds: float = 0.0
     reason: str = ""
     moved_to: str | None = None
+    consumed: bool = False  # the file was written at a start (FLAG_CONSUMED): no clean stop since
 
 
 def default_path(setting: str | bool | None, environ: Mapping[str, str]) -> str | None:
@@ -133,50 +167,160 @@ def default_path(setting: str | bool | None, environ: Mapping[str, str]) -> str 
 # -- saving ----------------------------------------------------------------------------------------
 
 
-def save(store: Any, path: str, skew: int | None = None) -> SaveResult:
+def save(store: Any, path: str, skew: int | None = None, progress: Progress = _QUIET) -> SaveResult:
     """Write every live item of ``store`` and its CAS counter to ``path``, atomically.
 
     Args:
         skew: seconds to add to expiry times to put them on the wall clock; by default
             :func:`pycache_d.store.clock.wall_skew` (the stores run on the process's clock).
+        progress: told how far the save has got.
 
     Raises:
         SnapshotError: the file could not be written (full disk, permissions, missing
-            directory); the temporary file is removed and any previous snapshot is intact.
+            directory, another process writing ``PATH.tmp``); the temporary file is removed and
+            the file at ``path`` is as it was.
     """
+    if skew is None:
+        skew = clock.wall_skew()
+    progress.begin("saving", path, 0, len(store))
+    return _save(store, path, skew, 0, progress)
+
+
+def write_consumed(path: str, cas_counter: int) -> SaveResult:
+    """Replace the file at ``path``, atomically, with one that holds no items (FLAG_CONSUMED)
+    and ``cas_counter`` as the CAS high-water mark.
+
+    Raises:
+        SnapshotError: as :func:`save`.
+    """
+    return _save(_NoItems(cas_counter), path, 0, FLAG_CONSUMED, _QUIET)
+
+
+class _NoItems:
+    """A store with no items and a given CAS counter (what :func:`write_consumed` writes)."""
+
+    def __init__(self, cas_counter: int) -> None:
+        self.cas_counter = cas_counter
+
+    def __len__(self) -> int:
+        return 0
+
+    def items(self) -> Iterator[tuple[bytes, bytes, int, int, int]]:
+        return iter(())
+
+
+def _save(store: Any, path: str, skew: int, header_flags: int, progress: Progress) -> SaveResult:
     start = time.perf_counter()
     tmp = path + ".tmp"
+    fd = _open_locked(tmp)
     try:
-        # NOTE: 0600: the snapshot holds every cached value. O_NOFOLLOW: never write through a
-        # symlink someone planted at the temporary name.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    except OSError as e:
-        raise SnapshotError(f"cannot write snapshot {tmp}: {_reason(e)}") from None
-    try:
-        if skew is None:
-            skew = clock.wall_skew()
-        count, size = _write_records(fd, store, skew)
+        count, size = _write_records(fd, store, skew, header_flags, progress)
+        progress.syncing(size)
         os.fsync(fd)  # the data must be on disk before the rename makes it the snapshot
     except BaseException as e:
+        _unlink_quietly(tmp)  # (still locked: nobody else's by now)
         os.close(fd)
-        _unlink_quietly(tmp)
         if isinstance(e, OSError):
             raise SnapshotError(f"cannot write snapshot {tmp}: {_reason(e)}") from None
         raise
-    os.close(fd)
     try:
         os.rename(tmp, path)
     except OSError as e:
         _unlink_quietly(tmp)
         raise SnapshotError(f"cannot rename {tmp} to {path}: {_reason(e)}") from None
-    _fsync_dir(os.path.dirname(path) or ".")
+    finally:
+        os.close(fd)  # NOTE: only now: the lock keeps clean_temporaries off the file until here
+    fsync_dir(os.path.dirname(path) or ".")
     return SaveResult(count, size, time.perf_counter() - start, skew)
 
 
-def _write_records(fd: int, store: Any, skew: int) -> tuple[int, int]:
+def _open_locked(tmp: str) -> int:
+    """Open ``tmp`` for writing, empty, under an exclusive flock; return the descriptor.
+
+    Raises:
+        SnapshotError: it cannot be opened, or another process holds the lock (it is writing).
+    """
+    for _ in range(3):
+        try:
+            # NOTE: 0600: the snapshot holds every cached value. O_NOFOLLOW: never write through
+            # a symlink someone planted at the temporary name. No O_TRUNC: the file may be
+            # another daemon's, being written; it is emptied once it is ours (locked).
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as e:
+            raise SnapshotError(f"cannot write snapshot {tmp}: {_reason(e)}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _is_at(fd, tmp):
+                os.ftruncate(fd, 0)
+                return fd
+            # A start's clean_temporaries removed it between our open and our lock: again.
+        except BlockingIOError:
+            os.close(fd)
+            raise SnapshotError(
+                f"cannot write snapshot {tmp}: another process is writing it (two daemons on one snapshot?)"
+            ) from None
+        except OSError as e:
+            os.close(fd)
+            raise SnapshotError(f"cannot write snapshot {tmp}: {_reason(e)}") from None
+        os.close(fd)
+    raise SnapshotError(f"cannot write snapshot {tmp}: it keeps being removed")
+
+
+def _is_at(fd: int, path: str) -> bool:
+    """True if the open file ``fd`` is the one named ``path`` (not removed or replaced since)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
+def clean_temporaries(path: str) -> list[tuple[str, int]]:
+    """Remove the temporary files a killed writer left beside ``path``; return (name, size) of each.
+
+    Only our names (``PATH.tmp``, ``PATH.probe-*``), and never one a live writer holds locked:
+    another daemon on the same path may be saving this very moment.
+    """
+    directory = os.path.dirname(path) or "."
+    base = os.path.basename(path)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    removed = []
+    for name in sorted(names):
+        if name != base + ".tmp" and not name.startswith(base + ".probe-"):
+            continue
+        stale = os.path.join(directory, name)
+        try:
+            fd = os.open(stale, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue  # gone already, or not a file we may read: leave it
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live writer has it
+            if _is_at(fd, stale):  # still the file we locked (not renamed into place meanwhile)
+                size = os.fstat(fd).st_size
+                os.unlink(stale)
+                removed.append((stale, size))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _write_records(
+    fd: int, store: Any, skew: int, header_flags: int = 0, progress: Progress = _QUIET
+) -> tuple[int, int]:
     """Write header, records, end record and trailer to ``fd``; return (records, bytes)."""
     cas_counter = store.cas_counter
-    buf = bytearray(_HEADER.pack(MAGIC, VERSION, 0, int(time.time())))
+    buf = bytearray(_HEADER.pack(MAGIC, VERSION, header_flags, int(time.time())))
     crc = 0
     size = 0
     count = 0
@@ -184,6 +328,8 @@ def _write_records(fd: int, store: Any, skew: int) -> tuple[int, int]:
     items = store.items()
     if skew:
         items = _shifted(items, skew)
+    if progress is not _QUIET:
+        items = _reporting(items, "saving", len(store), progress)
     for key, value, flags, exptime, cas in items:
         buf += pack(len(key), len(value), flags, exptime, cas)
         buf += key
@@ -247,7 +393,7 @@ def free_space(path: str) -> int | None:
     return st.f_bavail * st.f_frsize
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_dir(directory: str) -> None:
     """Make the rename durable. Best effort: some file systems refuse fsync on a directory."""
     try:
         dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -264,11 +410,12 @@ def _fsync_dir(directory: str) -> None:
 # -- loading ---------------------------------------------------------------------------------------
 
 
-#: Loading reports its progress every this many records (systemd shows it as the unit's status).
+#: Loading and saving report their progress every this many records (and the checksum pass
+#: every CHUNK): systemd shows it as the unit's status (see warmstart.py).
 PROGRESS_EVERY = 100_000
 
 
-def load(store: Any, path: str, progress: Callable[[int, int], object] | None = None) -> LoadResult:
+def load(store: Any, path: str, progress: Progress = _QUIET) -> LoadResult:
     """Insert the items of the snapshot at ``path`` into the empty ``store``, LRU order kept.
 
     Items that expired since the save (and any too large for the store's current limits) are
@@ -284,7 +431,9 @@ def load(store: Any, path: str, progress: Callable[[int, int], object] | None = 
         return LoadResult("unreadable", reason=_reason(e))
     with f:
         try:
-            count, cas_counter = _verify(f)
+            if progress is not _QUIET:
+                progress.begin("loading", path, *_peek(f))
+            count, cas_counter, header_flags = _verify(f, progress)
         except _Corrupt as e:
             return LoadResult("corrupt", reason=str(e), moved_to=_move_aside(path))
         except OSError as e:
@@ -294,8 +443,8 @@ def load(store: Any, path: str, progress: Callable[[int, int], object] | None = 
             store.reserve(count)  # PERF: size the hash table once instead of growing it 10 times
             f.seek(HEADER_SIZE)
             records = _records(f, count)
-            if progress is not None:
-                records = _reporting(records, count, progress)
+            if progress is not _QUIET:
+                records = _reporting(records, "loading", count, progress)
             kept = store.load(records, cas_counter)
         except OSError as e:  # the disk failed between the two passes
             _empty(store)
@@ -306,11 +455,26 @@ def load(store: Any, path: str, progress: Callable[[int, int], object] | None = 
             _empty(store)
             return LoadResult("corrupt", reason=str(e), moved_to=_move_aside(path))
     loaded = len(store) - before
-    return LoadResult("loaded", loaded, count - kept, kept - loaded, time.perf_counter() - start)
+    consumed = bool(header_flags & FLAG_CONSUMED)
+    return LoadResult(
+        "loaded", loaded, count - kept, kept - loaded, time.perf_counter() - start, consumed=consumed
+    )
 
 
-def _verify(f: BinaryIO) -> tuple[int, int]:
-    """Check magic, version, size and checksum; return the trailer's (count, cas_counter).
+def _peek(f: BinaryIO) -> tuple[int, int]:
+    """Return the file's size and the record count its trailer claims (not checked yet)."""
+    size = os.fstat(f.fileno()).st_size
+    count = 0
+    if size >= MIN_SIZE:
+        f.seek(size - TRAILER_SIZE)
+        count = _TRAILER.unpack(f.read(TRAILER_SIZE))[0]
+        f.seek(0)
+    return size, count
+
+
+def _verify(f: BinaryIO, progress: Progress = _QUIET) -> tuple[int, int, int]:
+    """Check magic, version, size and checksum; return the trailer's (count, cas_counter) and
+    the header's flags.
 
     Raises:
         _Corrupt: the file is empty, truncated, foreign, of another version or damaged.
@@ -322,7 +486,7 @@ def _verify(f: BinaryIO) -> tuple[int, int]:
         raise _Corrupt("not a pycache-d snapshot (bad magic)")
     if len(head) < HEADER_SIZE:
         raise _Corrupt("truncated (no complete header)")
-    _magic, version, _reserved, _saved_at = _HEADER.unpack(head)
+    _magic, version, header_flags, _saved_at = _HEADER.unpack(head)
     if version != VERSION:
         raise _Corrupt(f"snapshot format version {version} is not supported (expected {VERSION})")
     size = os.fstat(f.fileno()).st_size
@@ -336,6 +500,7 @@ def _verify(f: BinaryIO) -> tuple[int, int]:
             raise _Corrupt("truncated while reading")
         crc = zlib.crc32(chunk, crc)
         left -= len(chunk)
+        progress.step("checking", size - left, size)
     tail = f.read(4)
     if len(tail) != 4:
         raise _Corrupt("truncated while reading")
@@ -345,18 +510,20 @@ def _verify(f: BinaryIO) -> tuple[int, int]:
         raise _Corrupt(
             f"checksum mismatch (truncated or damaged): crc32 {crc:08x}, expected {stored_crc:08x}"
         )
-    return count, cas_counter
+    return count, cas_counter, header_flags
 
 
 def _reporting(
-    records: Iterator[tuple[bytes, bytes, int, int, int]], total: int, progress: Callable[[int, int], object]
+    records: Iterator[tuple[bytes, bytes, int, int, int]], action: str, total: int, progress: Progress
 ) -> Iterator[tuple[bytes, bytes, int, int, int]]:
-    """Pass ``records`` through, calling ``progress(done, total)`` at the start and every so often."""
-    progress(0, total)
+    """Pass ``records`` through, telling ``progress`` at the start, every so often and at the end."""
+    progress.step(action, 0, total)
+    done = 0
     for done, record in enumerate(records, 1):
         yield record
         if done % PROGRESS_EVERY == 0:
-            progress(done, total)
+            progress.step(action, done, total)
+    progress.step(action, done, done)  # (a save's total counted dead items too)
 
 
 def _records(f: BinaryIO, count: int) -> Iterator[tuple[bytes, bytes, int, int, int]]:
@@ -436,14 +603,24 @@ def _reason(e: OSError) -> str:
 # -- the daemon's two calls ------------------------------------------------------------------------
 
 
-def restore(
-    store: Any, path: str | None, progress: Callable[[int, int], object] | None = None
-) -> LoadResult | None:
-    """Load the snapshot at startup and log the outcome (None: snapshots are off)."""
+def restore(store: Any, path: str | None, progress: Progress = _QUIET) -> LoadResult | None:
+    """Load the snapshot at startup and log the outcome (None: snapshots are off).
+
+    A file that cannot be read (but is one) is moved aside like a corrupt one: it must not load
+    at a later start, after this daemon has served writes.
+    """
     if path is None:
         return None
     result = load(store, path, progress)
-    if result.status == "loaded":
+    if result.status == "unreadable" and os.path.lexists(path) and not os.path.isdir(path):
+        result = dataclasses.replace(result, moved_to=_move_aside(path))
+    if result.consumed:
+        log.warning(
+            "%s holds no snapshot: the last run ended without saving one (killed, crashed, or "
+            "its save failed); starting empty",
+            path,
+        )
+    elif result.status == "loaded":
         notice(
             "loaded %d items from %s (skipped %d expired or too large%s) in %.2f s",
             result.loaded,
@@ -458,7 +635,8 @@ def restore(
         where = f"moved it to {result.moved_to}" if result.moved_to else "could not move it aside"
         log.error("snapshot %s is unusable (%s); %s; starting empty", path, result.reason, where)
     else:
-        log.error("cannot read snapshot %s: %s; starting empty", path, result.reason)
+        where = f"; moved it to {result.moved_to}" if result.moved_to else ""
+        log.error("cannot read snapshot %s: %s%s; starting empty", path, result.reason, where)
     _warn_if_unsaveable(store, path)
     return result
 
@@ -480,22 +658,22 @@ def _warn_if_unsaveable(store: Any, path: str) -> None:
     # snapshot is smaller than the memory limit.
     if free is not None and free < limit:
         log.warning(
-            "only %s free beside %s: a full store (memory limit %s) may not fit, and a save "
-            "that does not fit keeps the previous snapshot",
+            "only %s free beside %s: a full store (memory limit %s) may not fit, and after a "
+            "save that does not fit the next start is empty",
             describe_size(free),
             path,
             describe_size(limit),
         )
 
 
-def persist(store: Any, path: str | None) -> bool:
+def persist(store: Any, path: str | None, progress: Progress = _QUIET) -> bool:
     """Save the snapshot at shutdown and log the outcome; return False if it failed."""
     if path is None:
         return True
     try:
-        result = save(store, path)
+        result = save(store, path, progress=progress)
     except SnapshotError as e:
-        log.error("%s; the previous snapshot (if any) is kept", e)
+        log.error("%s; the items will not survive the restart (the next start is empty)", e)
         return False
     notice(
         "saved %d items to %s in %.2f s%s",

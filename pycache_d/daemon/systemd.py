@@ -9,6 +9,9 @@ Pure Python, no libsystemd: the protocols are a few lines each (sd_notify(3), sd
   ``STOPPING=1`` on SIGTERM/SIGINT, ``RELOADING=1`` (with ``MONOTONIC_USEC=``) ... ``READY=1``
   around a SIGHUP reload. ``STATUS=`` says what the daemon is doing: starting, then items, memory,
   hit ratio and connections, refreshed every :data:`STATUS_INTERVAL` seconds.
+* ``EXTEND_TIMEOUT_USEC=`` while a snapshot loads or saves and makes progress (with ``STATUS=``
+  and a percentage, see :mod:`pycache_d.daemon.warmstart`): a large one may take longer than the
+  unit's start or stop timeout without being killed, while a stuck one still is.
 * ``WATCHDOG=1`` every half ``$WATCHDOG_USEC``, from a timer on the event loop: a loop stuck in
   a callback stops pinging, and systemd restarts the daemon.
 * :func:`listen_fds` returns the sockets systemd passed (``$LISTEN_FDS``, ``$LISTEN_PID``,
@@ -103,6 +106,11 @@ class Notifier:
     def status(self, text: str) -> bool:
         """Set the one-line status ``systemctl status`` shows."""
         return self.send(f"STATUS={text}")
+
+    def extend_timeout(self, seconds: float, text: str) -> bool:
+        """Making progress: the start or stop may take ``seconds`` more from now (``EXTEND_TIMEOUT_USEC``,
+        systemd 236+), beyond the unit's TimeoutStartSec=/TimeoutStopSec=; and the status."""
+        return self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}", f"STATUS={text}")
 
     # -- lifecycle ---------------------------------------------------------------------------------
 

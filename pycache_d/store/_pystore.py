@@ -14,11 +14,16 @@
 Invariants (the native backend keeps the same ones, see ``csrc/store.h``):
 
 * ``bytes`` is the sum of ``charge(key, value)`` over every record in the dict, and after any
-  store ``bytes <= max_bytes`` and (if set) ``len(dict) <= max_items``.
+  store ``bytes <= room_bytes`` and (if set) ``len(dict) <= room_items``. The room is the
+  limit (``max_bytes``, ``max_items``) except while a lowered limit is being reached: setting it
+  evicts at most ``SHRINK_SLICE`` items, the room stays at what is then held, and each
+  :meth:`reclaim` evicts another slice and lowers the room until it meets the limit (a lower
+  ``-m`` on SIGHUP must not stall the daemon for seconds).
 * Every record with ``exptime != 0`` has a live heap entry.
 * An item is *dead* when it has expired (``0 < exptime <= now``) or was flushed
-  (``cas < flush_cas``). Dead items are never returned; they are freed on access, when they
-  reach the LRU tail while making room, or by :meth:`reclaim`.
+  (``cas < flush_cas``; in the second a delayed ``flush_all`` takes effect, ``flush_cas`` is
+  above every CAS: see ``_settle_flush``). Dead items are never returned; they are freed on
+  access, when they reach the LRU tail while making room, or by :meth:`reclaim`.
 * Flushed items never move (any access frees them), so they all sit at the LRU tail, behind every
   item written after the flush: freeing them is a walk from the tail.
 
@@ -48,6 +53,7 @@ from .semantics import (
     EXPTIME_MIN,
     ITEM_OVERHEAD,
     MAX_KEY_LENGTH,
+    SHRINK_SLICE,
     U32_MAX,
     U64_MAX,
     absolute_expiry,
@@ -74,6 +80,9 @@ TOUCHED = Result.TOUCHED
 _SUFFIXES = 1024
 _SUFFIX = [b" 0 %d\r\n" % size for size in range(_SUFFIXES)]
 _CAS_INFIX = [b" 0 %d " % size for size in range(_SUFFIXES)]
+
+#: flush_cas while a delayed flush_all's own second lasts: above every CAS, so every item is dead.
+_FLUSH_ALL = U64_MAX
 
 # Storage modes (the C store numbers them alike in enum store_mode).
 _SET, _ADD, _REPLACE, _APPEND, _PREPEND, _CAS = range(6)
@@ -164,11 +173,12 @@ class Store:
         # clock.MonotonicClock does (and the native backend): PERF, one call fewer per command.
         self._clock_base = clockmod.origin()
         self._cas = 0
-        self._flush_cas = 0  # items with cas < this are flushed
-        self._flush_at = 0  # pending delayed flush_all deadline, 0 for none
+        self._flush_cas = 0  # items with cas < this are flushed (_FLUSH_ALL: every item)
+        self._flush_at = 0  # pending delayed flush_all: its second (oldest_live), 0 for none
         self._wall_skew = 0  # see the wall_skew property
         self._bytes = 0
         self._max_items = 0
+        self._room_bytes = self._room_items = 0  # see the module's invariants
         self.max_bytes = max_bytes
         self.max_items = max_items
         self.max_item_size = max_item_size
@@ -194,7 +204,7 @@ class Store:
     def max_bytes(self, value: int) -> None:
         _check_range("max_bytes", value, 1, 2**63 - 1)
         self._max_bytes = value
-        self._shrink(0, 0, self._now())
+        self._reduce(SHRINK_SLICE, self._now())
 
     @property
     def max_items(self) -> int:
@@ -204,7 +214,7 @@ class Store:
     def max_items(self, value: int) -> None:
         _check_range("max_items", value, 0, 2**63 - 1)
         self._max_items = value
-        self._shrink(0, 0, self._now())
+        self._reduce(SHRINK_SLICE, self._now())
 
     @property
     def max_item_size(self) -> int:
@@ -221,9 +231,21 @@ class Store:
         clock = self._clock
         now = int(self._clock_base + _monotonic()) if clock is None else int(clock())
         if self._flush_at and now >= self._flush_at:
+            self._settle_flush(now)
+        return now
+
+    def _settle_flush(self, now: int) -> None:
+        """Apply the pending flush_all whose second (``_flush_at``) has come.
+
+        memcached flushes every item whose time is at or before ``oldest_live`` once its clock
+        reaches it, so what is stored *during* that second is flushed as well: all of it is
+        dead until the clock moves on, and then exactly what was stored up to there.
+        """
+        if now > self._flush_at:
             self._flush_at = 0
             self._flush_cas = self._cas + 1
-        return now
+        else:
+            self._flush_cas = _FLUSH_ALL
 
     def _alive(self, rec: bytes, now: int) -> int:
         """Return 0 if alive, 1 if expired, 2 if flushed."""
@@ -266,24 +288,44 @@ class Store:
                 self._stats["evicted_unfetched"] += unfetched
 
     def _shrink(self, need_bytes: int, need_items: int, now: int) -> None:
-        """Free LRU-tail items until ``need_bytes`` more bytes and ``need_items`` more fit."""
+        """Free LRU-tail items until ``need_bytes`` more bytes and ``need_items`` more fit the room."""
         data = self._data
         while data and (
-            self._bytes + need_bytes > self._max_bytes
-            or (self._max_items and len(data) + need_items > self._max_items)
+            self._bytes + need_bytes > self._room_bytes
+            or (self._room_items and len(data) + need_items > self._room_items)
         ):
-            key = next(iter(data))
-            rec = data[key]
-            if self._alive(rec, now):
-                self._unlink(key, rec, reclaimed=True)
-            else:
-                self._unlink(key, rec, evicted=True)
+            self._evict_tail(now)
+
+    def _evict_tail(self, now: int) -> None:
+        """Free the LRU-tail item: ``reclaimed`` if it was dead, an eviction if it was alive."""
+        key = next(iter(self._data))
+        rec = self._data[key]
+        if self._alive(rec, now):
+            self._unlink(key, rec, reclaimed=True)
+        else:
+            self._unlink(key, rec, evicted=True)
+
+    def _reduce(self, limit: int, now: int) -> int:
+        """Evict up to ``limit`` LRU-tail items while more is held than the limits allow, then
+        lower the room to what is held (never below the limits); return how many were freed."""
+        data = self._data
+        freed = 0
+        while (
+            freed < limit
+            and data
+            and (self._bytes > self._max_bytes or (self._max_items and len(data) > self._max_items))
+        ):
+            self._evict_tail(now)
+            freed += 1
+        self._room_bytes = max(self._max_bytes, self._bytes)
+        self._room_items = max(self._max_items, len(data)) if self._max_items else 0
+        return freed
 
     def _link(self, key: bytes, value: bytes, flags: int, exptime: int, now: int, fetched: int = 0) -> int:
         """Insert a new item at the MRU head, making room first; return its CAS."""
         size = len(key) + len(value) + ITEM_OVERHEAD
         data = self._data
-        if self._bytes + size > self._max_bytes or (self._max_items and len(data) >= self._max_items):
+        if self._bytes + size > self._room_bytes or (self._room_items and len(data) >= self._room_items):
             self._shrink(size, 1, now)  # PERF: only called when it has something to do
         self._cas += 1
         cas = self._cas
@@ -674,19 +716,26 @@ class Store:
         _check_range("delay", delay, EXPTIME_MIN, EXPTIME_MAX)
         now = self._now()
         self._stats["cmd_flush"] += 1
+        if self._flush_cas == _FLUSH_ALL:
+            # Inside an earlier flush's second: what it flushed stays flushed (memcached would
+            # bring those items back by moving oldest_live later; we never do).
+            self._flush_cas = self._cas + 1
         if delay > 0:
-            # memcached's oldest_live is realtime(delay) - 1: the flush takes effect then.
+            # memcached's oldest_live is realtime(delay) - 1: the flush takes effect then
+            # (_settle_flush), at once for a delay of 1.
             self._flush_at = max(absolute_expiry(delay, now, self._wall_skew) - 1, 1)
-            if self._flush_at > now:
-                return
-        self._flush_at = 0
-        self._flush_cas = self._cas + 1
+            if self._flush_at <= now:
+                self._settle_flush(now)
+        else:
+            self._flush_at = 0
+            self._flush_cas = self._cas + 1
 
     # -- background work, stats, snapshots --------------------------------------------------
 
     def reclaim(self, limit: int = 1000) -> int:
-        """Free up to ``limit`` dead items (flushed from the LRU tail, then expired soonest
-        first); return how many were freed. Call it periodically in small slices."""
+        """Free up to ``limit`` items: dead ones (flushed from the LRU tail, then expired soonest
+        first), then, while a lowered limit is being reached, live ones from the LRU tail; return
+        how many were freed. Call it periodically in small slices."""
         now = self._now()
         data = self._data
         freed = 0
@@ -708,7 +757,7 @@ class Store:
                 continue  # stale entry: the item was rewritten or touched since
             self._unlink(key, found, reclaimed=True)
             freed += 1
-        return freed
+        return freed + self._reduce(limit - freed, now)
 
     def stats(self) -> dict[str, int]:
         """Return memcached-named counters and gauges."""

@@ -252,6 +252,32 @@ def test_a_killed_daemon_is_restarted(sd: Container) -> None:
     assert client(sd, b"version\r\n").startswith(b"VERSION ")
 
 
+def test_a_killed_daemon_comes_back_empty_not_stale(sd: Container) -> None:
+    """Restart=on-failure after kill -9: the snapshot of the last clean stop must not load again."""
+    start(sd)
+    assert client(sd, b"set k 0 0 3\r\nold\r\nset gone 0 0 1\r\nx\r\n") == b"STORED\r\nSTORED\r\n"
+    sd.systemctl("restart", "pycache-d.service", timeout=60, check=True)  # clean: both kept
+    assert client(sd, b"get k gone\r\n") == b"VALUE k 0 3\r\nold\r\nVALUE gone 0 1\r\nx\r\nEND\r\n"
+    reply = client(sd, b"set k 0 0 3\r\nnew\r\ndelete gone\r\ngets k\r\n")
+    assert reply.startswith(b"STORED\r\nDELETED\r\nVALUE k 0 3 "), reply
+    handed_out = int(reply.split(b"\r\n")[2].split()[4])
+    pid = sd.show("pycache-d.service", "MainPID")["MainPID"]
+    sd.run("kill", "-KILL", pid, check=True)
+    deadline = time.monotonic() + 30
+    props: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        props = sd.show("pycache-d.service", "MainPID", "ActiveState")
+        if props["ActiveState"] == "active" and props["MainPID"] not in ("0", pid):
+            break
+        time.sleep(0.2)
+    assert props["ActiveState"] == "active" and props["MainPID"] not in ("0", pid), props
+    assert client(sd, b"get k gone\r\n") == b"END\r\n"  # neither "old" nor "gone" came back
+    reply = client(sd, b"set k 0 0 5\r\nfresh\r\ngets k\r\n")
+    assert int(reply.split(b"\r\n")[1].split()[4]) > handed_out  # the CAS counter did not go back
+    messages = [e["MESSAGE"] for e in sd.journal("pycache-d.service")]
+    assert any("holds no snapshot: the last run ended without saving one" in m for m in messages), messages
+
+
 HAMMER = """
 import json, socket, sys, time
 ok = errors = 0
