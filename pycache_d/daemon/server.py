@@ -11,7 +11,10 @@ lifecycle:
 * SIGHUP: re-read the config file and apply the settings that can change live (and the TLS
   certificate files, re-read at the same paths);
 * ``--idle-timeout``: one loop timer sweeps the connections now and then and closes those the
-  client left idle (no per-connection timers: idle clients cost nothing).
+  client left idle (no per-connection timers: idle clients cost nothing);
+* stalls: another looks at every connection every ``STALL_TIMEOUT`` / 4 and disconnects a client
+  that has taken none of its waiting replies for ``STALL_TIMEOUT``
+  (:meth:`~pycache_d.net.connection.Connection.check_stall`).
 
 TLS (see :mod:`pycache_d.net.tls`): with a certificate, every TCP listener but the ``notls:`` ones
 speaks TLS; unix sockets stay plain. A plain listener that other hosts can reach is warned about
@@ -33,6 +36,7 @@ from typing import Any
 
 from .. import log as logmod
 from ..log import log, notice
+from ..net import connection as netconn
 from ..net import tls
 from ..net.connection import Connection
 from ..net.listeners import Endpoint, ListenError, bind_tcp, bind_unix, raise_fd_limit
@@ -225,6 +229,7 @@ class Server:
         self.idle_timeout = config.idle_timeout
         self.idle_kicks = 0
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._stall_timer: asyncio.TimerHandle | None = None
         # A step of the wall clock is logged, and absolute expiry times follow it (clock.py).
         self._clock_watch = WallClockWatch(on_step=self._set_wall_skew)
         self._servers: list[Any] = []  # asyncio servers and PlainServers
@@ -275,6 +280,7 @@ class Server:
         self._warn_if_exposed()
         self._reclaimer = self.loop.create_task(self._reclaim_forever())
         self._schedule_idle_sweep(self.idle_timeout)
+        self._sweep_stalls()
         self._clock_watch.start(self.loop)
 
     async def _listen(self, endpoint: Endpoint, sock: socket.socket | None = None) -> None:
@@ -452,6 +458,14 @@ class Server:
         # do not make the loop spin, however many there are.
         self._schedule_idle_sweep(max(next_due - now, floor))
 
+    def _sweep_stalls(self) -> None:
+        """Let every connection check that its client still takes its replies; look again soon."""
+        now = time.monotonic()
+        for c in list(self.connections):
+            c.check_stall(now)
+        # NOTE: patchable for tests (read at each sweep); 4 looks per timeout bound the delay.
+        self._stall_timer = self.loop.call_later(netconn.STALL_TIMEOUT / 4, self._sweep_stalls)
+
     async def _reclaim_forever(self) -> None:
         """Free dead (expired or flushed) items a slice at a time, never stalling the loop."""
         while True:
@@ -489,6 +503,8 @@ class Server:
         await self._stopping.wait()
         self._close_listeners()
         self._schedule_idle_sweep(0)  # stopping: cancels it
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
         self._clock_watch.stop()
         if self._reclaimer is not None:
             self._reclaimer.cancel()

@@ -11,9 +11,17 @@ returns, and it is where the per-client bounds are enforced:
   at a time, fewer when replies are large (:meth:`Connection._cut`), so the pause takes effect
   between slices rather than after a whole read's worth of replies.
 * Hard bounds, past which the client is disconnected: more than ``MAX_UNSENT`` (64 MiB, or
-  2 x ``-I`` + 256 KiB if larger) of unsent replies, or ``STALL_TIMEOUT`` (30 s) paused without
-  reading a single byte (also while closing). With the sessions' reply budget (below) the
-  first cannot happen; it stays as a backstop for a session that answers too much at once.
+  2 x ``-I`` + 256 KiB if larger) of unsent replies, or replies waiting in our buffer while the
+  client takes none of them for ``STALL_TIMEOUT`` (30 s; also while closing). With the sessions'
+  reply budget (below) the first cannot happen; it stays as a backstop for a session that
+  answers too much at once.
+* Stalls are judged by progress, never by pace: the client took a byte of our replies when
+  its TCP stack acknowledged one (``tcp_info``'s ``bytes_acked``), or, on a unix socket, when
+  fewer are queued than we wrote. The kernel's send buffer (up to 4 MiB on loopback) only asks
+  for more once a third of it drained, so our own buffer can sit unchanged for minutes while a
+  slow client reads steadily: that is not a stall. One server timer looks at every connection
+  every ``STALL_TIMEOUT`` / 4 (:meth:`Connection.check_stall`), so a client that reads nothing
+  is cut 30 to 45 s after the last byte it took; one that reads, however slowly, never is.
 * A session answers at most about ``REPLY_BUDGET`` (256 KiB) of values per feed and sets
   ``session.more`` when complete input is left (a long multi-get): we stop reading, let the
   loop serve everyone else (``call_soon``), and feed it again once the reply went out, so
@@ -29,7 +37,8 @@ replies), so about 2 x ``-I`` + 1.5 MiB with every limit reached at once.
 * ``--max-connections``: like memcached 1.6, a client over the limit is sent
   ``ERROR Too many open connections`` and closed.
 
-Idle clients cost nothing: no timers run for a connection unless it is paused.
+Idle clients cost no timer: one server timer checks stalls for all connections (and one the idle
+timeout), never one per connection.
 
 The transport is the compiled stream transport for plain sockets (:mod:`pycache_d.net.streams`),
 which hands reads to ``ConnectionBase.received`` without making bytes, or the loop's own
@@ -39,8 +48,12 @@ transport (TLS, or without the extensions); the bounds above hold the same with 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import re
+import socket
+import sys
+import termios
 import time
 from typing import Any, Protocol
 
@@ -81,7 +94,8 @@ HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 #: A client with more unsent reply bytes than this is disconnected.
 MAX_UNSENT = 64 * 1024 * 1024
-#: A paused client that drains nothing for this long is disconnected (checked at this interval).
+#: A client with replies waiting that takes none of them for this long is disconnected (the
+#: server checks every STALL_TIMEOUT / 4).
 STALL_TIMEOUT = 30.0
 #: Input is fed to the session in slices of at most this many bytes (a whole uvloop read)...
 FEED_SLICE = 256 * 1024
@@ -92,6 +106,10 @@ MAX_LINES = 32
 SMALL_REPLY = HIGH_WATER // MAX_LINES
 # _UP_TO[n] matches up to n whole lines: one C call finds where a slice of n lines ends.
 _UP_TO = [re.compile(rb"(?:[^\n]*\n){1,%d}" % max(n, 1)) for n in range(MAX_LINES + 1)]
+#: struct tcp_info (linux/tcp.h): the u64 tcpi_bytes_acked sits at this offset, just before
+#: the end of the part read here.
+_BYTES_ACKED = 120
+_TCP_INFO_SIZE = _BYTES_ACKED + 8
 #: During shutdown, a connection is done once it has received nothing for this long.
 SHUTDOWN_QUIET = 0.1
 
@@ -113,6 +131,7 @@ class _ConnectionBase:
     _pending: bytes
     _lines: int
     last_active: float
+    written: int
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -135,6 +154,7 @@ class _ConnectionBase:
             return
         if reply:
             self.transport.write(reply)
+            self.written += len(reply)
         if len(reply) > SMALL_REPLY * (lines or 1):
             self._learn(data, len(reply))  # type: ignore[attr-defined]
         else:
@@ -171,8 +191,12 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self._pending = b""  # input read but not yet fed, held while paused or continuing
         self._eof = False
         self._closing = False
-        self._stall_timer: asyncio.TimerHandle | None = None
-        self._stall_size = 0
+        self.written = 0  # reply bytes handed to the transport
+        self._sock: Any = None
+        # The client's progress at the stall check that last saw it move, and when (0: no reply
+        # of ours was waiting then).
+        self._stall_drained = 0
+        self._stall_since = 0.0
         self._lines = MAX_LINES  # lines per slice fed to the session, see _cut()
         # What the compiled hot path needs to know of this module (see _cconnection.pyx).
         self.feed_slice = FEED_SLICE
@@ -186,7 +210,7 @@ class Connection(ConnectionBase, asyncio.Protocol):
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         self.transport = transport
         self.write = transport.write
-        sock = transport.get_extra_info("socket")
+        sock = self._sock = transport.get_extra_info("socket")
         self.fd = sock.fileno() if sock is not None else -1
         self.peer = _peer_name(transport.get_extra_info("peername"), self.listener)
         server = self.server
@@ -212,7 +236,6 @@ class Connection(ConnectionBase, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        self._cancel_stall_timer()
         if self.session is not None:
             self.server.connections.discard(self)
             log.info("conn %d: closed%s", self.fd, f" ({exc})" if exc else "")
@@ -222,13 +245,10 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self._paused = True
         if not self._closing:
             self.transport.pause_reading()
-        self._stall_size = self.transport.get_write_buffer_size()
-        self._stall_timer = self.server.loop.call_later(STALL_TIMEOUT, self._check_stall)
-        log.info("conn %d: paused, %d bytes unsent", self.fd, self._stall_size)
+        log.info("conn %d: paused, %d bytes unsent", self.fd, self.transport.get_write_buffer_size())
 
     def resume_writing(self) -> None:
         self._paused = False
-        self._cancel_stall_timer()
         log.info("conn %d: resumed", self.fd)
         self._go_on()
 
@@ -286,18 +306,18 @@ class Connection(ConnectionBase, asyncio.Protocol):
             if chunk:
                 self._learn(chunk, len(reply))
             if session.closing:
-                self.transport.writelines(out)
+                self._write_all(out)
                 self.close()
                 return
             if session.more:
                 # Stopped at the reply budget: let other clients in before answering more.
-                self.transport.writelines(out)
+                self._write_all(out)
                 self._pending = data[pos:] if pos < end else b""
                 self._continue_later()
                 return
             if out_len >= HIGH_WATER:
                 # Enough to matter: hand it over, and the transport pauses us if it cannot send.
-                self.transport.writelines(out)
+                self._write_all(out)
                 out.clear()
                 out_len = 0
                 if self._paused:
@@ -310,7 +330,7 @@ class Connection(ConnectionBase, asyncio.Protocol):
                         self._pending = data[pos:]
                     return
         if out:
-            self.transport.writelines(out)
+            self._write_all(out)
         if self._eof and not self._pending:
             self.close()
 
@@ -318,8 +338,12 @@ class Connection(ConnectionBase, asyncio.Protocol):
         """Answer what was answered, then SERVER_ERROR, and close: one client's bug stays its own."""
         log.exception("conn %d: session failed; closing the connection", self.fd)
         out.append(INTERNAL_ERROR)
-        self.transport.writelines(out)
+        self._write_all(out)
         self.close()
+
+    def _write_all(self, out: list[bytes]) -> None:
+        self.transport.writelines(out)
+        self.written += sum(map(len, out))
 
     def _cut(self, data: bytes, pos: int, end: int) -> int:
         """Return where the next slice of input to feed ends.
@@ -359,23 +383,40 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self._pending = b""
         self.transport.abort()
 
-    def _check_stall(self) -> None:
-        self._stall_timer = None
-        # NOTE: a closing connection counts too: its transport is still flushing to the client
-        # (the timer is cancelled once the connection is really lost).
-        if not self._paused:
-            return
-        size = self.transport.get_write_buffer_size()
-        if size >= self._stall_size:
-            self._disconnect(f"read nothing of {size} unsent bytes in {STALL_TIMEOUT:g} s")
-            return
-        self._stall_size = size
-        self._stall_timer = self.server.loop.call_later(STALL_TIMEOUT, self._check_stall)
+    def check_stall(self, now: float) -> None:
+        """Disconnect the client if replies wait for it and it took none for ``STALL_TIMEOUT``.
 
-    def _cancel_stall_timer(self) -> None:
-        if self._stall_timer is not None:
-            self._stall_timer.cancel()
-            self._stall_timer = None
+        Called by the server's stall sweep every ``STALL_TIMEOUT`` / 4 for every connection.
+        NOTE: a closing connection counts too: its transport is still flushing to the client.
+        """
+        size = self.transport.get_write_buffer_size() if self.transport is not None else 0
+        if not (size or self._paused):
+            self._stall_since = 0.0  # nothing of ours waits for the client
+            return
+        drained = self.drained()
+        if not self._stall_since or drained != self._stall_drained:
+            self._stall_drained, self._stall_since = drained, now
+        elif now - self._stall_since >= STALL_TIMEOUT:
+            self._disconnect(f"read nothing of {size} unsent bytes in {now - self._stall_since:.0f} s")
+
+    def drained(self) -> int:
+        """How many bytes of its replies the client has taken (only ever grows).
+
+        Over TCP, the bytes its TCP stack acknowledged (``tcp_info``), TLS records included;
+        on a unix socket, what we wrote minus what waits in our buffer and in the kernel's.
+        """
+        sock = self._sock
+        if sock is None:
+            return 0
+        try:
+            if not self.listener.is_unix:
+                info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+                if len(info) >= _TCP_INFO_SIZE:  # Linux >= 4.1
+                    return int.from_bytes(info[_BYTES_ACKED:_TCP_INFO_SIZE], sys.byteorder)
+            queued = int.from_bytes(fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, bytes(4)), sys.byteorder)
+        except OSError:  # closed meanwhile: nothing more can drain
+            return self._stall_drained
+        return self.written - self.transport.get_write_buffer_size() - queued
 
     def finish_if_idle(self, now: float) -> None:
         """During shutdown: close once the client is quiet and nothing is waiting to be fed."""
