@@ -64,8 +64,9 @@ SHUTDOWN_GRACE = 5.0
 #: become a flood of log lines).
 REJECT_LOG_INTERVAL = 1.0
 
-#: The idle sweep runs at most this often (seconds), and at most 8 times per --idle-timeout, so
-#: a client is closed between timeout and timeout + max(1 s, timeout / 8) after its last input.
+#: The idle sweep runs every max(IDLE_SWEEP_MIN, timeout / 8) seconds, so a client is closed
+#: between timeout and timeout + 2 x that after its last complete command (one interval to see
+#: that its count of commands moved, one to find it due).
 IDLE_SWEEP_MIN = 1.0
 
 #: On SIGTERM, a closing TLS client with nothing left to encrypt gets this long to read the
@@ -143,7 +144,7 @@ class DaemonContext(ServerContext):
                 (f"{c.fd}:addr", "unix:" + c.listener.path if c.listener.is_unix else "tcp:" + c.peer),
                 (f"{c.fd}:listen_addr", _wire_addr(c.listener)),
                 (f"{c.fd}:state", c.state()),
-                (f"{c.fd}:secs_since_last_cmd", int(now - c.last_active)),
+                (f"{c.fd}:secs_since_last_cmd", int(now - c.last_command_at())),
             ]
         return out
 
@@ -421,42 +422,37 @@ class Server:
             self._idle_timer = self.loop.call_later(delay, self._sweep_idle)
 
     def _sweep_idle(self) -> None:
-        """Close the connections idle for ``idle_timeout`` seconds; sleep until the next one is due.
+        """Close the connections idle for ``idle_timeout`` seconds; look again in a while.
 
-        Idle means nothing received for that long and nothing being answered: like memcached,
-        which kicks only connections waiting for a command, a client still being sent replies
-        (paused, continuing or with unsent bytes) is left alone; the connection's stall timeout
-        watches it instead. A client that stopped halfway through a command or a value counts
-        as idle too: memcached spares one mid-value (conn_nread), but a client that sends nothing
-        for a whole timeout in the middle of a request is a slowloris either way.
+        Idle means no complete command for that long, as memcached measures it (its
+        last_cmd_time): bytes trickled onto a command line are not a command, so a slowloris
+        cannot hold its slot. A client still being sent replies (paused, continuing or with
+        unsent bytes) is left alone, as memcached does; the stall check watches it instead.
+        NOTE: unlike memcached, a client in the middle of a data block is not spared (memcached
+        never kicks one in conn_nread, so a value trickled a byte at a time holds a slot for
+        days): a command's data block must arrive within the timeout of the command before it.
         """
         self._idle_timer = None
         timeout = self.idle_timeout
         if not timeout:
             return
         now = time.monotonic()
-        floor = max(IDLE_SWEEP_MIN, timeout / 8)
-        next_due = now + timeout  # a connection active just now is due then at the earliest
         for c in list(self.connections):
-            due = c.last_active + timeout
-            if due > now:
-                next_due = min(next_due, due)
-            elif c.state() != "conn_parse_cmd" or c.transport.get_write_buffer_size():
-                next_due = now  # busy: look again after the floor
-            else:
+            last = c.last_command_at()
+            if last + timeout > now:
+                continue
+            if c.state() == "conn_parse_cmd" and not c.transport.get_write_buffer_size():
                 self.idle_kicks += 1
-                log.info(
-                    "conn %d: closing %s: idle for %d s (idle_timeout)", c.fd, c.peer, now - c.last_active
-                )
+                log.info("conn %d: closing %s: idle for %d s (idle_timeout)", c.fd, c.peer, now - last)
                 c.close()
                 if self._secure(c.listener):
                     # NOTE: a TLS close then waits (up to 30 s) for the client's close_notify,
                     # which an idle client does not send. Ours went out at once (nothing was
                     # unsent), so end the connection now and free its slot.
                     c.transport.abort()
-        # NOTE: one timer for all connections, and never sooner than the floor: idle clients
-        # do not make the loop spin, however many there are.
-        self._schedule_idle_sweep(max(next_due - now, floor))
+        # NOTE: one timer for all connections, at a fixed pace: idle clients do not make the
+        # loop spin, however many there are.
+        self._schedule_idle_sweep(max(IDLE_SWEEP_MIN, timeout / 8))
 
     def _sweep_stalls(self) -> None:
         """Let every connection check that its client still takes its replies; look again soon."""

@@ -186,6 +186,10 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self.fd = -1
         self.peer = "?"
         self.last_active = time.monotonic()
+        # When the last complete command came (see last_command_at), and the session's count
+        # of commands then.
+        self.last_command = self.last_active
+        self._commands_seen = 0
         self._paused = False
         self._continuing = False  # the session has more to answer; reading stops meanwhile
         self._pending = b""  # input read but not yet fed, held while paused or continuing
@@ -417,6 +421,19 @@ class Connection(ConnectionBase, asyncio.Protocol):
         except OSError:  # closed meanwhile: nothing more can drain
             return self._stall_drained
         return self.written - self.transport.get_write_buffer_size() - queued
+
+    def last_command_at(self) -> float:
+        """When the client's last complete command arrived, as far as this look can tell.
+
+        PERF: the session only counts commands (no clock per command); when the count moved
+        since the last look, the command came with a read no later than the last one, so the
+        answer errs late by up to the time between looks (never early: nobody is cut sooner).
+        """
+        n = self.session.commands
+        if n != self._commands_seen:
+            self._commands_seen = n
+            self.last_command = self.last_active
+        return self.last_command
 
     def finish_if_idle(self, now: float) -> None:
         """During shutdown: close once the client is quiet and nothing is waiting to be fed."""

@@ -26,6 +26,7 @@ cdef class NativeSession:
     cdef size_t cut_at  # where the unanswered keys of a multi-get cut at the budget start
     cdef bint cut_cas   # ... and whether it was a gets
     cdef bint _more     # the last feed stopped at REPLY_BUDGET with complete input left
+    cdef size_t done    # commands answered here (the Python session counts its own)
 
     cdef object feed_ptr(self, const char *data, size_t size)
     cdef void out_sent(self) noexcept
