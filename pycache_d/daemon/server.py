@@ -39,6 +39,7 @@ from ..log import log, notice
 from ..net import connection as netconn
 from ..net import tls
 from ..net.connection import Connection
+from ..net.handshake import TLSServer
 from ..net.listeners import Endpoint, ListenError, bind_tcp, bind_unix, raise_fd_limit
 from ..net.streams import READ_SIZE, PlainServer, Poller
 from ..protocol import new_session
@@ -94,13 +95,14 @@ class DaemonContext(ServerContext):
         s = self._server
         ours: list[tuple[str, object]] = [
             ("max_connections", s.max_connections),
-            ("curr_connections", len(s.connections)),
+            ("curr_connections", len(s.connections) + len(s.handshakes)),
             ("total_connections", s.total_connections),
             ("rejected_connections", s.rejected_connections),
-            ("connection_structures", len(s.connections)),
+            ("connection_structures", len(s.connections) + len(s.handshakes)),
             ("idle_kicks", s.idle_kicks),
         ]
         if s.tls_context is not None:
+            ours.append(("ssl_handshake_errors", s.handshake_errors))
             ours.append(("time_since_server_cert_refresh", int(time.monotonic() - s.certs_loaded_at)))
         return _merge(super().general_stats(), ours)
 
@@ -154,6 +156,7 @@ class DaemonContext(ServerContext):
         self._server.total_connections = 0
         self._server.rejected_connections = 0
         self._server.idle_kicks = 0
+        self._server.handshake_errors = 0
 
 
 def _endpoint_of(sock: socket.socket) -> Endpoint:
@@ -218,6 +221,8 @@ class Server:
         self.ctx.verbosity = config.verbose
         self.max_connections = config.max_connections
         self.connections: set[Connection] = set()
+        self.handshakes: dict[Connection, asyncio.Task[None]] = {}
+        self.handshake_errors = 0
         self.total_connections = 0
         self.rejected_connections = 0
         self.bound: list[Endpoint] = []
@@ -289,24 +294,24 @@ class Server:
             return Connection(self, e)
 
         secure = self._secure(endpoint)
-        # NOTE: asyncio refuses a handshake timeout without ssl.
-        tls_args: dict[str, Any] = (
-            {"ssl": self.tls_context, "ssl_handshake_timeout": tls.HANDSHAKE_TIMEOUT} if secure else {}
-        )
         try:
-            if Poller is not None and not secure:
-                srv: Any = self._serve_plain(endpoint, sock, factory)
+            if secure:
+                # NOTE: accepted here, not by the loop's TLS server, so that a client counts
+                # (and has a deadline) from its connect, not from the end of its handshake.
+                srv: Any = self._serve_tls(endpoint, sock)
+            elif Poller is not None:
+                srv = self._serve_plain(endpoint, sock, factory)
             elif sock is not None:  # passed by systemd, which owns (and removes) a unix socket file
                 if endpoint.is_unix:
                     srv = await self.loop.create_unix_server(factory, sock=sock, backlog=BACKLOG)
                 else:
-                    srv = await self.loop.create_server(factory, sock=sock, backlog=BACKLOG, **tls_args)
+                    srv = await self.loop.create_server(factory, sock=sock, backlog=BACKLOG)
             elif endpoint.is_unix:
                 sock = self._bind_unix(endpoint)
                 srv = await self.loop.create_unix_server(factory, sock=sock, backlog=BACKLOG)
             else:
                 srv = await self.loop.create_server(
-                    factory, endpoint.host, endpoint.port, reuse_address=True, backlog=BACKLOG, **tls_args
+                    factory, endpoint.host, endpoint.port, reuse_address=True, backlog=BACKLOG
                 )
         except OSError as e:
             # NOTE: the errno's text, not the loop's message, which differs between uvloop and
@@ -334,19 +339,27 @@ class Server:
                 notice("listening on %s", bound)
 
     def _serve_plain(
-        self, endpoint: Endpoint, sock: socket.socket | None, factory: Callable[[], Connection]
+        self, endpoint: Endpoint, sock: socket.socket | None, factory: Callable[[], asyncio.Protocol]
     ) -> PlainServer:
         """Listen on ``endpoint`` (or serve ``sock``) with the compiled stream transport."""
+        socks = self._listening(endpoint, sock)
+        if self._poller is None:
+            self._poller = Poller(self.loop, READ_SIZE)
+        return PlainServer(self.loop, self._poller, socks, factory)
+
+    def _serve_tls(self, endpoint: Endpoint, sock: socket.socket | None) -> TLSServer:
+        """Listen on ``endpoint`` (or serve ``sock``) for TLS clients (net/handshake.py)."""
+        assert self.tls_context is not None
+        return TLSServer(self, self._listening(endpoint, sock), endpoint, self.tls_context)
+
+    def _listening(self, endpoint: Endpoint, sock: socket.socket | None) -> list[socket.socket]:
+        """The listening sockets of ``endpoint``: ``sock`` if systemd passed it, else bound here."""
         if sock is None and endpoint.is_unix:
             sock = self._bind_unix(endpoint)
         if sock is not None:
             sock.listen(BACKLOG)  # (one systemd passed listens already: this sets our backlog)
-            socks = [sock]
-        else:
-            socks = bind_tcp(endpoint.host, endpoint.port, BACKLOG)
-        if self._poller is None:
-            self._poller = Poller(self.loop, READ_SIZE)
-        return PlainServer(self.loop, self._poller, socks, factory)
+            return [sock]
+        return bind_tcp(endpoint.host, endpoint.port, BACKLOG)
 
     def _bind_unix(self, endpoint: Endpoint) -> socket.socket:
         sock = bind_unix(endpoint.path, self.config.unix_mode)
@@ -501,6 +514,8 @@ class Server:
         self._schedule_idle_sweep(0)  # stopping: cancels it
         if self._stall_timer is not None:
             self._stall_timer.cancel()
+        for task in list(self.handshakes.values()):  # nothing was asked yet: nothing to finish
+            task.cancel()
         self._clock_watch.stop()
         if self._reclaimer is not None:
             self._reclaimer.cancel()

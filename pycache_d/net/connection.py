@@ -79,6 +79,11 @@ class Host(Protocol):
     connections: set[Any]
     max_connections: int
     total_connections: int
+    #: TLS clients still in their handshake, each with the task that runs it
+    #: (:mod:`pycache_d.net.handshake`): they count against the limit too; and the count of
+    #: handshakes that failed or ran out of time.
+    handshakes: dict[Any, asyncio.Task[None]]
+    handshake_errors: int
 
     def new_session(self) -> Any:
         """Return a protocol session for a new client."""
@@ -212,13 +217,12 @@ class Connection(ConnectionBase, asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-        self.transport = transport
-        self.write = transport.write
-        sock = self._sock = transport.get_extra_info("socket")
-        self.fd = sock.fileno() if sock is not None else -1
-        self.peer = _peer_name(transport.get_extra_info("peername"), self.listener)
+        self._attach(transport)
         server = self.server
-        if len(server.connections) >= server.max_connections:
+        if server.handshakes.pop(self, None) is not None:
+            self._open()  # a TLS client, counted since it connected: its handshake is done
+            return
+        if is_full(server):
             # NOTE: memcached answers before reading anything and does not count the client
             # in curr/total_connections, only in rejected_connections.
             self._closing = True
@@ -226,8 +230,20 @@ class Connection(ConnectionBase, asyncio.Protocol):
             transport.close()
             server.note_rejected(self.peer)
             return
-        server.connections.add(self)
         server.total_connections += 1
+        self._open()
+
+    def _attach(self, transport: Any) -> None:
+        self.transport = transport
+        self.write = transport.write
+        sock = self._sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
+        self.peer = peer_name(transport.get_extra_info("peername"), self.listener)
+
+    def _open(self) -> None:
+        server = self.server
+        server.connections.add(self)
+        transport = self.transport
         transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
         self.session = server.new_session()
         log.info("conn %d: opened from %s", self.fd, self.peer)
@@ -454,7 +470,12 @@ class Connection(ConnectionBase, asyncio.Protocol):
         return "conn_mwrite" if self._paused or self._continuing else "conn_parse_cmd"
 
 
-def _peer_name(peer: Any, listener: Endpoint) -> str:
+def is_full(server: Host) -> bool:
+    """True if a new client would pass ``--max-connections`` (handshakes hold slots too)."""
+    return len(server.connections) + len(server.handshakes) >= server.max_connections
+
+
+def peer_name(peer: Any, listener: Endpoint) -> str:
     if listener.is_unix:
         return f"unix:{listener.path}"
     if isinstance(peer, tuple) and len(peer) >= 2:
