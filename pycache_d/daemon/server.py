@@ -6,8 +6,9 @@ protocol is the session's business. :class:`Server` owns what they share: the st
 lifecycle:
 
 * a background task frees dead items (``store.reclaim``) in slices that never stall the loop;
-* SIGTERM/SIGINT: stop accepting, let every client's in-flight replies flush (at most
-  ``SHUTDOWN_GRACE``), exit 0;
+* SIGTERM/SIGINT: stop accepting and reading, answer what every client had sent, deliver it
+  and close (a client that takes none of its replies for ``SHUTDOWN_STALL`` is cut, and the
+  whole takes at most ``SHUTDOWN_GRACE``), exit 0;
 * SIGHUP: re-read the config file and apply the settings that can change live (and the TLS
   certificate files, re-read at the same paths);
 * ``--idle-timeout``: one loop timer sweeps the connections now and then and closes those the
@@ -58,8 +59,10 @@ RECLAIM_INTERVAL = 0.1
 #: The listen() backlog of every listener.
 BACKLOG = 1024
 
-#: On SIGTERM, how long in-flight replies may take to flush before connections are cut.
-SHUTDOWN_GRACE = 5.0
+#: On SIGTERM, how long delivering the replies to what clients had sent may take at most: the
+#: bound for clients that read, however slowly (one that reads nothing is cut after
+#: connection.SHUTDOWN_STALL). Far below systemd's TimeoutStopSec=90, which the snapshot needs.
+SHUTDOWN_GRACE = 30.0
 
 #: Rejected connections are logged at most once per this many seconds (a flood must not
 #: become a flood of log lines).
@@ -508,7 +511,12 @@ class Server:
             self._stopping.set()
 
     async def serve_until_stopped(self) -> None:
-        """Run until :meth:`stop`; then stop accepting and let in-flight replies flush."""
+        """Run until :meth:`stop`; then stop accepting and reading, and deliver what was asked.
+
+        A restart under load takes the time the clients need to receive the replies to what
+        they had sent, not a fixed grace: every connection stops reading at once, answers what
+        it holds (and what its kernel buffer holds), and closes once that is delivered.
+        """
         await self._stopping.wait()
         self._close_listeners()
         self._schedule_idle_sweep(0)  # stopping: cancels it
@@ -524,7 +532,13 @@ class Server:
         while self.connections and self.loop.time() < deadline:
             now = time.monotonic()
             for c in list(self.connections):
-                c.finish_if_idle(now)
+                try:
+                    c.stop_reading()  # at the first look (or for one accepted meanwhile)
+                    c.finish(now)
+                except Exception:  # one connection's bug must not stop the shutdown
+                    log.exception("conn %d: cannot finish; closing it", c.fd)
+                    c.transport.abort()
+                    continue
                 # NOTE: a closing TLS connection lingers until the client answers our close_notify,
                 # which a pooled client that is not reading never does. Once everything is
                 # encrypted and handed on, give it TLS_CLOSE_WAIT to go out, then end it.

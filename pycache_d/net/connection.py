@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import os
 import re
 import socket
 import sys
@@ -115,8 +116,8 @@ _UP_TO = [re.compile(rb"(?:[^\n]*\n){1,%d}" % max(n, 1)) for n in range(MAX_LINE
 #: the end of the part read here.
 _BYTES_ACKED = 120
 _TCP_INFO_SIZE = _BYTES_ACKED + 8
-#: During shutdown, a connection is done once it has received nothing for this long.
-SHUTDOWN_QUIET = 0.1
+#: During shutdown, a client that takes none of its replies for this long is cut.
+SHUTDOWN_STALL = 1.0
 
 #: memcached 1.6's reply to a client over the connection limit (memcached.c, conn_listening).
 TOO_MANY_CONNECTIONS = b"ERROR Too many open connections\r\n"
@@ -200,6 +201,7 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self._pending = b""  # input read but not yet fed, held while paused or continuing
         self._eof = False
         self._closing = False
+        self._stopping = False  # shutting down: nothing more is read (stop_reading)
         self.written = 0  # reply bytes handed to the transport
         self._sock: Any = None
         # The client's progress at the stall check that last saw it move, and when (0: no reply
@@ -292,7 +294,7 @@ class Connection(ConnectionBase, asyncio.Protocol):
         if self._pending or self.session.more:
             pending, self._pending = self._pending, b""
             self._feed(pending)
-        if not self._paused and not self._closing and not self._continuing:
+        if not (self._paused or self._closing or self._continuing or self._stopping):
             self.transport.resume_reading()
 
     # -- internals -----------------------------------------------------------------------------
@@ -413,11 +415,16 @@ class Connection(ConnectionBase, asyncio.Protocol):
         if not (size or self._paused):
             self._stall_since = 0.0  # nothing of ours waits for the client
             return
+        if self._stalled(now, STALL_TIMEOUT):
+            self._disconnect(f"read nothing of {size} unsent bytes in {now - self._stall_since:.0f} s")
+
+    def _stalled(self, now: float, limit: float) -> bool:
+        """True if the client took no byte of its replies in the last ``limit`` seconds of looks."""
         drained = self.drained()
         if not self._stall_since or drained != self._stall_drained:
             self._stall_drained, self._stall_since = drained, now
-        elif now - self._stall_since >= STALL_TIMEOUT:
-            self._disconnect(f"read nothing of {size} unsent bytes in {now - self._stall_since:.0f} s")
+            return False
+        return now - self._stall_since >= limit
 
     def drained(self) -> int:
         """How many bytes of its replies the client has taken (only ever grows).
@@ -426,15 +433,15 @@ class Connection(ConnectionBase, asyncio.Protocol):
         on a unix socket, what we wrote minus what waits in our buffer and in the kernel's.
         """
         sock = self._sock
-        if sock is None:
-            return 0
+        if sock is None or sock.fileno() < 0:  # closed meanwhile: nothing more can drain
+            return self._stall_drained
         try:
             if not self.listener.is_unix:
                 info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
                 if len(info) >= _TCP_INFO_SIZE:  # Linux >= 4.1
                     return int.from_bytes(info[_BYTES_ACKED:_TCP_INFO_SIZE], sys.byteorder)
-            queued = int.from_bytes(fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, bytes(4)), sys.byteorder)
-        except OSError:  # closed meanwhile: nothing more can drain
+            queued = _queued(sock.fileno(), termios.TIOCOUTQ)
+        except OSError:
             return self._stall_drained
         return self.written - self.transport.get_write_buffer_size() - queued
 
@@ -451,23 +458,62 @@ class Connection(ConnectionBase, asyncio.Protocol):
             self.last_command = self.last_active
         return self.last_command
 
-    def finish_if_idle(self, now: float) -> None:
-        """During shutdown: close once the client is quiet and nothing is waiting to be fed."""
-        if (
-            not self._closing
-            and not self._pending
-            and not self._continuing
-            and not self._paused  # still sending: the session may hold more to answer too
-            and not (self.session is not None and self.session.more)
-            and now - self.last_active >= SHUTDOWN_QUIET
-        ):
-            self.close()
+    def stop_reading(self) -> None:
+        """Shutting down: read nothing more, but answer all the client sent before.
+
+        "Before" is what our buffers hold and, on a plain socket, what the kernel had received
+        (FIONREAD), read here at once: a batch that was arriving is answered whole, and a client
+        pipelining without pause cannot hold the shutdown. :meth:`finish` closes once it is all
+        delivered.
+        """
+        if self._stopping or self._closing:
+            return
+        self._stopping = True
+        self.transport.pause_reading()
+        data = b""
+        # NOTE: the socket's own descriptor (-1 once closed), never the number it had: that
+        # may belong to another client by now.
+        fd = self._sock.fileno() if self._sock is not None else -1
+        if fd >= 0 and self.transport.get_extra_info("sslcontext") is None:
+            try:
+                waiting = _queued(fd, termios.FIONREAD)
+                data = os.read(fd, waiting) if waiting else b""
+            except OSError:  # reset: the transport hears it too
+                pass
+        if data:
+            self.data_received(data)  # held behind what waits already, if anything does
+
+    def finish(self, now: float) -> None:
+        """Shutting down: close once every reply is delivered; cut a client that takes none.
+
+        Delivered means answered, out of our buffer and out of the kernel's (TIOCOUTQ: acknowledged
+        by the client): closing a socket with unread input resets it, and a reset drops what the
+        kernel still had to send. A client that takes none of its replies for
+        ``SHUTDOWN_STALL`` is disconnected; one that reads, however slowly, is waited for (the
+        server bounds the whole shutdown).
+        """
+        if not self._closing and not (self._pending or self._continuing or self.session.more):
+            fd = self._sock.fileno() if self._sock is not None else -1
+            try:
+                unsent = self.transport.get_write_buffer_size() or fd >= 0 and _queued(fd, termios.TIOCOUTQ)
+            except OSError:
+                unsent = 0
+            if not unsent:
+                self.close()
+                return
+        if self._stalled(now, SHUTDOWN_STALL):
+            self._disconnect(f"shutting down: took none of its replies in {SHUTDOWN_STALL:g} s")
 
     def state(self) -> str:
         """The memcached-style state name shown in ``stats conns``."""
         if self._closing:
             return "conn_closing"
         return "conn_mwrite" if self._paused or self._continuing else "conn_parse_cmd"
+
+
+def _queued(fd: int, request: int) -> int:
+    """Bytes waiting in a socket's receive (FIONREAD) or send (TIOCOUTQ) queue in the kernel."""
+    return int.from_bytes(fcntl.ioctl(fd, request, bytes(4)), sys.byteorder)
 
 
 def is_full(server: Host) -> bool:
