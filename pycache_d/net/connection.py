@@ -56,7 +56,7 @@ import socket
 import sys
 import termios
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..log import log, notice
 from ..protocol.session import REPLY_BUDGET
@@ -184,13 +184,28 @@ if not NO_EXTENSIONS:
 class Connection(ConnectionBase, asyncio.Protocol):
     """One client: moves bytes between its transport and its session, within bounds."""
 
+    # PERF: no __dict__ (with the compiled base, whose fields are C ones): an idle connection
+    # is a few hundred bytes, and there may be tens of thousands. (Hidden from mypy, which
+    # cannot see the compiled base's fields.)
+    if not TYPE_CHECKING:
+        __slots__ = (
+            "server",
+            "listener",
+            "fd",
+            "last_command",
+            "_commands_seen",
+            "_stopping",
+            "_sock",
+            "_stall_drained",
+            "_stall_since",
+        )
+
     def __init__(self, server: Host, listener: Endpoint) -> None:
         self.server = server
         self.listener = listener
         self.transport: Any = None
         self.session: Any = None
         self.fd = -1
-        self.peer = "?"
         self.last_active = time.monotonic()
         # When the last complete command came (see last_command_at), and the session's count
         # of commands then.
@@ -240,7 +255,13 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self.write = transport.write
         sock = self._sock = transport.get_extra_info("socket")
         self.fd = sock.fileno() if sock is not None else -1
-        self.peer = peer_name(transport.get_extra_info("peername"), self.listener)
+
+    @property
+    def peer(self) -> str:
+        """The client's address, for the log and ``stats conns`` (made when asked: it is rarely)."""
+        if self.transport is None:
+            return "?"
+        return peer_name(self.transport.get_extra_info("peername"), self.listener)
 
     def _open(self) -> None:
         server = self.server
@@ -248,7 +269,8 @@ class Connection(ConnectionBase, asyncio.Protocol):
         transport = self.transport
         transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
         self.session = server.new_session()
-        log.info("conn %d: opened from %s", self.fd, self.peer)
+        if log.isEnabledFor(logging.INFO):  # PERF: the peer's name is made only to be logged
+            log.info("conn %d: opened from %s", self.fd, self.peer)
 
     def eof_received(self) -> bool:
         self._eof = True

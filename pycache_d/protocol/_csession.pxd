@@ -21,15 +21,19 @@ cdef class NativeSession:
     cdef object slow
     cdef bint slow_active
     cdef bint _closing
-    cdef buffer pending  # input kept between feeds
-    cdef buffer out
+    cdef buffer pending  # input kept between feeds (none when idle)
+    cdef buffer *out     # where this feed builds its reply: SHARED_OUT, or own (see the .pyx)
+    cdef buffer own
     cdef size_t cut_at  # where the unanswered keys of a multi-get cut at the budget start
     cdef bint cut_cas   # ... and whether it was a gets
     cdef bint _more     # the last feed stopped at REPLY_BUDGET with complete input left
     cdef size_t done    # commands answered here (the Python session counts its own)
 
     cdef object feed_ptr(self, const char *data, size_t size)
+    cdef object _feed_ptr(self, const char *data, size_t size)
+    cdef void _borrow_out(self) noexcept
     cdef void out_sent(self) noexcept
+    cdef object _slow(self)
     cdef bytes _take_out(self)
     cdef bytes _flush_and_delegate(self, const char *p, size_t n, size_t start)
     cdef bytes _flush_and_cut(self, const char *p, size_t n)

@@ -16,6 +16,14 @@ differential tests feed both the same bytes and demand the same replies.
 APPSEC: input kept between feeds is bounded like the Python session's: one partial line of at
 most MAX_LINE bytes, or one storage command with its partial data block, whose item is known to
 fit within the store's max_item_size.
+
+Memory: an idle session holds no buffer. Input is kept (``pending``) only while a command is
+incomplete, and freed once it is answered. Replies are built in one output buffer that all
+sessions share (``SHARED_OUT``): a feed borrows it and the caller gives it back once it has
+copied the reply out (``out_sent``), before any other session can run; the Python session is
+never called while it is borrowed. A feed that finds it borrowed (only if something fed a
+session from inside another's feed) builds in a buffer of its own, freed after. The Python
+session a line can be handed to is made the first time one is.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -27,6 +35,7 @@ from pycache_d.store._native cimport Store
 from pycache_d.store._store_c cimport *
 
 from . import session as _session
+from .context import ServerContext
 from pycache_d.store.errors import ItemTooLarge, NonNumericValue, OutOfMemory
 
 cdef size_t MAX_LINE = _session.MAX_LINE
@@ -54,8 +63,16 @@ cdef int buf_reserve(buffer *b, size_t extra) except -1:
     return 0
 
 
+cdef inline void release(buffer *b) noexcept:
+    """Give a buffer back entirely."""
+    free(b.data)
+    b.data = NULL
+    b.len = 0
+    b.cap = 0
+
+
 cdef inline void shrink(buffer *b):
-    """Give back a buffer that grew for one large value, so idle connections stay small."""
+    """Give back a buffer that grew for one large value (the shared reply buffer stays small)."""
     cdef char *smaller
     if b.cap > 65536 and b.len <= 4096:
         smaller = <char *>realloc(b.data, 4096)
@@ -147,21 +164,36 @@ cdef cmd_kind classify(const char *p, size_t n):
 
 cdef tuple STORE_REPLIES = ()  # Result -> reply line, filled in at import
 
+# The reply buffer every session builds its replies in (see the module docstring), and whether
+# a feed has it now.
+cdef buffer SHARED_OUT
+cdef bint SHARED_OUT_BUSY = False
+
 
 cdef class NativeSession:
     """A memcached text-protocol session over a native store, with the same API as Session."""
 
     # Fields: see _csession.pxd.
 
+    def __cinit__(self, *args, **kwargs):
+        self.out = &self.own
+
     def __init__(self, Store store not None, ctx=None):
-        self.slow = _session.Session(store, ctx)
         self.store = store
         self.s = &store._s
-        self.ctx = self.slow.ctx
+        self.ctx = ctx if ctx is not None else ServerContext(store)
 
     def __dealloc__(self):
+        global SHARED_OUT_BUSY
+        if self.out == &SHARED_OUT:
+            SHARED_OUT_BUSY = False
         free(self.pending.data)
-        free(self.out.data)
+        free(self.own.data)
+
+    @property
+    def buffered(self):
+        """Bytes of memory the session's own buffers hold (0 when idle): kept input, and replies."""
+        return self.pending.cap + self.own.cap
 
     @property
     def closing(self):
@@ -201,15 +233,22 @@ cdef class NativeSession:
         Returns None when the whole reply was built in ``out`` (the caller sends
         ``out.data[:out.len]`` and then calls ``out_sent()``); else the reply as bytes.
         """
-        cdef const char *p
-        cdef size_t n
-        cdef Py_ssize_t pos
         if self._closing:
             return b""
         if self.slow_active:
             return self._to_slow(PyBytes_FromStringAndSize(data, size))
         self.store._tick()
-        self.out.len = 0
+        self._borrow_out()
+        try:
+            return self._feed_ptr(data, size)
+        except BaseException:
+            self.out_sent()
+            raise
+
+    cdef object _feed_ptr(self, const char *data, size_t size):
+        cdef const char *p
+        cdef size_t n
+        cdef Py_ssize_t pos
         if self.pending.len:
             buf_put(&self.pending, data, size)
             p = self.pending.data
@@ -231,13 +270,31 @@ cdef class NativeSession:
         elif <size_t>pos < n:
             self.pending.len = 0
             buf_put(&self.pending, p + pos, n - <size_t>pos)
-        shrink(&self.pending)
+        if self.pending.len:
+            shrink(&self.pending)
+        else:
+            release(&self.pending)  # idle: no buffer kept
         return None
 
-    cdef void out_sent(self) noexcept:
-        """``out`` was sent: empty it, and give it back if it grew for a large reply."""
+    cdef inline void _borrow_out(self) noexcept:
+        global SHARED_OUT_BUSY
+        if SHARED_OUT_BUSY:
+            self.out = &self.own
+        else:
+            SHARED_OUT_BUSY = True
+            self.out = &SHARED_OUT
         self.out.len = 0
-        shrink(&self.out)
+
+    cdef void out_sent(self) noexcept:
+        """``out`` was sent (or the feed failed): give the buffer back (see the module docstring)."""
+        global SHARED_OUT_BUSY
+        self.out.len = 0
+        if self.out == &SHARED_OUT:
+            shrink(&SHARED_OUT)
+            SHARED_OUT_BUSY = False
+            self.out = &self.own
+        else:
+            release(&self.own)
 
     cdef bytes _take_out(self):
         """The reply built in ``out``, as bytes; ``out`` is emptied and, if it grew for a
@@ -249,7 +306,7 @@ cdef class NativeSession:
     cdef bytes _flush_and_delegate(self, const char *p, size_t n, size_t start):
         head = self._take_out()
         rest = PyBytes_FromStringAndSize(p + start, n - start)
-        self.pending.len = 0
+        release(&self.pending)
         return head + self._to_slow(rest)
 
     cdef bytes _flush_and_cut(self, const char *p, size_t n):
@@ -258,13 +315,19 @@ cdef class NativeSession:
         head = self._take_out()
         rest = (b"gets " if self.cut_cas else b"get ") + PyBytes_FromStringAndSize(
             p + self.cut_at, n - self.cut_at)
-        self.pending.len = 0
-        self.slow.push(rest)
+        release(&self.pending)
+        self._slow().push(rest)
         self.slow_active = True
         return head
 
+    cdef object _slow(self):
+        """The Python session that lines the fast path does not take go to (made at first use)."""
+        if self.slow is None:
+            self.slow = _session.Session(self.store, self.ctx)
+        return self.slow
+
     cdef bytes _to_slow(self, data):
-        slow = self.slow
+        slow = self._slow()
         cdef bytes reply = slow.feed(data)
         self._closing = slow.closing
         self.slow_active = not slow.idle
@@ -338,7 +401,7 @@ cdef class NativeSession:
                          size_t next_pos) except? -3:
         cdef size_t j, k, nkeys = 0
         cdef item *it
-        cdef buffer *out = &self.out
+        cdef buffer *out = self.out
         # First pass: every key must be plain, or the slow path decides what to answer.
         k = skip_spaces(p, i, lend)
         while k < lend:
@@ -427,7 +490,7 @@ cdef class NativeSession:
             line = <bytes>STORE_REPLIES[rc]
         else:
             line = self._count_error(rc)
-        return buf_put(&self.out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
+        return buf_put(self.out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
 
     cdef bytes _count_error(self, int rc):
         """Count a rejected store as the Python session does and return memcached's reply."""
@@ -462,8 +525,8 @@ cdef class NativeSession:
         cdef bytes line
         if not noreply:
             if rc == STORE_STORED:
-                buf_u64(&self.out, result)
-                buf_put(&self.out, b"\r\n", 2)
+                buf_u64(self.out, result)
+                buf_put(self.out, b"\r\n", 2)
             elif rc == STORE_NOT_FOUND:
                 self._reply(rc)
             else:
@@ -471,7 +534,7 @@ cdef class NativeSession:
                 # allocate the longer number is "out of memory" there).
                 line = OutOfMemory.wire if rc == STORE_NO_MEMORY or rc == STORE_TOO_LARGE else (
                     NonNumericValue.wire)
-                buf_put(&self.out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
+                buf_put(self.out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
         return <Py_ssize_t>next_pos
 
 
