@@ -21,8 +21,8 @@ Memory: an idle session holds no buffer. Input is kept (``pending``) only while 
 incomplete, and freed once it is answered. Replies are built in one output buffer that all
 sessions share (``SHARED_OUT``): a feed borrows it and the caller gives it back once it has
 copied the reply out (``out_sent``), before any other session can run; the Python session is
-never called while it is borrowed. A feed that finds it borrowed (only if something fed a
-session from inside another's feed) builds in a buffer of its own, freed after. The Python
+never called while it is borrowed. A feed that finds it borrowed (a session fed from inside
+another's feed, or after another's feed raised) builds in a buffer of its own, freed after. The Python
 session a line can be handed to is made the first time one is.
 """
 
@@ -164,10 +164,10 @@ cdef cmd_kind classify(const char *p, size_t n):
 
 cdef tuple STORE_REPLIES = ()  # Result -> reply line, filled in at import
 
-# The reply buffer every session builds its replies in (see the module docstring), and whether
-# a feed has it now.
+# The reply buffer every session builds its replies in (see the module docstring), and the
+# session whose feed has it now (NULL: nobody's).
 cdef buffer SHARED_OUT
-cdef bint SHARED_OUT_BUSY = False
+cdef void *SHARED_OUT_OWNER = NULL
 
 
 cdef class NativeSession:
@@ -184,9 +184,9 @@ cdef class NativeSession:
         self.ctx = ctx if ctx is not None else ServerContext(store)
 
     def __dealloc__(self):
-        global SHARED_OUT_BUSY
-        if self.out == &SHARED_OUT:
-            SHARED_OUT_BUSY = False
+        global SHARED_OUT_OWNER
+        if SHARED_OUT_OWNER == <void *>self:
+            SHARED_OUT_OWNER = NULL
         free(self.pending.data)
         free(self.own.data)
 
@@ -239,11 +239,7 @@ cdef class NativeSession:
             return self._to_slow(PyBytes_FromStringAndSize(data, size))
         self.store._tick()
         self._borrow_out()
-        try:
-            return self._feed_ptr(data, size)
-        except BaseException:
-            self.out_sent()
-            raise
+        return self._feed_ptr(data, size)
 
     cdef object _feed_ptr(self, const char *data, size_t size):
         cdef const char *p
@@ -272,28 +268,30 @@ cdef class NativeSession:
             buf_put(&self.pending, p + pos, n - <size_t>pos)
         if self.pending.len:
             shrink(&self.pending)
-        else:
+        elif self.pending.data != NULL:
             release(&self.pending)  # idle: no buffer kept
         return None
 
     cdef inline void _borrow_out(self) noexcept:
-        global SHARED_OUT_BUSY
-        if SHARED_OUT_BUSY:
-            self.out = &self.own
-        else:
-            SHARED_OUT_BUSY = True
+        # NOTE: a feed that raised keeps it until this session feeds again or goes (its
+        # connection is closed then): meanwhile others build in buffers of their own.
+        global SHARED_OUT_OWNER
+        if SHARED_OUT_OWNER == NULL or SHARED_OUT_OWNER == <void *>self:
+            SHARED_OUT_OWNER = <void *>self
             self.out = &SHARED_OUT
+        else:
+            self.out = &self.own
         self.out.len = 0
 
     cdef void out_sent(self) noexcept:
-        """``out`` was sent (or the feed failed): give the buffer back (see the module docstring)."""
-        global SHARED_OUT_BUSY
+        """``out`` was sent: give the buffer back (see the module docstring)."""
+        global SHARED_OUT_OWNER
         self.out.len = 0
         if self.out == &SHARED_OUT:
             shrink(&SHARED_OUT)
-            SHARED_OUT_BUSY = False
+            SHARED_OUT_OWNER = NULL
             self.out = &self.own
-        else:
+        elif self.own.data != NULL:
             release(&self.own)
 
     cdef bytes _take_out(self):
