@@ -18,6 +18,8 @@ SCRIPTS = [
     "snapshot_speed.py",
     "daemon_throughput.py",
     "flood_rss.py",
+    "idle_connections.py",
+    "shutdown_time.py",
 ]
 
 

@@ -66,6 +66,9 @@ class Daemon:
         listen: the ``-l`` addresses; ``()`` gives none (pass your own in ``args``).
         env: extra environment variables (``PYCACHE_D_*`` settings of the caller are dropped).
         timeout: seconds to wait for the daemon to start, and to stop.
+        patch: module constants to set in the daemon process before it starts, as
+            ``{"pycache_d.net.connection.STALL_TIMEOUT": 1.0}``: a bound of 30 s is tested
+            with 1 s (the daemon then runs from ``python -c``, not ``-m``).
     """
 
     def __init__(
@@ -75,8 +78,9 @@ class Daemon:
         listen: Sequence[str] = ("127.0.0.1",),
         env: dict[str, str] | None = None,
         timeout: float = 10.0,
+        patch: dict[str, object] | None = None,
     ) -> None:
-        self.argv = [sys.executable, "-m", "pycache_d", "-p", "0"]
+        self.argv = [sys.executable, *_entry(patch or {}), "-p", "0"]
         for addr in listen:
             self.argv += ["-l", addr]
         if backend is not None:
@@ -242,6 +246,18 @@ class Daemon:
         with self.connect(timeout) as sock:
             sock.sendall(data)
             return read_until(sock, until)
+
+
+def _entry(patch: dict[str, object]) -> list[str]:
+    """The interpreter arguments that run the daemon with ``patch`` applied (see Daemon)."""
+    if not patch:
+        return ["-m", "pycache_d"]
+    lines = ["import importlib, sys"]
+    for name, value in patch.items():
+        module, _, attr = name.rpartition(".")
+        lines.append(f"setattr(importlib.import_module({module!r}), {attr!r}, {value!r})")
+    lines += ["from pycache_d.daemon.main import main", "sys.exit(main())"]
+    return ["-c", "\n".join(lines)]
 
 
 def read_until(sock: socket.socket, suffix: bytes | None, limit: int = 64 * 1024 * 1024) -> bytes:

@@ -126,6 +126,7 @@ def test_compiled_session_matches_python_session(commands, cuts):
     got = run(fast, stream, cuts)
     assert normalise(got) == normalise(expected)
     assert fast.closing == slow.closing
+    assert fast.commands == slow.commands  # what --idle-timeout counts idleness from
     assert list(fast.store.items()) == list(slow.store.items())
     fast_stats, slow_stats = fast.store.stats(), slow.store.stats()
     assert fast_stats == slow_stats
@@ -145,6 +146,16 @@ def test_split_at_every_byte_boundary():
         assert fast.feed(stream[:cut]) + fast.feed(stream[cut:]) == expected, cut
     _, fast = pair(FakeClock())
     assert b"".join(fast.feed(stream[i : i + 1]) for i in range(len(stream))) == expected
+
+
+def test_commands_count_complete_commands_only():
+    """A partial line or data block is not a command, however many bytes of it arrive."""
+    for session in pair(FakeClock()):
+        counts = []
+        for chunk in [b"get a", b" b", b"\r\nset k 0 0 5\r\nhe", b"ll", b"o\r\n", b"version\r\nmn\r\nge"]:
+            session.feed(chunk)
+            counts.append(session.commands)
+        assert counts == [0, 0, 1, 1, 2, 4], type(session).__name__
 
 
 def test_hands_over_and_takes_back():

@@ -127,3 +127,70 @@ def test_bad_idle_timeout_is_one_line(args: list[str], message: str) -> None:
 
     with pytest.raises(ConfigError, match="^" + message + "$"):
         load(args, {})
+
+
+def trickle_until_closed(sock: socket.socket, drip: bytes, every: float = 0.2) -> bool:
+    """Send ``drip`` a byte at a time, ``every`` seconds, until the daemon closes (True) or KICK_WAIT."""
+    deadline = time.monotonic() + KICK_WAIT
+    sock.settimeout(every)
+    for i in range(len(drip)):
+        if time.monotonic() > deadline:
+            return False
+        try:
+            sock.sendall(drip[i : i + 1])
+            if sock.recv(1) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            return True
+    return False
+
+
+@pytest.mark.usefixtures("both_transports")
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(b"get ", id="command-line"),
+        pytest.param(b"set k 0 0 100000\r\n", id="data-block"),
+    ],
+)
+def test_a_client_trickling_bytes_is_idle(daemon_factory: Factory, backend: str, head: bytes) -> None:
+    """Idleness counts from the last complete command: a byte now and then is not one."""
+    d = daemon_factory("--idle-timeout", "1", "-v", backend=backend)
+    with d.connect() as sock:
+        sock.sendall(b"version\r\n")
+        assert read_until(sock, b"\r\n").startswith(b"VERSION ")
+        sock.sendall(head)
+        assert trickle_until_closed(sock, b"k" * 1000), "a client trickling bytes was never closed"
+    d.wait_for_log(r"conn \d+: closing 127\.0\.0\.1:\d+: idle for \d+ s \(idle_timeout\)", timeout=5)
+    assert stats(d)["idle_kicks"] == "1"
+
+
+@pytest.mark.usefixtures("both_transports")
+@pytest.mark.parametrize("backend", backend_params())
+def test_a_client_sending_slow_complete_commands_is_not_idle(daemon_factory: Factory, backend: str) -> None:
+    d = daemon_factory("--idle-timeout", "1", backend=backend)
+    with d.connect() as slow, d.connect() as idle:
+        # A command every half timeout, split over two reads, until an idle witness is kicked
+        # twice over (the witness connected last, so the slow client was due before it).
+        deadline = time.monotonic() + KICK_WAIT
+        idle.settimeout(0.01)
+        closed = False
+        while time.monotonic() < deadline and not closed:
+            slow.sendall(b"set s 0 0 1\r\n")
+            time.sleep(0.25)
+            slow.sendall(b"x\r\n")
+            assert read_until(slow, b"\r\n") == b"STORED\r\n"
+            time.sleep(0.25)
+            try:
+                closed = idle.recv(1) == b""
+            except TimeoutError:
+                pass
+        assert closed, "the idle witness was not closed"
+        for _ in range(6):  # three more timeouts of the same
+            assert is_open(slow)
+            time.sleep(0.5)
+        assert is_open(slow)
+    assert stats(d)["idle_kicks"] == "1"

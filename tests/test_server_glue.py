@@ -46,6 +46,11 @@ class StandInSession:
         self.answered = 0
         StandInSession.instances.append(self)
 
+    @property
+    def commands(self) -> int:
+        """Commands completed (what --idle-timeout counts from), as the real sessions have it."""
+        return self.answered
+
     def feed(self, data: bytes) -> bytes:
         self.buf += data
         out: list[bytes] = []

@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -369,3 +370,83 @@ def test_sigterm_with_tls_clients_flushes_and_does_not_wait(
             assert pooled.recv(1) == b""
     # The silent client did not hold the shutdown until the grace period ran out.
     assert "still busy" not in d.log
+
+
+def silent_clients(port: int, n: int) -> list[socket.socket]:
+    """``n`` TCP connections to ``port`` that never send a ClientHello."""
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        socks.append(s)
+    return socks
+
+
+def closed_by_daemon(sock: socket.socket) -> bytes | None:
+    """What the daemon sent before it closed ``sock`` (None: it did not close within the timeout)."""
+    try:
+        return read_until(sock, None)
+    except ConnectionResetError:
+        return b""
+    except TimeoutError:
+        return None
+
+
+def unix_stats(path: Path) -> dict[str, str]:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        sock.sendall(b"stats\r\n")
+        lines = read_until(sock, b"END\r\n").decode().splitlines()[:-1]
+    return dict(line.split(" ", 2)[1:] for line in lines)
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_stalled_handshakes_count_against_the_limit_and_end_at_the_deadline(
+    daemon_factory: Factory, pki: PKI, backend: str, tmp_path: Path
+) -> None:
+    """Many raw TCP clients that never start TLS: -c refuses the rest, the deadline frees them."""
+    admin = tmp_path / "plain.sock"  # a plain way in, for stats
+    d = daemon_factory(
+        *tls_args(pki),
+        "-c",
+        "201",
+        backend=backend,
+        listen=("127.0.0.1", f"unix:{admin}"),
+        patch={"pycache_d.net.tls.HANDSHAKE_TIMEOUT": 3.0},
+    )
+    port = tls_ports(d)[0]
+    stalled = silent_clients(port, 200)
+    try:
+        # With the stats connection, the limit: counted while still in their handshake.
+        st = unix_stats(admin)
+        assert (st["curr_connections"], st["total_connections"]) == ("201", "201")
+        # memcached's treatment past the limit: plain text, before any TLS.
+        for s in silent_clients(port, 50):
+            assert closed_by_daemon(s) == b"ERROR Too many open connections\r\n"
+            s.close()
+        # At the deadline every stalled handshake ends.
+        for s in stalled:
+            assert closed_by_daemon(s) == b""
+    finally:
+        for s in stalled:
+            s.close()
+    deadline = time.monotonic() + 10
+    while (st := unix_stats(admin))["ssl_handshake_errors"] != "200" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (st["ssl_handshake_errors"], st["rejected_connections"]) == ("200", "50")
+    assert st["curr_connections"] == "1"  # every slot is free again
+    assert talk(client_context(pki), port, b"version\r\n").startswith(b"VERSION ")
+
+
+def test_a_failed_handshake_frees_its_slot(daemon_factory: Factory, pki: PKI, tmp_path: Path) -> None:
+    admin = tmp_path / "plain.sock"
+    d = daemon_factory(*tls_args(pki), "-c", "2", listen=("127.0.0.1", f"unix:{admin}"))
+    port = tls_ports(d)[0]
+    for _ in range(3):
+        with pytest.raises(ssl.SSLError):
+            talk(ssl.create_default_context(), port, b"version\r\n")  # does not trust the test CA
+    deadline = time.monotonic() + 10
+    while (st := unix_stats(admin))["ssl_handshake_errors"] != "3" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (st["ssl_handshake_errors"], st["curr_connections"]) == ("3", "1")  # only the stats one
+    assert talk(client_context(pki), port, b"version\r\n").startswith(b"VERSION ")

@@ -6,12 +6,16 @@ protocol is the session's business. :class:`Server` owns what they share: the st
 lifecycle:
 
 * a background task frees dead items (``store.reclaim``) in slices that never stall the loop;
-* SIGTERM/SIGINT: stop accepting, let every client's in-flight replies flush (at most
-  ``SHUTDOWN_GRACE``), exit 0;
+* SIGTERM/SIGINT: stop accepting and reading, answer what every client had sent, deliver it
+  and close (a client that takes none of its replies for ``SHUTDOWN_STALL`` is cut, and the
+  whole takes at most ``SHUTDOWN_GRACE``), exit 0;
 * SIGHUP: re-read the config file and apply the settings that can change live (and the TLS
   certificate files, re-read at the same paths);
 * ``--idle-timeout``: one loop timer sweeps the connections now and then and closes those the
-  client left idle (no per-connection timers: idle clients cost nothing).
+  client left idle (no per-connection timers: idle clients cost nothing);
+* stalls: another looks at every connection every ``STALL_TIMEOUT`` / 4 and disconnects a client
+  that has taken none of its waiting replies for ``STALL_TIMEOUT``
+  (:meth:`~pycache_d.net.connection.Connection.check_stall`).
 
 TLS (see :mod:`pycache_d.net.tls`): with a certificate, every TCP listener but the ``notls:`` ones
 speaks TLS; unix sockets stay plain. A plain listener that other hosts can reach is warned about
@@ -36,8 +40,10 @@ from typing import Any
 
 from .. import log as logmod
 from ..log import log, notice
+from ..net import connection as netconn
 from ..net import tls
 from ..net.connection import Connection
+from ..net.handshake import TLSServer
 from ..net.listeners import Endpoint, ListenError, bind_tcp, bind_unix, raise_fd_limit
 from ..net.streams import READ_SIZE, PlainServer, Poller
 from ..protocol import auth, new_session
@@ -56,15 +62,18 @@ RECLAIM_INTERVAL = 0.1
 #: The listen() backlog of every listener.
 BACKLOG = 1024
 
-#: On SIGTERM, how long in-flight replies may take to flush before connections are cut.
-SHUTDOWN_GRACE = 5.0
+#: On SIGTERM, how long delivering the replies to what clients had sent may take at most: the
+#: bound for clients that read, however slowly (one that reads nothing is cut after
+#: connection.SHUTDOWN_STALL). Far below systemd's TimeoutStopSec=90, which the snapshot needs.
+SHUTDOWN_GRACE = 30.0
 
 #: Rejected connections are logged at most once per this many seconds (a flood must not
 #: become a flood of log lines).
 REJECT_LOG_INTERVAL = 1.0
 
-#: The idle sweep runs at most this often (seconds), and at most 8 times per --idle-timeout, so
-#: a client is closed between timeout and timeout + max(1 s, timeout / 8) after its last input.
+#: The idle sweep runs every max(IDLE_SWEEP_MIN, timeout / 8) seconds, so a client is closed
+#: between timeout and timeout + 2 x that after its last complete command (one interval to see
+#: that its count of commands moved, one to find it due).
 IDLE_SWEEP_MIN = 1.0
 
 #: On SIGTERM, a closing TLS client with nothing left to encrypt gets this long to read the
@@ -92,13 +101,14 @@ class DaemonContext(ServerContext):
         s = self._server
         ours: list[tuple[str, object]] = [
             ("max_connections", s.max_connections),
-            ("curr_connections", len(s.connections)),
+            ("curr_connections", len(s.connections) + len(s.handshakes)),
             ("total_connections", s.total_connections),
             ("rejected_connections", s.rejected_connections),
-            ("connection_structures", len(s.connections)),
+            ("connection_structures", len(s.connections) + len(s.handshakes)),
             ("idle_kicks", s.idle_kicks),
         ]
         if s.tls_context is not None:
+            ours.append(("ssl_handshake_errors", s.handshake_errors))
             ours.append(("time_since_server_cert_refresh", int(time.monotonic() - s.certs_loaded_at)))
         return _merge(super().general_stats(), ours)
 
@@ -142,7 +152,7 @@ class DaemonContext(ServerContext):
                 (f"{c.fd}:addr", "unix:" + c.listener.path if c.listener.is_unix else "tcp:" + c.peer),
                 (f"{c.fd}:listen_addr", _wire_addr(c.listener)),
                 (f"{c.fd}:state", c.state()),
-                (f"{c.fd}:secs_since_last_cmd", int(now - c.last_active)),
+                (f"{c.fd}:secs_since_last_cmd", int(now - c.last_command_at())),
             ]
         return out
 
@@ -152,6 +162,7 @@ class DaemonContext(ServerContext):
         self._server.total_connections = 0
         self._server.rejected_connections = 0
         self._server.idle_kicks = 0
+        self._server.handshake_errors = 0
 
 
 def _endpoint_of(sock: socket.socket) -> Endpoint:
@@ -216,6 +227,8 @@ class Server:
         self.ctx.verbosity = config.verbose
         self.max_connections = config.max_connections
         self.connections: set[Connection] = set()
+        self.handshakes: dict[Connection, asyncio.Task[None]] = {}
+        self.handshake_errors = 0
         self.total_connections = 0
         self.rejected_connections = 0
         self.bound: list[Endpoint] = []
@@ -228,6 +241,7 @@ class Server:
         self.idle_timeout = config.idle_timeout
         self.idle_kicks = 0
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._stall_timer: asyncio.TimerHandle | None = None
         # A step of the wall clock is logged, and absolute expiry times follow it (clock.py).
         self._clock_watch = WallClockWatch(on_step=self._set_wall_skew)
         self._servers: list[Any] = []  # asyncio servers and PlainServers
@@ -282,6 +296,7 @@ class Server:
         self._warn_if_exposed()
         self._reclaimer = self.loop.create_task(self._reclaim_forever())
         self._schedule_idle_sweep(self.idle_timeout)
+        self._sweep_stalls()
         self._clock_watch.start(self.loop)
 
     async def _listen(self, endpoint: Endpoint, sock: socket.socket | None = None) -> None:
@@ -289,24 +304,24 @@ class Server:
             return Connection(self, e)
 
         secure = self._secure(endpoint)
-        # NOTE: asyncio refuses a handshake timeout without ssl.
-        tls_args: dict[str, Any] = (
-            {"ssl": self.tls_context, "ssl_handshake_timeout": tls.HANDSHAKE_TIMEOUT} if secure else {}
-        )
         try:
-            if Poller is not None and not secure:
-                srv: Any = self._serve_plain(endpoint, sock, factory)
+            if secure:
+                # NOTE: accepted here, not by the loop's TLS server, so that a client counts
+                # (and has a deadline) from its connect, not from the end of its handshake.
+                srv: Any = self._serve_tls(endpoint, sock)
+            elif Poller is not None:
+                srv = self._serve_plain(endpoint, sock, factory)
             elif sock is not None:  # passed by systemd, which owns (and removes) a unix socket file
                 if endpoint.is_unix:
                     srv = await self.loop.create_unix_server(factory, sock=sock, backlog=BACKLOG)
                 else:
-                    srv = await self.loop.create_server(factory, sock=sock, backlog=BACKLOG, **tls_args)
+                    srv = await self.loop.create_server(factory, sock=sock, backlog=BACKLOG)
             elif endpoint.is_unix:
                 sock = self._bind_unix(endpoint)
                 srv = await self.loop.create_unix_server(factory, sock=sock, backlog=BACKLOG)
             else:
                 srv = await self.loop.create_server(
-                    factory, endpoint.host, endpoint.port, reuse_address=True, backlog=BACKLOG, **tls_args
+                    factory, endpoint.host, endpoint.port, reuse_address=True, backlog=BACKLOG
                 )
         except OSError as e:
             # NOTE: the errno's text, not the loop's message, which differs between uvloop and
@@ -334,19 +349,27 @@ class Server:
                 notice("listening on %s", bound)
 
     def _serve_plain(
-        self, endpoint: Endpoint, sock: socket.socket | None, factory: Callable[[], Connection]
+        self, endpoint: Endpoint, sock: socket.socket | None, factory: Callable[[], asyncio.Protocol]
     ) -> PlainServer:
         """Listen on ``endpoint`` (or serve ``sock``) with the compiled stream transport."""
+        socks = self._listening(endpoint, sock)
+        if self._poller is None:
+            self._poller = Poller(self.loop, READ_SIZE)
+        return PlainServer(self.loop, self._poller, socks, factory)
+
+    def _serve_tls(self, endpoint: Endpoint, sock: socket.socket | None) -> TLSServer:
+        """Listen on ``endpoint`` (or serve ``sock``) for TLS clients (net/handshake.py)."""
+        assert self.tls_context is not None
+        return TLSServer(self, self._listening(endpoint, sock), endpoint, self.tls_context)
+
+    def _listening(self, endpoint: Endpoint, sock: socket.socket | None) -> list[socket.socket]:
+        """The listening sockets of ``endpoint``: ``sock`` if systemd passed it, else bound here."""
         if sock is None and endpoint.is_unix:
             sock = self._bind_unix(endpoint)
         if sock is not None:
             sock.listen(BACKLOG)  # (one systemd passed listens already: this sets our backlog)
-            socks = [sock]
-        else:
-            socks = bind_tcp(endpoint.host, endpoint.port, BACKLOG)
-        if self._poller is None:
-            self._poller = Poller(self.loop, READ_SIZE)
-        return PlainServer(self.loop, self._poller, socks, factory)
+            return [sock]
+        return bind_tcp(endpoint.host, endpoint.port, BACKLOG)
 
     def _bind_unix(self, endpoint: Endpoint) -> socket.socket:
         sock = bind_unix(endpoint.path, self.config.unix_mode)
@@ -429,42 +452,45 @@ class Server:
             self._idle_timer = self.loop.call_later(delay, self._sweep_idle)
 
     def _sweep_idle(self) -> None:
-        """Close the connections idle for ``idle_timeout`` seconds; sleep until the next one is due.
+        """Close the connections idle for ``idle_timeout`` seconds; look again in a while.
 
-        Idle means nothing received for that long and nothing being answered: like memcached,
-        which kicks only connections waiting for a command, a client still being sent replies
-        (paused, continuing or with unsent bytes) is left alone; the connection's stall timeout
-        watches it instead. A client that stopped halfway through a command or a value counts
-        as idle too: memcached spares one mid-value (conn_nread), but a client that sends nothing
-        for a whole timeout in the middle of a request is a slowloris either way.
+        Idle means no complete command for that long, as memcached measures it (its
+        last_cmd_time): bytes trickled onto a command line are not a command, so a slowloris
+        cannot hold its slot. A client still being sent replies (paused, continuing or with
+        unsent bytes) is left alone, as memcached does; the stall check watches it instead.
+        NOTE: unlike memcached, a client in the middle of a data block is not spared (memcached
+        never kicks one in conn_nread, so a value trickled a byte at a time holds a slot for
+        days): a command's data block must arrive within the timeout of the command before it.
         """
         self._idle_timer = None
         timeout = self.idle_timeout
         if not timeout:
             return
         now = time.monotonic()
-        floor = max(IDLE_SWEEP_MIN, timeout / 8)
-        next_due = now + timeout  # a connection active just now is due then at the earliest
         for c in list(self.connections):
-            due = c.last_active + timeout
-            if due > now:
-                next_due = min(next_due, due)
-            elif c.state() != "conn_parse_cmd" or c.transport.get_write_buffer_size():
-                next_due = now  # busy: look again after the floor
-            else:
+            last = c.last_command_at()
+            if last + timeout > now:
+                continue
+            if c.state() == "conn_parse_cmd" and not c.transport.get_write_buffer_size():
                 self.idle_kicks += 1
-                log.info(
-                    "conn %d: closing %s: idle for %d s (idle_timeout)", c.fd, c.peer, now - c.last_active
-                )
+                log.info("conn %d: closing %s: idle for %d s (idle_timeout)", c.fd, c.peer, now - last)
                 c.close()
                 if self._secure(c.listener):
                     # NOTE: a TLS close then waits (up to 30 s) for the client's close_notify,
                     # which an idle client does not send. Ours went out at once (nothing was
                     # unsent), so end the connection now and free its slot.
                     c.transport.abort()
-        # NOTE: one timer for all connections, and never sooner than the floor: idle clients
-        # do not make the loop spin, however many there are.
-        self._schedule_idle_sweep(max(next_due - now, floor))
+        # NOTE: one timer for all connections, at a fixed pace: idle clients do not make the
+        # loop spin, however many there are.
+        self._schedule_idle_sweep(max(IDLE_SWEEP_MIN, timeout / 8))
+
+    def _sweep_stalls(self) -> None:
+        """Let every connection check that its client still takes its replies; look again soon."""
+        now = time.monotonic()
+        for c in list(self.connections):
+            c.check_stall(now)
+        # NOTE: patchable for tests (read at each sweep); 4 looks per timeout bound the delay.
+        self._stall_timer = self.loop.call_later(netconn.STALL_TIMEOUT / 4, self._sweep_stalls)
 
     async def _reclaim_forever(self) -> None:
         """Free dead (expired or flushed) items a slice at a time, never stalling the loop."""
@@ -519,10 +545,19 @@ class Server:
             self._stopping.set()
 
     async def serve_until_stopped(self) -> None:
-        """Run until :meth:`stop`; then stop accepting and let in-flight replies flush."""
+        """Run until :meth:`stop`; then stop accepting and reading, and deliver what was asked.
+
+        A restart under load takes the time the clients need to receive the replies to what
+        they had sent, not a fixed grace: every connection stops reading at once, answers what
+        it holds (and what its kernel buffer holds), and closes once that is delivered.
+        """
         await self._stopping.wait()
         self._close_listeners()
         self._schedule_idle_sweep(0)  # stopping: cancels it
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+        for task in list(self.handshakes.values()):  # nothing was asked yet: nothing to finish
+            task.cancel()
         self._clock_watch.stop()
         if self._reclaimer is not None:
             self._reclaimer.cancel()
@@ -531,7 +566,13 @@ class Server:
         while self.connections and self.loop.time() < deadline:
             now = time.monotonic()
             for c in list(self.connections):
-                c.finish_if_idle(now)
+                try:
+                    c.stop_reading()  # at the first look (or for one accepted meanwhile)
+                    c.finish(now)
+                except Exception:  # one connection's bug must not stop the shutdown
+                    log.exception("conn %d: cannot finish; closing it", c.fd)
+                    c.transport.abort()
+                    continue
                 # NOTE: a closing TLS connection lingers until the client answers our close_notify,
                 # which a pooled client that is not reading never does. Once everything is
                 # encrypted and handed on, give it TLS_CLOSE_WAIT to go out, then end it.

@@ -11,6 +11,7 @@ class ConnectionBase:
     _pending: bytes
     _lines: int
     last_active: float
+    written: int
     feed_slice: int
     max_lines: int
     small_reply: int

@@ -72,7 +72,8 @@ cdef inline object as_bytes(const char *p, Py_ssize_t size, object data):
 cdef class ConnectionBase:
     """State the hot path reads, and the hot path itself (see the module docstring).
 
-    Its attributes are declared in _cconnection.pxd. Set by the subclass: ``feed_slice``,
+    Its attributes are declared in _cconnection.pxd; ``written`` counts the reply bytes
+    handed to the transport. Set by the subclass: ``feed_slice``,
     ``max_lines``, ``small_reply`` and ``high_water`` (its limits) and ``write``
     (transport.write, looked up once).
     """
@@ -119,6 +120,7 @@ cdef class ConnectionBase:
             n = len(reply)
             if n:
                 self.write(reply)
+        self.written += n  # the stall check's measure of progress (Connection.drained)
         # Size the next slice, then close, continue a cut multi-get, or close after the EOF.
         if n > self.small_reply * (lines or 1):
             # Connection._learn(), on the line count we have: about HIGH_WATER bytes per slice.

@@ -150,7 +150,10 @@ cdef class Poller:
             self.epfd = -1
 
     def open(self, sock, protocol, peername):
-        """Drive ``sock`` (connected, non-blocking) with a new transport for ``protocol``."""
+        """Drive ``sock`` (connected, non-blocking) with a new transport for ``protocol``.
+
+        ``peername`` (what accept() returned) is not kept: the transport asks the socket.
+        """
         cdef StreamTransport t = StreamTransport(self, sock, protocol, peername)
         t._start()
         return t
@@ -195,7 +198,6 @@ cdef class StreamTransport:
     cdef object sock
     cdef object protocol
     cdef ConnectionBase fast  # the protocol, when it is the compiled connection
-    cdef dict extra
     cdef bytearray wbuf
     cdef Py_ssize_t high
     cdef Py_ssize_t low
@@ -214,12 +216,8 @@ cdef class StreamTransport:
         self.sock = sock
         self.protocol = protocol
         self.fast = protocol if isinstance(protocol, ConnectionBase) else None
-        self.extra = {
-            "socket": sock,
-            "peername": peername,
-            "sockname": sock.getsockname(),
-            "sslcontext": None,
-        }
+        # PERF: nothing of get_extra_info is kept (the peer's address is asked of the socket
+        # when someone wants it, rarely): an idle connection costs less.
         self.wbuf = bytearray()
         self.high = DEFAULT_HIGH
         self.low = DEFAULT_HIGH // 4
@@ -457,7 +455,16 @@ cdef class StreamTransport:
         self._maybe_pause_protocol()
 
     def get_extra_info(self, name, default=None):
-        return self.extra.get(name, default)
+        if name == "socket":
+            return self.sock
+        if name == "peername" or name == "sockname":
+            try:
+                return self.sock.getpeername() if name == "peername" else self.sock.getsockname()
+            except OSError:  # closed
+                return default
+        if name == "sslcontext":
+            return None
+        return default
 
     def get_protocol(self):
         return self.protocol

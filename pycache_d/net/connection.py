@@ -11,9 +11,17 @@ returns, and it is where the per-client bounds are enforced:
   at a time, fewer when replies are large (:meth:`Connection._cut`), so the pause takes effect
   between slices rather than after a whole read's worth of replies.
 * Hard bounds, past which the client is disconnected: more than ``MAX_UNSENT`` (64 MiB, or
-  2 x ``-I`` + 256 KiB if larger) of unsent replies, or ``STALL_TIMEOUT`` (30 s) paused without
-  reading a single byte (also while closing). With the sessions' reply budget (below) the
-  first cannot happen; it stays as a backstop for a session that answers too much at once.
+  2 x ``-I`` + 256 KiB if larger) of unsent replies, or replies waiting in our buffer while the
+  client takes none of them for ``STALL_TIMEOUT`` (30 s; also while closing). With the sessions'
+  reply budget (below) the first cannot happen; it stays as a backstop for a session that
+  answers too much at once.
+* Stalls are judged by progress, never by pace: the client took a byte of our replies when
+  its TCP stack acknowledged one (``tcp_info``'s ``bytes_acked``), or, on a unix socket, when
+  fewer are queued than we wrote. The kernel's send buffer (up to 4 MiB on loopback) only asks
+  for more once a third of it drained, so our own buffer can sit unchanged for minutes while a
+  slow client reads steadily: that is not a stall. One server timer looks at every connection
+  every ``STALL_TIMEOUT`` / 4 (:meth:`Connection.check_stall`), so a client that reads nothing
+  is cut 30 to 45 s after the last byte it took; one that reads, however slowly, never is.
 * A session answers at most about ``REPLY_BUDGET`` (256 KiB) of values per feed and sets
   ``session.more`` when complete input is left (a long multi-get): we stop reading, let the
   loop serve everyone else (``call_soon``), and feed it again once the reply went out, so
@@ -29,7 +37,8 @@ replies), so about 2 x ``-I`` + 1.5 MiB with every limit reached at once.
 * ``--max-connections``: like memcached 1.6, a client over the limit is sent
   ``ERROR Too many open connections`` and closed.
 
-Idle clients cost nothing: no timers run for a connection unless it is paused.
+Idle clients cost no timer: one server timer checks stalls for all connections (and one the idle
+timeout), never one per connection.
 
 The transport is the compiled stream transport for plain sockets (:mod:`pycache_d.net.streams`),
 which hands reads to ``ConnectionBase.received`` without making bytes, or the loop's own
@@ -39,10 +48,15 @@ transport (TLS, or without the extensions); the bounds above hold the same with 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import re
+import socket
+import sys
+import termios
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..log import log, notice
 from ..protocol.session import REPLY_BUDGET
@@ -66,6 +80,11 @@ class Host(Protocol):
     connections: set[Any]
     max_connections: int
     total_connections: int
+    #: TLS clients still in their handshake, each with the task that runs it
+    #: (:mod:`pycache_d.net.handshake`): they count against the limit too; and the count of
+    #: handshakes that failed or ran out of time.
+    handshakes: dict[Any, asyncio.Task[None]]
+    handshake_errors: int
 
     def new_session(self) -> Any:
         """Return a protocol session for a new client."""
@@ -81,7 +100,8 @@ HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 #: A client with more unsent reply bytes than this is disconnected.
 MAX_UNSENT = 64 * 1024 * 1024
-#: A paused client that drains nothing for this long is disconnected (checked at this interval).
+#: A client with replies waiting that takes none of them for this long is disconnected (the
+#: server checks every STALL_TIMEOUT / 4).
 STALL_TIMEOUT = 30.0
 #: Input is fed to the session in slices of at most this many bytes (a whole uvloop read)...
 FEED_SLICE = 256 * 1024
@@ -92,8 +112,12 @@ MAX_LINES = 32
 SMALL_REPLY = HIGH_WATER // MAX_LINES
 # _UP_TO[n] matches up to n whole lines: one C call finds where a slice of n lines ends.
 _UP_TO = [re.compile(rb"(?:[^\n]*\n){1,%d}" % max(n, 1)) for n in range(MAX_LINES + 1)]
-#: During shutdown, a connection is done once it has received nothing for this long.
-SHUTDOWN_QUIET = 0.1
+#: struct tcp_info (linux/tcp.h): the u64 tcpi_bytes_acked sits at this offset, just before
+#: the end of the part read here.
+_BYTES_ACKED = 120
+_TCP_INFO_SIZE = _BYTES_ACKED + 8
+#: During shutdown, a client that takes none of its replies for this long is cut.
+SHUTDOWN_STALL = 1.0
 
 #: memcached 1.6's reply to a client over the connection limit (memcached.c, conn_listening).
 TOO_MANY_CONNECTIONS = b"ERROR Too many open connections\r\n"
@@ -113,6 +137,7 @@ class _ConnectionBase:
     _pending: bytes
     _lines: int
     last_active: float
+    written: int
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -135,6 +160,7 @@ class _ConnectionBase:
             return
         if reply:
             self.transport.write(reply)
+            self.written += len(reply)
         if len(reply) > SMALL_REPLY * (lines or 1):
             self._learn(data, len(reply))  # type: ignore[attr-defined]
         else:
@@ -158,21 +184,45 @@ if not NO_EXTENSIONS:
 class Connection(ConnectionBase, asyncio.Protocol):
     """One client: moves bytes between its transport and its session, within bounds."""
 
+    # PERF: no __dict__ (with the compiled base, whose fields are C ones): an idle connection
+    # is a few hundred bytes, and there may be tens of thousands. (Hidden from mypy, which
+    # cannot see the compiled base's fields.)
+    if not TYPE_CHECKING:
+        __slots__ = (
+            "server",
+            "listener",
+            "fd",
+            "last_command",
+            "_commands_seen",
+            "_stopping",
+            "_sock",
+            "_stall_drained",
+            "_stall_since",
+        )
+
     def __init__(self, server: Host, listener: Endpoint) -> None:
         self.server = server
         self.listener = listener
         self.transport: Any = None
         self.session: Any = None
         self.fd = -1
-        self.peer = "?"
         self.last_active = time.monotonic()
+        # When the last complete command came (see last_command_at), and the session's count
+        # of commands then.
+        self.last_command = self.last_active
+        self._commands_seen = 0
         self._paused = False
         self._continuing = False  # the session has more to answer; reading stops meanwhile
         self._pending = b""  # input read but not yet fed, held while paused or continuing
         self._eof = False
         self._closing = False
-        self._stall_timer: asyncio.TimerHandle | None = None
-        self._stall_size = 0
+        self._stopping = False  # shutting down: nothing more is read (stop_reading)
+        self.written = 0  # reply bytes handed to the transport
+        self._sock: Any = None
+        # The client's progress at the stall check that last saw it move, and when (0: no reply
+        # of ours was waiting then).
+        self._stall_drained = 0
+        self._stall_since = 0.0
         self._lines = MAX_LINES  # lines per slice fed to the session, see _cut()
         # What the compiled hot path needs to know of this module (see _cconnection.pyx).
         self.feed_slice = FEED_SLICE
@@ -184,13 +234,12 @@ class Connection(ConnectionBase, asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-        self.transport = transport
-        self.write = transport.write
-        sock = transport.get_extra_info("socket")
-        self.fd = sock.fileno() if sock is not None else -1
-        self.peer = _peer_name(transport.get_extra_info("peername"), self.listener)
+        self._attach(transport)
         server = self.server
-        if len(server.connections) >= server.max_connections:
+        if server.handshakes.pop(self, None) is not None:
+            self._open()  # a TLS client, counted since it connected: its handshake is done
+            return
+        if is_full(server):
             # NOTE: memcached answers before reading anything and does not count the client
             # in curr/total_connections, only in rejected_connections.
             self._closing = True
@@ -198,11 +247,30 @@ class Connection(ConnectionBase, asyncio.Protocol):
             transport.close()
             server.note_rejected(self.peer)
             return
-        server.connections.add(self)
         server.total_connections += 1
+        self._open()
+
+    def _attach(self, transport: Any) -> None:
+        self.transport = transport
+        self.write = transport.write
+        sock = self._sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
+
+    @property
+    def peer(self) -> str:
+        """The client's address, for the log and ``stats conns`` (made when asked: it is rarely)."""
+        if self.transport is None:
+            return "?"
+        return peer_name(self.transport.get_extra_info("peername"), self.listener)
+
+    def _open(self) -> None:
+        server = self.server
+        server.connections.add(self)
+        transport = self.transport
         transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
         self.session = server.new_session()
-        log.info("conn %d: opened from %s", self.fd, self.peer)
+        if log.isEnabledFor(logging.INFO):  # PERF: the peer's name is made only to be logged
+            log.info("conn %d: opened from %s", self.fd, self.peer)
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -212,7 +280,6 @@ class Connection(ConnectionBase, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        self._cancel_stall_timer()
         if self.session is not None:
             self.server.connections.discard(self)
             log.info("conn %d: closed%s", self.fd, f" ({exc})" if exc else "")
@@ -222,13 +289,10 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self._paused = True
         if not self._closing:
             self.transport.pause_reading()
-        self._stall_size = self.transport.get_write_buffer_size()
-        self._stall_timer = self.server.loop.call_later(STALL_TIMEOUT, self._check_stall)
-        log.info("conn %d: paused, %d bytes unsent", self.fd, self._stall_size)
+        log.info("conn %d: paused, %d bytes unsent", self.fd, self.transport.get_write_buffer_size())
 
     def resume_writing(self) -> None:
         self._paused = False
-        self._cancel_stall_timer()
         log.info("conn %d: resumed", self.fd)
         self._go_on()
 
@@ -252,7 +316,7 @@ class Connection(ConnectionBase, asyncio.Protocol):
         if self._pending or self.session.more:
             pending, self._pending = self._pending, b""
             self._feed(pending)
-        if not self._paused and not self._closing and not self._continuing:
+        if not (self._paused or self._closing or self._continuing or self._stopping):
             self.transport.resume_reading()
 
     # -- internals -----------------------------------------------------------------------------
@@ -289,18 +353,18 @@ class Connection(ConnectionBase, asyncio.Protocol):
             if chunk:
                 self._learn(chunk, len(reply))
             if session.closing:
-                self.transport.writelines(out)
+                self._write_all(out)
                 self.close()
                 return
             if session.more:
                 # Stopped at the reply budget: let other clients in before answering more.
-                self.transport.writelines(out)
+                self._write_all(out)
                 self._pending = data[pos:] if pos < end else b""
                 self._continue_later()
                 return
             if out_len >= HIGH_WATER:
                 # Enough to matter: hand it over, and the transport pauses us if it cannot send.
-                self.transport.writelines(out)
+                self._write_all(out)
                 out.clear()
                 out_len = 0
                 if self._paused:
@@ -313,7 +377,7 @@ class Connection(ConnectionBase, asyncio.Protocol):
                         self._pending = data[pos:]
                     return
         if out:
-            self.transport.writelines(out)
+            self._write_all(out)
         if self._eof and not self._pending:
             self.close()
 
@@ -321,8 +385,12 @@ class Connection(ConnectionBase, asyncio.Protocol):
         """Answer what was answered, then SERVER_ERROR, and close: one client's bug stays its own."""
         log.exception("conn %d: session failed; closing the connection", self.fd)
         out.append(INTERNAL_ERROR)
-        self.transport.writelines(out)
+        self._write_all(out)
         self.close()
+
+    def _write_all(self, out: list[bytes]) -> None:
+        self.transport.writelines(out)
+        self.written += sum(map(len, out))
 
     def _cut(self, data: bytes, pos: int, end: int) -> int:
         """Return where the next slice of input to feed ends.
@@ -362,35 +430,104 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self._pending = b""
         self.transport.abort()
 
-    def _check_stall(self) -> None:
-        self._stall_timer = None
-        # NOTE: a closing connection counts too: its transport is still flushing to the client
-        # (the timer is cancelled once the connection is really lost).
-        if not self._paused:
-            return
-        size = self.transport.get_write_buffer_size()
-        if size >= self._stall_size:
-            self._disconnect(f"read nothing of {size} unsent bytes in {STALL_TIMEOUT:g} s")
-            return
-        self._stall_size = size
-        self._stall_timer = self.server.loop.call_later(STALL_TIMEOUT, self._check_stall)
+    def check_stall(self, now: float) -> None:
+        """Disconnect the client if replies wait for it and it took none for ``STALL_TIMEOUT``.
 
-    def _cancel_stall_timer(self) -> None:
-        if self._stall_timer is not None:
-            self._stall_timer.cancel()
-            self._stall_timer = None
+        Called by the server's stall sweep every ``STALL_TIMEOUT`` / 4 for every connection.
+        NOTE: a closing connection counts too: its transport is still flushing to the client.
+        """
+        size = self.transport.get_write_buffer_size() if self.transport is not None else 0
+        if not (size or self._paused):
+            self._stall_since = 0.0  # nothing of ours waits for the client
+            return
+        if self._stalled(now, STALL_TIMEOUT):
+            self._disconnect(f"read nothing of {size} unsent bytes in {now - self._stall_since:.0f} s")
 
-    def finish_if_idle(self, now: float) -> None:
-        """During shutdown: close once the client is quiet and nothing is waiting to be fed."""
-        if (
-            not self._closing
-            and not self._pending
-            and not self._continuing
-            and not self._paused  # still sending: the session may hold more to answer too
-            and not (self.session is not None and self.session.more)
-            and now - self.last_active >= SHUTDOWN_QUIET
-        ):
-            self.close()
+    def _stalled(self, now: float, limit: float) -> bool:
+        """True if the client took no byte of its replies in the last ``limit`` seconds of looks."""
+        drained = self.drained()
+        if not self._stall_since or drained != self._stall_drained:
+            self._stall_drained, self._stall_since = drained, now
+            return False
+        return now - self._stall_since >= limit
+
+    def drained(self) -> int:
+        """How many bytes of its replies the client has taken (only ever grows).
+
+        Over TCP, the bytes its TCP stack acknowledged (``tcp_info``), TLS records included;
+        on a unix socket, what we wrote minus what waits in our buffer and in the kernel's.
+        """
+        sock = self._sock
+        if sock is None or sock.fileno() < 0:  # closed meanwhile: nothing more can drain
+            return self._stall_drained
+        try:
+            if not self.listener.is_unix:
+                info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+                if len(info) >= _TCP_INFO_SIZE:  # Linux >= 4.1
+                    return int.from_bytes(info[_BYTES_ACKED:_TCP_INFO_SIZE], sys.byteorder)
+            queued = _queued(sock.fileno(), termios.TIOCOUTQ)
+        except OSError:
+            return self._stall_drained
+        return self.written - self.transport.get_write_buffer_size() - queued
+
+    def last_command_at(self) -> float:
+        """When the client's last complete command arrived, as far as this look can tell.
+
+        PERF: the session only counts commands (no clock per command); when the count moved
+        since the last look, the command came with a read no later than the last one, so the
+        answer errs late by up to the time between looks (never early: nobody is cut sooner).
+        """
+        n = self.session.commands
+        if n != self._commands_seen:
+            self._commands_seen = n
+            self.last_command = self.last_active
+        return self.last_command
+
+    def stop_reading(self) -> None:
+        """Shutting down: read nothing more, but answer all the client sent before.
+
+        "Before" is what our buffers hold and, on a plain socket, what the kernel had received
+        (FIONREAD), read here at once: a batch that was arriving is answered whole, and a client
+        pipelining without pause cannot hold the shutdown. :meth:`finish` closes once it is all
+        delivered.
+        """
+        if self._stopping or self._closing:
+            return
+        self._stopping = True
+        self.transport.pause_reading()
+        data = b""
+        # NOTE: the socket's own descriptor (-1 once closed), never the number it had: that
+        # may belong to another client by now.
+        fd = self._sock.fileno() if self._sock is not None else -1
+        if fd >= 0 and self.transport.get_extra_info("sslcontext") is None:
+            try:
+                waiting = _queued(fd, termios.FIONREAD)
+                data = os.read(fd, waiting) if waiting else b""
+            except OSError:  # reset: the transport hears it too
+                pass
+        if data:
+            self.data_received(data)  # held behind what waits already, if anything does
+
+    def finish(self, now: float) -> None:
+        """Shutting down: close once every reply is delivered; cut a client that takes none.
+
+        Delivered means answered, out of our buffer and out of the kernel's (TIOCOUTQ: acknowledged
+        by the client): closing a socket with unread input resets it, and a reset drops what the
+        kernel still had to send. A client that takes none of its replies for
+        ``SHUTDOWN_STALL`` is disconnected; one that reads, however slowly, is waited for (the
+        server bounds the whole shutdown).
+        """
+        if not self._closing and not (self._pending or self._continuing or self.session.more):
+            fd = self._sock.fileno() if self._sock is not None else -1
+            try:
+                unsent = self.transport.get_write_buffer_size() or fd >= 0 and _queued(fd, termios.TIOCOUTQ)
+            except OSError:
+                unsent = 0
+            if not unsent:
+                self.close()
+                return
+        if self._stalled(now, SHUTDOWN_STALL):
+            self._disconnect(f"shutting down: took none of its replies in {SHUTDOWN_STALL:g} s")
 
     def state(self) -> str:
         """The memcached-style state name shown in ``stats conns``."""
@@ -399,7 +536,17 @@ class Connection(ConnectionBase, asyncio.Protocol):
         return "conn_mwrite" if self._paused or self._continuing else "conn_parse_cmd"
 
 
-def _peer_name(peer: Any, listener: Endpoint) -> str:
+def _queued(fd: int, request: int) -> int:
+    """Bytes waiting in a socket's receive (FIONREAD) or send (TIOCOUTQ) queue in the kernel."""
+    return int.from_bytes(fcntl.ioctl(fd, request, bytes(4)), sys.byteorder)
+
+
+def is_full(server: Host) -> bool:
+    """True if a new client would pass ``--max-connections`` (handshakes hold slots too)."""
+    return len(server.connections) + len(server.handshakes) >= server.max_connections
+
+
+def peer_name(peer: Any, listener: Endpoint) -> str:
     if listener.is_unix:
         return f"unix:{listener.path}"
     if isinstance(peer, tuple) and len(peer) >= 2:

@@ -56,7 +56,8 @@ _CLIENT_GONE = {
 class PlainServer:
     """Accept clients on ``sockets`` (bound, listening) and drive each with ``poller``.
 
-    Offers what the server uses of an asyncio server: ``sockets`` and ``close()``.
+    Offers what the server uses of an asyncio server: ``sockets`` and ``close()``. A subclass
+    may serve its clients otherwise (:meth:`_serve`): TLS listeners do (net/handshake.py).
     """
 
     def __init__(
@@ -102,10 +103,14 @@ class PlainServer:
                 if sock.family in (socket.AF_INET, socket.AF_INET6):
                     # Replies are whole: send each at once (uvloop's transports do the same).
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                self._poller.open(sock, self._factory(), peer)
+                self._serve(sock, peer)
             except Exception:  # one client's failure must not stop the listener
                 log.exception("cannot serve a new connection; closing it")
                 sock.close()
+
+    def _serve(self, sock: socket.socket, peer: Any) -> None:
+        """Serve a client just accepted (``sock`` is non-blocking)."""
+        self._poller.open(sock, self._factory(), peer)
 
     def _starve(self, listener: socket.socket, e: OSError) -> None:
         # NOTE: the pending connection stays in the backlog: retrying at once would spin.

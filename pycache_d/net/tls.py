@@ -19,8 +19,8 @@ import ssl
 #: What ``stats settings`` reports as ``ssl_min_version`` (memcached's spelling).
 MIN_VERSION_NAME = "tlsv1.2"
 
-#: A client must finish its handshake within this many seconds (it is not a connection yet, so
-#: neither --max-connections nor --idle-timeout sees it).
+#: A client must finish its handshake within this many seconds (it holds a slot of
+#: --max-connections meanwhile; see pycache_d.net.handshake).
 HANDSHAKE_TIMEOUT = 10.0
 
 

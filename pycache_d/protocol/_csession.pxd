@@ -1,5 +1,7 @@
 # The compiled session's C-level interface, shared with the compiled connection
 # (_cconnection.pyx), which calls feed_ptr() without a Python method call.
+from libc.stdint cimport uint8_t
+
 from pycache_d.store._native cimport Store
 from pycache_d.store._store_c cimport store
 
@@ -21,15 +23,23 @@ cdef class NativeSession:
     cdef readonly object slow  # the Python session it hands over to (readable for tests)
     cdef bint slow_active
     cdef bint _closing
-    cdef buffer pending  # input kept between feeds
-    cdef buffer out
+    cdef buffer pending  # input kept between feeds (none when idle)
+    cdef buffer *out     # where this feed builds its reply: SHARED_OUT, or own (see the .pyx)
+    cdef buffer own
     cdef size_t cut_at  # where the unanswered keys of a multi-get cut at the budget start
     cdef bint cut_cas   # ... and whether it was a gets
     cdef bint _more     # the last feed stopped at REPLY_BUDGET with complete input left
     cdef bint binary    # an authenticated binary connection: _run_binary() reads its input
+    cdef bint chosen    # the first byte has chosen text or binary (see _choose)
+    cdef bint gated     # ... binary, or text with credentials wanted: the Python session's at first
+    cdef size_t done    # commands answered here (the Python session counts its own)
 
     cdef object feed_ptr(self, const char *data, size_t size)
+    cdef object _feed_ptr(self, const char *data, size_t size)
+    cdef void _borrow_out(self) noexcept
     cdef void out_sent(self) noexcept
+    cdef void _choose(self, uint8_t first) noexcept
+    cdef object _slow(self)
     cdef bytes _take_out(self)
     cdef bytes _flush_and_delegate(self, const char *p, size_t n, size_t start)
     cdef bytes _flush_and_cut(self, const char *p, size_t n)

@@ -22,6 +22,14 @@ differential tests feed both the same bytes and demand the same replies.
 APPSEC: input kept between feeds is bounded like the Python session's: one partial line of at
 most MAX_LINE bytes, or one storage command with its partial data block, whose item is known to
 fit within the store's max_item_size.
+
+Memory: an idle session holds no buffer. Input is kept (``pending``) only while a command is
+incomplete, and freed once it is answered. Replies are built in one output buffer that all
+sessions share (``SHARED_OUT``): a feed borrows it and the caller gives it back once it has
+copied the reply out (``out_sent``), before any other session can run; the Python session is
+never called while it is borrowed. A feed that finds it borrowed (a session fed from inside
+another's feed, or after another's feed raised) builds in a buffer of its own, freed after. The Python
+session a line can be handed to is made the first time one is.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -34,6 +42,7 @@ from pycache_d.store._store_c cimport *
 
 from . import binary as _binary
 from . import session as _session
+from .context import ServerContext
 from pycache_d.store.errors import ItemTooLarge, NonNumericValue, OutOfMemory
 
 cdef size_t MAX_LINE = _session.MAX_LINE
@@ -61,8 +70,16 @@ cdef int buf_reserve(buffer *b, size_t extra) except -1:
     return 0
 
 
+cdef inline void release(buffer *b) noexcept:
+    """Give a buffer back entirely."""
+    free(b.data)
+    b.data = NULL
+    b.len = 0
+    b.cap = 0
+
+
 cdef inline void shrink(buffer *b):
-    """Give back a buffer that grew for one large value, so idle connections stay small."""
+    """Give back a buffer that grew for one large value (the shared reply buffer stays small)."""
     cdef char *smaller
     if b.cap > 65536 and b.len <= 4096:
         smaller = <char *>realloc(b.data, 4096)
@@ -218,24 +235,36 @@ cdef int bin_header(buffer *out, const char *request, uint16_t keylen, uint8_t e
     return 0
 
 
+# The reply buffer every session builds its replies in (see the module docstring), and the
+# session whose feed has it now (NULL: nobody's).
+cdef buffer SHARED_OUT
+cdef void *SHARED_OUT_OWNER = NULL
+
+
 cdef class NativeSession:
     """A memcached text-protocol session over a native store, with the same API as Session."""
 
     # Fields: see _csession.pxd.
 
+    def __cinit__(self, *args, **kwargs):
+        self.out = &self.own
+
     def __init__(self, Store store not None, ctx=None):
-        self.slow = _session.Session(store, ctx)
         self.store = store
         self.s = &store._s
-        self.ctx = self.slow.ctx
-        # The Python session sees the first bytes (they choose text or binary) and every byte
-        # while it is gated (binary, or a text client not yet authenticated): APPSEC, no
-        # shortcut here may bypass the auth check.
-        self.slow_active = True
+        self.ctx = ctx if ctx is not None else ServerContext(store)
 
     def __dealloc__(self):
+        global SHARED_OUT_OWNER
+        if SHARED_OUT_OWNER == <void *>self:
+            SHARED_OUT_OWNER = NULL
         free(self.pending.data)
-        free(self.out.data)
+        free(self.own.data)
+
+    @property
+    def buffered(self):
+        """Bytes of memory the session's own buffers hold (0 when idle): kept input, and replies."""
+        return self.pending.cap + self.own.cap
 
     @property
     def closing(self):
@@ -249,6 +278,11 @@ cdef class NativeSession:
         return self._more or (self.slow_active and self.slow.more)
 
     @property
+    def commands(self):
+        """Commands completed so far (a line, with its data block if it has one); see Session."""
+        return self.done + (self.slow.commands if self.slow is not None else 0)
+
+    @property
     def idle(self):
         """True when no partial command or data block is held between feeds."""
         return self.pending.len == 0 and (not self.slow_active or self.slow.idle)
@@ -256,11 +290,15 @@ cdef class NativeSession:
     @property
     def authenticated(self):
         """False while the server wants credentials this client has not given."""
+        if self.slow is None:  # plain text that needed none, or nothing read yet
+            return self.ctx.auth is None or (self.chosen and not self.gated)
         return self.slow.authenticated
 
     @property
     def loggable(self):
         """True when the client's bytes may be logged (see Session.loggable)."""
+        if self.slow is None:
+            return self.ctx.auth is None
         return self.slow.loggable
 
     def feed(self, data):
@@ -269,6 +307,8 @@ cdef class NativeSession:
             data = bytes(data)
         if self._closing:
             return b""
+        if not self.chosen and data:
+            self._choose(<uint8_t>PyBytes_AS_STRING(data)[0])
         if self.slow_active:
             return self._to_slow(data)  # PERF: before feed_ptr, which would copy ``data``
         reply = self.feed_ptr(PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data))
@@ -280,15 +320,20 @@ cdef class NativeSession:
         Returns None when the whole reply was built in ``out`` (the caller sends
         ``out.data[:out.len]`` and then calls ``out_sent()``); else the reply as bytes.
         """
-        cdef const char *p
-        cdef size_t n
-        cdef Py_ssize_t pos
         if self._closing:
             return b""
+        if not self.chosen and size:
+            self._choose(<uint8_t>data[0])
         if self.slow_active:
             return self._to_slow(PyBytes_FromStringAndSize(data, size))
         self.store._tick()
-        self.out.len = 0
+        self._borrow_out()
+        return self._feed_ptr(data, size)
+
+    cdef object _feed_ptr(self, const char *data, size_t size):
+        cdef const char *p
+        cdef size_t n
+        cdef Py_ssize_t pos
         if self.pending.len:
             buf_put(&self.pending, data, size)
             p = self.pending.data
@@ -310,13 +355,33 @@ cdef class NativeSession:
         elif <size_t>pos < n:
             self.pending.len = 0
             buf_put(&self.pending, p + pos, n - <size_t>pos)
-        shrink(&self.pending)
+        if self.pending.len:
+            shrink(&self.pending)
+        elif self.pending.data != NULL:
+            release(&self.pending)  # idle: no buffer kept
         return None
 
-    cdef void out_sent(self) noexcept:
-        """``out`` was sent: empty it, and give it back if it grew for a large reply."""
+    cdef inline void _borrow_out(self) noexcept:
+        # NOTE: a feed that raised keeps it until this session feeds again or goes (its
+        # connection is closed then): meanwhile others build in buffers of their own.
+        global SHARED_OUT_OWNER
+        if SHARED_OUT_OWNER == NULL or SHARED_OUT_OWNER == <void *>self:
+            SHARED_OUT_OWNER = <void *>self
+            self.out = &SHARED_OUT
+        else:
+            self.out = &self.own
         self.out.len = 0
-        shrink(&self.out)
+
+    cdef void out_sent(self) noexcept:
+        """``out`` was sent: give the buffer back (see the module docstring)."""
+        global SHARED_OUT_OWNER
+        self.out.len = 0
+        if self.out == &SHARED_OUT:
+            shrink(&SHARED_OUT)
+            SHARED_OUT_OWNER = NULL
+            self.out = &self.own
+        elif self.own.data != NULL:
+            release(&self.own)
 
     cdef bytes _take_out(self):
         """The reply built in ``out``, as bytes; ``out`` is emptied and, if it grew for a
@@ -328,7 +393,7 @@ cdef class NativeSession:
     cdef bytes _flush_and_delegate(self, const char *p, size_t n, size_t start):
         head = self._take_out()
         rest = PyBytes_FromStringAndSize(p + start, n - start)
-        self.pending.len = 0
+        release(&self.pending)
         return head + self._to_slow(rest)
 
     cdef bytes _flush_and_cut(self, const char *p, size_t n):
@@ -337,13 +402,33 @@ cdef class NativeSession:
         head = self._take_out()
         rest = (b"gets " if self.cut_cas else b"get ") + PyBytes_FromStringAndSize(
             p + self.cut_at, n - self.cut_at)
-        self.pending.len = 0
-        self.slow.push(rest)
+        release(&self.pending)
+        self._slow().push(rest)
         self.slow_active = True
         return head
 
+    cdef void _choose(self, uint8_t first) noexcept:
+        """The connection's first byte chooses, as memcached's does: binary (0x80), or a text
+        client the server wants credentials from, are the Python session's from the start
+        (APPSEC: it checks the credentials, and no shortcut here may bypass it; it hands an
+        authenticated client back, see _to_slow); plain text stays here, and costs no Python
+        session until a line needs one."""
+        self.chosen = True
+        self.gated = first == 0x80 or self.ctx.auth is not None
+        self.slow_active = self.gated
+
+    cdef object _slow(self):
+        """The Python session that lines the fast path does not take go to (made at first use)."""
+        if self.slow is None:
+            self.slow = _session.Session(self.store, self.ctx)
+            if not self.gated:
+                # Text, chosen here with no credentials wanted: what reaches the Python session
+                # is a command line, never a first byte to choose by.
+                self.slow.gated = False
+        return self.slow
+
     cdef bytes _to_slow(self, data):
-        slow = self.slow
+        slow = self._slow()
         cdef bytes reply = slow.feed(data)
         self._closing = slow.closing
         if slow.gated:
@@ -383,7 +468,7 @@ cdef class NativeSession:
         cdef size_t vlen, total
         cdef const char *key
         cdef item *it
-        cdef buffer *out = &self.out
+        cdef buffer *out = self.out
         cdef bint quiet, with_key
         cdef int rc, mode
         if n - pos < 24:
@@ -478,8 +563,8 @@ cdef class NativeSession:
     cdef int _bin_error(self, const char *h, int status, bytes text) except -1:
         """An error response (sent for quiet requests too, as memcached does)."""
         cdef Py_ssize_t size = PyBytes_GET_SIZE(text)
-        bin_header(&self.out, h, 0, 0, <uint16_t>status, <uint32_t>size, 0)
-        return buf_put(&self.out, PyBytes_AS_STRING(text), <size_t>size)
+        bin_header(self.out, h, 0, 0, <uint16_t>status, <uint32_t>size, 0)
+        return buf_put(self.out, PyBytes_AS_STRING(text), <size_t>size)
 
     cdef Py_ssize_t _run(self, const char *p, size_t n) except? -3:
         """Answer complete commands in p[:n]; return where the unconsumed input starts, or
@@ -505,6 +590,7 @@ cdef class NativeSession:
             if r == DELEGATE or r == CUT:
                 return -<Py_ssize_t>pos - 1
             pos = <size_t>r
+            self.done += 1  # PERF: the idle timeout's whole cost per command (Session.commands)
             if self.out.len >= REPLY_BUDGET:
                 self._more = pos < n  # the rest waits for the next feed (see REPLY_BUDGET)
                 break
@@ -548,7 +634,7 @@ cdef class NativeSession:
                          size_t next_pos) except? -3:
         cdef size_t j, k, nkeys = 0
         cdef item *it
-        cdef buffer *out = &self.out
+        cdef buffer *out = self.out
         # First pass: every key must be plain, or the slow path decides what to answer.
         k = skip_spaces(p, i, lend)
         while k < lend:
@@ -637,7 +723,7 @@ cdef class NativeSession:
             line = <bytes>STORE_REPLIES[rc]
         else:
             line = self._count_error(rc)
-        return buf_put(&self.out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
+        return buf_put(self.out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
 
     cdef bytes _count_error(self, int rc):
         """Count a rejected store as the Python session does and return memcached's reply."""
@@ -672,8 +758,8 @@ cdef class NativeSession:
         cdef bytes line
         if not noreply:
             if rc == STORE_STORED:
-                buf_u64(&self.out, result)
-                buf_put(&self.out, b"\r\n", 2)
+                buf_u64(self.out, result)
+                buf_put(self.out, b"\r\n", 2)
             elif rc == STORE_NOT_FOUND:
                 self._reply(rc)
             else:
@@ -681,7 +767,7 @@ cdef class NativeSession:
                 # allocate the longer number is "out of memory" there).
                 line = OutOfMemory.wire if rc == STORE_NO_MEMORY or rc == STORE_TOO_LARGE else (
                     NonNumericValue.wire)
-                buf_put(&self.out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
+                buf_put(self.out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
         return <Py_ssize_t>next_pos
 
 
