@@ -47,7 +47,9 @@ def extensions() -> list:
             sources=[f"pycache_d/{name.replace('.', '/')}.pyx"],
             include_dirs=["csrc"],
             libraries=libraries,
-            depends=HEADERS,
+            # NOTE: the C sources too, for the modules linking the store's static library: a
+            # change to csrc/*.c must relink them, not only rebuild the library.
+            depends=HEADERS + (CSRC if libraries else []),
             extra_compile_args=[*opt, *san],
             extra_link_args=san,
             define_macros=macros,

@@ -99,9 +99,10 @@ static inline void settle(store *s) {
 
 /* ---- item life cycle -------------------------------------------------------------------- */
 
+/* A new item, accessed now, with the state bits `state` (none for a plain write). */
 static item_ref item_alloc(store *s, const char *key, size_t nkey, size_t nbytes, uint32_t flags,
-                           uint32_t exptime) {
-    item_ref ref = slabs_alloc(&s->mem, ITEM_HEADER + nkey + nbytes);
+                           uint32_t exptime, uint8_t state) {
+    item_ref ref = slabs_alloc(&s->mem, item_size_for(nkey, nbytes, flags));
     if (ref == SLAB_NIL)
         return SLAB_NIL;
     item *it = ITEM(s, ref);
@@ -109,11 +110,15 @@ static item_ref item_alloc(store *s, const char *key, size_t nkey, size_t nbytes
     it->heap_idx = EXPIRY_NONE;
     it->cas = 0;
     it->exptime = exptime;
-    it->flags = flags;
+    it->atime = s->now;
     it->nbytes = (uint32_t)nbytes;
     it->nkey = (uint8_t)nkey;
-    it->iflags = 0;
-    memcpy(it->data, key, nkey);
+    it->iflags = (uint8_t)(state & ITEM_STATE_BITS);
+    if (flags) {
+        it->iflags |= ITEM_CFLAGS;
+        memcpy(it->data, &flags, sizeof(flags));
+    }
+    memcpy((char *)item_key(it), key, nkey);
     return ref;
 }
 
@@ -274,6 +279,19 @@ uint32_t store_absolute_expiry(const store *s, int64_t exptime) {
     return s->now + (uint32_t)exptime;
 }
 
+/* A fetch of a live item (memcached's do_item_bump): the first since it was written marks it
+ * fetched and leaves its last access; a later one sets its last access. memcached's segmented
+ * LRU sets it on the second fetch and then only once its LRU maintainer cleared the item's
+ * ACTIVE mark; we keep no ACTIVE mark, so every fetch after the first counts. The python
+ * backend's _bump() is the twin. */
+static void fetch(store *s, item_ref ref, item *it) {
+    if (it->iflags & ITEM_FETCHED)
+        it->atime = s->now;
+    else
+        it->iflags |= ITEM_FETCHED;
+    lru_bump(s, ref, it);
+}
+
 item *store_get(store *s, const char *key, size_t nkey) {
     s->stats.cmd_get++;
     item_ref ref = lookup(s, key, nkey);
@@ -283,13 +301,12 @@ item *store_get(store *s, const char *key, size_t nkey) {
     }
     s->stats.get_hits++;
     item *it = ITEM(s, ref);
-    it->iflags |= ITEM_FETCHED;
-    lru_bump(s, ref, it);
+    fetch(s, ref, it);
     return it;
 }
 
-/* Give a live item a new expiry, mark it fetched and make it the most recent. */
-static int retime(store *s, item_ref ref, uint32_t exptime) {
+/* Give a live item a new expiry (absolute), in place: nothing else changes. */
+static int set_exptime(store *s, item_ref ref, uint32_t exptime) {
     item *it = ITEM(s, ref);
     if (exptime && !it->exptime && expiry_reserve(&s->expiry) != 0)
         return STORE_NO_MEMORY;
@@ -301,9 +318,15 @@ static int retime(store *s, item_ref ref, uint32_t exptime) {
         expiry_remove(&s->expiry, it);
     else if (exptime)
         expiry_push(&s->expiry, ref);
-    it->iflags |= ITEM_FETCHED;
-    lru_bump(s, ref, it);
     return STORE_TOUCHED;
+}
+
+/* Give a live item a new expiry and fetch it (memcached's do_item_touch). */
+static int retime(store *s, item_ref ref, uint32_t exptime) {
+    int rc = set_exptime(s, ref, exptime);
+    if (rc == STORE_TOUCHED)
+        fetch(s, ref, ITEM(s, ref));
+    return rc;
 }
 
 item *store_gat(store *s, const char *key, size_t nkey, int64_t exptime) {
@@ -339,9 +362,13 @@ static int fits(const store *s, uint64_t size) {
     return 0;
 }
 
+/* A write of any mode. `state` (ITEM_KEY_BINARY) marks the new item unless it is an append or
+ * prepend, whose new item memcached builds without it. With `stale` (ms I), a CAS write with an
+ * older CAS than the item's stores anyway: a STALE item that keeps the old expiry and win-token
+ * mark (memcached's CAS_STALE). Append and prepend compare a nonzero cas_in too (ms MA/MP C). */
 static int update(store *s, int mode, const char *key, size_t nkey, const char *value,
-                  size_t nbytes, uint32_t flags, int64_t exptime, uint64_t cas_in,
-                  uint64_t *cas_out) {
+                  size_t nbytes, uint32_t flags, int64_t exptime, uint64_t cas_in, uint8_t state,
+                  int stale, uint64_t *cas_out) {
     int err = fits(s, (uint64_t)nkey + nbytes + STORE_ITEM_OVERHEAD);
     if (err) {
         if (mode == STORE_SET) {
@@ -356,10 +383,13 @@ static int update(store *s, int mode, const char *key, size_t nkey, const char *
     item_ref old_ref = lookup(s, key, nkey);
     item *old = old_ref != SLAB_NIL ? ITEM(s, old_ref) : NULL;
     item_ref ref;
+    uint32_t abs_exptime = store_absolute_expiry(s, exptime);
     switch (mode) {
     case STORE_ADD:
         if (old) {
-            lru_bump(s, old_ref, old); /* memcached bumps the item a failed add found */
+            /* memcached bumps the item a failed add found (do_item_update): LRU, last access */
+            old->atime = s->now;
+            lru_bump(s, old_ref, old);
             return STORE_NOT_STORED;
         }
         break;
@@ -373,8 +403,12 @@ static int update(store *s, int mode, const char *key, size_t nkey, const char *
             return STORE_NOT_FOUND;
         }
         if (old->cas != cas_in) {
-            s->stats.cas_badval++;
-            return STORE_EXISTS;
+            if (!(stale && cas_in && cas_in < old->cas)) {
+                s->stats.cas_badval++;
+                return STORE_EXISTS;
+            }
+            abs_exptime = old->exptime;
+            state |= ITEM_STALE | (old->iflags & ITEM_TOKEN_SENT);
         }
         s->stats.cas_hits++;
         break;
@@ -382,10 +416,12 @@ static int update(store *s, int mode, const char *key, size_t nkey, const char *
     case STORE_PREPEND: {
         if (!old)
             return STORE_NOT_STORED;
+        if (cas_in && cas_in != old->cas)
+            return STORE_EXISTS;
         uint64_t total = (uint64_t)old->nbytes + nbytes;
         if (fits(s, nkey + total + STORE_ITEM_OVERHEAD))
             return STORE_NOT_STORED;
-        ref = item_alloc(s, key, nkey, (size_t)total, old->flags, old->exptime);
+        ref = item_alloc(s, key, nkey, (size_t)total, item_flags(old), old->exptime, 0);
         if (ref == SLAB_NIL)
             return STORE_NO_MEMORY;
         item *it = ITEM(s, ref);
@@ -403,7 +439,7 @@ static int update(store *s, int mode, const char *key, size_t nkey, const char *
     default: /* STORE_SET */
         break;
     }
-    ref = item_alloc(s, key, nkey, nbytes, flags, store_absolute_expiry(s, exptime));
+    ref = item_alloc(s, key, nkey, nbytes, flags, abs_exptime, state);
     if (ref == SLAB_NIL)
         return STORE_NO_MEMORY;
     memcpy(item_value(ITEM(s, ref)), value, nbytes);
@@ -465,18 +501,23 @@ int store_parse_counter(const char *p, size_t n, uint64_t *out) {
     return 0;
 }
 
+/* incr/decr as memcached's do_add_delta: the lookup is no fetch (DONT_UPDATE); an empty value is
+ * not a number before a nonzero cas_in is compared (STORE_EXISTS); *ref_out is the item. */
 static int delta(store *s, const char *key, size_t nkey, int incr, uint64_t delta,
-                 uint64_t *result) {
+                 uint64_t cas_in, int count_miss, int touch, int64_t exptime, uint64_t *result,
+                 item_ref *ref_out) {
     item_ref ref = lookup(s, key, nkey);
     if (ref == SLAB_NIL) {
-        if (incr)
+        if (count_miss && incr)
             s->stats.incr_misses++;
-        else
+        else if (count_miss)
             s->stats.decr_misses++;
         return STORE_NOT_FOUND;
     }
     item *it = ITEM(s, ref);
     uint64_t v;
+    if (it->nbytes && cas_in && cas_in != it->cas)
+        return STORE_EXISTS;
     if (store_parse_counter(item_value(it), it->nbytes, &v) != 0)
         return STORE_NON_NUMERIC;
     if (incr) {
@@ -499,28 +540,35 @@ static int delta(store *s, const char *key, size_t nkey, int incr, uint64_t delt
         for (size_t i = 0; i < n; i++)
             p[i] = digits[n - 1 - i];
         memset(p + n, ' ', it->nbytes - n);
+        /* its state stays; the access counts (do_item_update) but is no fetch */
         it->cas = ++s->cas;
-        if (it->exptime)
-            expiry_fix(&s->expiry, it);
-        it->iflags |= ITEM_FETCHED;
+        /* ma T: memcached sets the TTL of the item do_add_delta returns: this one, rewritten
+         * in place (a longer number is a new item, and keeps the TTL it had) */
+        if (!touch || set_exptime(s, ref, store_absolute_expiry(s, exptime)) != STORE_TOUCHED) {
+            if (it->exptime)
+                expiry_fix(&s->expiry, it); /* its new CAS orders it in the expiry heap */
+        }
+        it->atime = s->now;
         lru_bump(s, ref, it);
     } else {
         int err = fits(s, nkey + n + STORE_ITEM_OVERHEAD);
         if (err)
             return err;
-        item_ref fresh_ref = item_alloc(s, key, nkey, n, it->flags, it->exptime);
+        item_ref fresh_ref = item_alloc(s, key, nkey, n, item_flags(it), it->exptime, 0);
         if (fresh_ref == SLAB_NIL)
             return STORE_NO_MEMORY;
         item *fresh = ITEM(s, fresh_ref);
         for (size_t i = 0; i < n; i++)
             item_value(fresh)[i] = digits[n - 1 - i];
-        fresh->iflags |= ITEM_FETCHED;
         unlink_item(s, ref, UNLINK_PLAIN);
         err = link_item(s, fresh_ref);
         if (err != STORE_STORED)
             return err;
+        ref = fresh_ref;
     }
     *result = v;
+    if (ref_out)
+        *ref_out = ref;
     return STORE_STORED;
 }
 
@@ -562,7 +610,7 @@ uint64_t store_reclaim(store *s, uint64_t limit) {
 }
 
 static int load(store *s, const char *key, size_t nkey, const char *value, size_t nbytes,
-                uint32_t flags, uint32_t exptime, uint64_t cas) {
+                uint32_t flags, uint32_t exptime, uint64_t cas, uint32_t atime, uint8_t state) {
     if ((exptime && exptime <= s->now) || cas < s->flush_cas)
         return 0;
     uint64_t size = (uint64_t)nkey + nbytes + STORE_ITEM_OVERHEAD;
@@ -574,11 +622,13 @@ static int load(store *s, const char *key, size_t nkey, const char *value, size_
         unlink_item(s, old, UNLINK_PLAIN);
     if (exptime && expiry_reserve(&s->expiry) != 0)
         return STORE_NO_MEMORY;
-    item_ref ref = item_alloc(s, key, nkey, nbytes, flags, exptime);
+    item_ref ref = item_alloc(s, key, nkey, nbytes, flags, exptime, state);
     if (ref == SLAB_NIL)
         return STORE_NO_MEMORY;
     item *it = ITEM(s, ref);
     memcpy(item_value(it), value, nbytes);
+    if (atime && atime < s->now)
+        it->atime = atime; /* 0 (unknown) or a time to come: accessed now */
     shrink(s, size, 1);
     it->cas = cas;
     assoc_insert(&s->table, ref, hv);
@@ -612,7 +662,7 @@ int store_touch(store *s, const char *key, size_t nkey, int64_t exptime) {
 int store_update(store *s, int mode, const char *key, size_t nkey, const char *value,
                  size_t nbytes, uint32_t flags, int64_t exptime, uint64_t cas_in,
                  uint64_t *cas_out) {
-    int rc = update(s, mode, key, nkey, value, nbytes, flags, exptime, cas_in, cas_out);
+    int rc = update(s, mode, key, nkey, value, nbytes, flags, exptime, cas_in, 0, 0, cas_out);
     settle(s);
     return rc;
 }
@@ -624,14 +674,154 @@ int store_delete(store *s, const char *key, size_t nkey) {
 }
 
 int store_delta(store *s, const char *key, size_t nkey, int incr, uint64_t by, uint64_t *result) {
-    int rc = delta(s, key, nkey, incr, by, result);
+    int rc = delta(s, key, nkey, incr, by, 0, 1, 0, 0, result, NULL);
     settle(s);
     return rc;
 }
 
 int store_load(store *s, const char *key, size_t nkey, const char *value, size_t nbytes,
-               uint32_t flags, uint32_t exptime, uint64_t cas) {
-    int rc = load(s, key, nkey, value, nbytes, flags, exptime, cas);
+               uint32_t flags, uint32_t exptime, uint64_t cas, uint32_t atime, uint8_t state) {
+    int rc = load(s, key, nkey, value, nbytes, flags, exptime, cas, atime, state);
+    settle(s);
+    return rc;
+}
+
+/* ---- meta commands (proto_text.c's mg, ms, md, ma, me) ---------------------------------------
+ * Twins of the python backend's peek, meta_get, mark, meta_update, meta_delete, meta_delta. */
+
+/* Link a new item created by a meta command on a miss (mg N, ma N): memcached links it directly,
+ * so it counts no set. */
+static int vivify(store *s, const char *key, size_t nkey, const char *value, size_t nbytes,
+                  uint32_t exptime, uint8_t state, item_ref *ref_out) {
+    int err = fits(s, (uint64_t)nkey + nbytes + STORE_ITEM_OVERHEAD);
+    if (err)
+        return err;
+    item_ref ref = item_alloc(s, key, nkey, nbytes, 0, exptime, state);
+    if (ref == SLAB_NIL)
+        return STORE_NO_MEMORY;
+    memcpy(item_value(ITEM(s, ref)), value, nbytes);
+    err = link_item(s, ref);
+    if (err != STORE_STORED)
+        return err;
+    s->stats.total_items++;
+    *ref_out = ref;
+    return STORE_STORED;
+}
+
+item *store_peek(store *s, const char *key, size_t nkey) {
+    item_ref ref = lookup(s, key, nkey);
+    return ref != SLAB_NIL ? ITEM(s, ref) : NULL;
+}
+
+item *store_meta_get(store *s, const char *key, size_t nkey, int touch, int64_t exptime, int bump,
+                     int vivify_on_miss, int64_t vivify_exptime, item_state *before) {
+    item_ref ref = lookup(s, key, nkey);
+    int created = 0;
+    if (ref == SLAB_NIL && vivify_on_miss) {
+        /* a failed allocation leaves the miss standing, as in memcached */
+        created = vivify(s, key, nkey, "", 0, store_absolute_expiry(s, vivify_exptime),
+                         ITEM_TOKEN_SENT, &ref) == STORE_STORED;
+        if (!created)
+            ref = SLAB_NIL;
+    }
+    if (ref == SLAB_NIL) {
+        s->stats.cmd_get++; /* memcached counts a miss as a get, T or not */
+        s->stats.get_misses++;
+        settle(s);
+        return NULL;
+    }
+    if (touch) {
+        s->stats.cmd_touch++;
+        s->stats.touch_hits++;
+    } else {
+        s->stats.cmd_get++;
+        s->stats.get_hits++;
+    }
+    item *it = ITEM(s, ref);
+    before->exptime = it->exptime;
+    before->atime = it->atime;
+    before->state = created ? 0 : (uint8_t)(it->iflags & ITEM_STATE_BITS); /* W is its own */
+    before->created = (uint8_t)created;
+    if (touch && !created)
+        set_exptime(s, ref, store_absolute_expiry(s, exptime)); /* heap out of memory: TTL kept */
+    if (bump)
+        fetch(s, ref, it);
+    /* NOTE: no settle() here: the item pointer must stay valid for the caller, and a hit frees
+     * nothing (a vivified item may have evicted others: the next freeing call compacts). */
+    return it;
+}
+
+int store_mark(store *s, const char *key, size_t nkey, uint8_t set, uint8_t clear, int touch,
+               int64_t exptime) {
+    item_ref ref = lookup(s, key, nkey);
+    if (ref == SLAB_NIL) {
+        settle(s);
+        return STORE_NOT_FOUND;
+    }
+    item *it = ITEM(s, ref);
+    it->iflags = (uint8_t)((it->iflags | (set & ITEM_STATE_BITS)) & ~(clear & ITEM_STATE_BITS));
+    if (touch)
+        return set_exptime(s, ref, store_absolute_expiry(s, exptime));
+    return STORE_TOUCHED;
+}
+
+int store_meta_update(store *s, int mode, const char *key, size_t nkey, const char *value,
+                      size_t nbytes, uint32_t flags, int64_t exptime, uint64_t cas_in,
+                      int binary, int stale, uint64_t *cas_out) {
+    int rc = update(s, mode, key, nkey, value, nbytes, flags, exptime, cas_in,
+                    binary ? ITEM_KEY_BINARY : 0, stale, cas_out);
+    settle(s);
+    return rc;
+}
+
+int store_meta_delete(store *s, const char *key, size_t nkey, int has_cas, uint64_t cas_in,
+                      int stale, int touch, int64_t exptime) {
+    item_ref ref = lookup(s, key, nkey);
+    if (ref == SLAB_NIL || (has_cas && ITEM(s, ref)->cas != cas_in)) {
+        s->stats.delete_misses++;
+        settle(s);
+        return ref == SLAB_NIL ? STORE_NOT_FOUND : STORE_EXISTS;
+    }
+    item *it = ITEM(s, ref);
+    if (stale) {
+        /* md I: stale under a new CAS, and the next reader may win again */
+        it->iflags = (uint8_t)((it->iflags | ITEM_STALE) & ~ITEM_TOKEN_SENT);
+        it->cas = ++s->cas;
+        if (touch)
+            set_exptime(s, ref, store_absolute_expiry(s, exptime));
+        else if (it->exptime)
+            expiry_fix(&s->expiry, it);
+        return STORE_DELETED;
+    }
+    s->stats.delete_hits++;
+    unlink_item(s, ref, UNLINK_PLAIN);
+    settle(s);
+    return STORE_DELETED;
+}
+
+int store_meta_delta(store *s, const char *key, size_t nkey, int incr, uint64_t by,
+                     uint64_t cas_in, int count_miss, int touch, int64_t exptime,
+                     uint64_t *result, uint64_t *cas_out, uint32_t *exptime_out) {
+    item_ref ref = assoc_find(&s->table, key, nkey, assoc_hash(&s->table, key, nkey));
+    uint32_t before = ref != SLAB_NIL ? ITEM(s, ref)->exptime : 0;
+    int rc = delta(s, key, nkey, incr, by, cas_in, count_miss, touch, exptime, result, &ref);
+    if (rc == STORE_STORED) {
+        *cas_out = ITEM(s, ref)->cas;
+        *exptime_out = before;
+    }
+    settle(s);
+    return rc;
+}
+
+int store_vivify(store *s, const char *key, size_t nkey, const char *value, size_t nbytes,
+                 int64_t exptime, uint8_t state, uint64_t *cas_out) {
+    item_ref ref = lookup(s, key, nkey);
+    int rc = STORE_NOT_STORED;
+    if (ref == SLAB_NIL) {
+        rc = vivify(s, key, nkey, value, nbytes, store_absolute_expiry(s, exptime), state, &ref);
+        if (rc == STORE_STORED)
+            *cas_out = ITEM(s, ref)->cas;
+    }
     settle(s);
     return rc;
 }

@@ -21,6 +21,9 @@
  *     items are never moved (a lookup frees them), so they all sit at the tail end of the LRU
  *     list.
  *   - A returned item pointer stays valid only until the next call that may modify the store.
+ *   - Every item carries memcached's per-item state (item.h): its last access (atime) and the
+ *     FETCHED, TOKEN_SENT, STALE and KEY_BINARY bits. A write makes a fresh item (accessed now,
+ *     no bits but the ones the write sets); a fetch sets FETCHED, or atime if already set.
  *   - Items are slab chunks (slabs.c) named by 32-bit handles; see item.h for the layout.
  */
 #ifndef PYCACHE_STORE_H
@@ -106,9 +109,46 @@ void store_flush_all(store *s, int64_t delay);
  * returns how many. */
 uint64_t store_reclaim(store *s, uint64_t limit);
 /* Insert an item read back from a snapshot as the most recent: 1 kept, 0 skipped (dead or
- * too large), STORE_NO_MEMORY. */
+ * too large), STORE_NO_MEMORY. atime 0 (unknown) or later than now means accessed now. */
 int store_load(store *s, const char *key, size_t nkey, const char *value, size_t nbytes,
-               uint32_t flags, uint32_t exptime, uint64_t cas);
+               uint32_t flags, uint32_t exptime, uint64_t cas, uint32_t atime, uint8_t state);
+
+/* Meta commands (twins of the python backend's methods of the same names; see there). */
+typedef struct item_state {
+    uint32_t exptime, atime;
+    uint8_t state; /* ITEM_STATE_BITS */
+    uint8_t created;
+} item_state;
+/* A live item, found without a fetch (no counter, no bump, no mark), or NULL. */
+item *store_peek(store *s, const char *key, size_t nkey);
+/* mg: count a get (a hit with `touch` counts a touch), give a found item the new expiry if
+ * `touch`, fetch it if `bump`; on a miss with vivify_on_miss, link an empty item marked
+ * TOKEN_SENT instead (a hit).
+ * *before receives the state the command saw. */
+item *store_meta_get(store *s, const char *key, size_t nkey, int touch, int64_t exptime, int bump,
+                     int vivify_on_miss, int64_t vivify_exptime, item_state *before);
+/* Set and clear state bits of a live item, and give it a new expiry if `touch`, in place:
+ * STORE_TOUCHED or STORE_NOT_FOUND. */
+int store_mark(store *s, const char *key, size_t nkey, uint8_t set, uint8_t clear, int touch,
+               int64_t exptime);
+/* ms: store_update with a base64 key (`binary`) and ms I's stale CAS writes (`stale`). */
+int store_meta_update(store *s, int mode, const char *key, size_t nkey, const char *value,
+                      size_t nbytes, uint32_t flags, int64_t exptime, uint64_t cas_in,
+                      int binary, int stale, uint64_t *cas_out);
+/* md: STORE_DELETED (deleted, or with `stale` marked stale under a new CAS), STORE_NOT_FOUND or
+ * STORE_EXISTS (has_cas and cas_in differs). */
+int store_meta_delete(store *s, const char *key, size_t nkey, int has_cas, uint64_t cas_in,
+                      int stale, int touch, int64_t exptime);
+/* ma: store_delta comparing a nonzero cas_in (STORE_EXISTS), a miss counted if count_miss,
+ * and with `touch` a new expiry if the number is rewritten in place; on STORE_STORED the
+ * item's CAS and its expiry before this call. */
+int store_meta_delta(store *s, const char *key, size_t nkey, int incr, uint64_t by,
+                     uint64_t cas_in, int count_miss, int touch, int64_t exptime,
+                     uint64_t *result, uint64_t *cas_out, uint32_t *exptime_out);
+/* mg N, ma N: link a new item (client flags 0) if the key holds none, counting no set:
+ * STORE_STORED, STORE_NOT_STORED (a live item is there), or an allocation error. */
+int store_vivify(store *s, const char *key, size_t nkey, const char *value, size_t nbytes,
+                 int64_t exptime, uint8_t state, uint64_t *cas_out);
 /* Walk the LRU list from the tail (least recent) towards the head; NULL at the end. */
 item *store_oldest(store *s);
 item *store_newer(store *s, const item *it);

@@ -358,7 +358,7 @@ def test_the_input_buffer_holds_at_most_one_command(session):
 
 
 def test_stats_merges_server_store_and_session_counters(session):
-    session.feed(b"set a 0 0 1\r\nx\r\nget a\r\nget b\r\nmn\r\n")
+    session.feed(b"set a 0 0 1\r\nx\r\nget a\r\nget b\r\nmn\r\nme a\r\n")
     reply = session.feed(b"stats\r\n")
     assert reply.endswith(b"END\r\n")
     lines = reply.split(b"\r\n")[:-2]
@@ -367,7 +367,7 @@ def test_stats_merges_server_store_and_session_counters(session):
     assert stats[b"cmd_get"] == b"2" and stats[b"get_hits"] == b"1" and stats[b"get_misses"] == b"1"
     assert stats[b"curr_items"] == b"1" and stats[b"total_items"] == b"1"
     assert stats[b"limit_maxbytes"] == b"%d" % session.store.max_bytes
-    assert stats[b"cmd_meta"] == b"1"
+    assert stats[b"cmd_meta"] == b"1"  # memcached counts me only, not mn or the other meta commands
     names = [line.split(b" ")[1] for line in lines]
     # memcached's order: server first, then command counters, then the item gauges
     assert names[:4] == [b"pid", b"uptime", b"time", b"version"]
@@ -380,7 +380,7 @@ def test_stats_merges_server_store_and_session_counters(session):
 
 
 def test_stats_reset_clears_counters(session):
-    session.feed(b"set a 0 0 1\r\nx\r\nget a\r\nmn\r\n")
+    session.feed(b"set a 0 0 1\r\nx\r\nget a\r\nme a\r\n")
     assert session.feed(b"stats reset\r\n") == b"RESET\r\n"
     reply = session.feed(b"stats\r\n")
     assert b"STAT cmd_get 0\r\n" in reply and b"STAT cmd_meta 0\r\n" in reply

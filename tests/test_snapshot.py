@@ -1,9 +1,11 @@
 """The snapshot file (pycache_d/daemon/snapshot.py) on both store backends.
 
-Round trips keep every item, its flags, expiry and CAS, the CAS counter and the LRU order; a
-file that is truncated, damaged, foreign or of another version is moved aside and nothing is
-loaded; a writer killed mid-way or a full disk leaves the previous snapshot as it was. Tests
-marked ``asan`` (the native items/load/flush paths) also run under ``make test-asan``.
+Round trips keep every item, its flags, expiry and CAS, its state (last access and the meta
+commands' marks), the CAS counter and the LRU order; a version 1 file, written before the state
+was kept, still loads; a file that is truncated, damaged, foreign or of another version is moved
+aside and nothing is loaded; a writer killed mid-way or a full disk leaves the previous snapshot
+as it was. Tests marked ``asan`` (the native items/load/flush paths) also run under
+``make test-asan``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pycache_d.daemon.snapshot import (
     HEADER_SIZE,
     MAGIC,
     RECORD_SIZE,
+    RECORD_SIZE_V1,
     TRAILER_SIZE,
     SnapshotError,
     default_path,
@@ -72,6 +75,30 @@ def test_round_trip_keeps_items_lru_order_and_cas_counter(make_store, clock, pat
     # New writes continue the counter rather than reuse a CAS a client may still hold.
     dst.set(b"new", b"v")
     assert dst.get_item(b"new")[2] == src.cas_counter + 1
+
+
+@pytest.mark.asan
+def test_round_trip_keeps_each_items_state(make_store, clock, path) -> None:
+    """Last access and the meta marks (fetched 1, win token 2, stale 4, binary key 8) come back."""
+    src = make_store()
+    fill(src, clock)
+    clock.advance(3)
+    src.meta_update(0, b"\x01\r\n", b"m", binary=True)  # a base64-keyed ms
+    src.meta_delete(b"\x01\r\n", stale=True)  # md I
+    src.mark(b"b", 2)  # a win token went out for b
+    src.get(b"c")  # c's second fetch: its last access moves
+    save(src, path)
+    clock.advance(7)  # the daemon was down for 7 s
+    dst = make_store()
+    assert load(dst, path).loaded == 5
+    assert list(dst.records()) == list(src.records())
+    assert {k: (clock.now - a, bits) for k, *_, a, bits in dst.records()} == {
+        b"b": (10, 2),
+        b"\x00 bin\xff": (10, 0),
+        b"a": (10, 1),
+        b"\x01\r\n": (7, 4 | 8),
+        b"c": (7, 1),
+    }
 
 
 @pytest.mark.asan
@@ -183,8 +210,8 @@ def test_foreign_file_is_moved_aside(make_store, path) -> None:
 
 def test_other_version_is_moved_aside(make_store, clock, path) -> None:
     data = bytearray(good_file(make_store, clock, path))
-    struct.pack_into("<I", data, len(MAGIC), 2)
-    assert_moved_aside(make_store, path, bytes(data), "version 2 is not supported")
+    struct.pack_into("<I", data, len(MAGIC), 3)
+    assert_moved_aside(make_store, path, bytes(data), "version 3 is not supported")
 
 
 def test_empty_file_is_moved_aside(make_store, path) -> None:
@@ -201,12 +228,46 @@ def test_two_bad_files_in_one_second_are_both_kept(make_store, path) -> None:
 
 
 def checksummed(records: list[tuple[bytes, bytes, int, int, int]], count: int | None = None) -> bytes:
-    """A file with a valid checksum around whatever records we like (a buggy writer)."""
+    """A version 1 file with a valid checksum around whatever records we like (a buggy writer)."""
     body = bytearray(struct.pack("<8sIIQ", MAGIC, 1, 0, 0))
     for key, value, flags, exptime, cas in records:
         body += struct.pack("<HIIIQ", len(key), len(value), flags, exptime, cas) + key + value
-    body += bytes(RECORD_SIZE) + struct.pack("<QQ", len(records) if count is None else count, 9)
+    body += bytes(RECORD_SIZE_V1) + struct.pack("<QQ", len(records) if count is None else count, 9)
     return bytes(body) + struct.pack("<I", zlib.crc32(body))
+
+
+def write_v1(store, path: str) -> None:
+    """Write ``store`` as the version 1 writer did (snapshot.py before the item state was kept:
+    22-byte records of key and value length, flags, expiry and CAS)."""
+    buf = bytearray(struct.pack("<8sIIQ", MAGIC, 1, 0, 1_700_000_000))
+    count = 0
+    for key, value, flags, exptime, cas in store.items():
+        buf += struct.pack("<HIIIQ", len(key), len(value), flags, exptime, cas) + key + value
+        count += 1
+    buf += bytes(22) + struct.pack("<QQ", count, store.cas_counter)
+    Path(path).write_bytes(bytes(buf) + struct.pack("<I", zlib.crc32(buf)))
+
+
+@pytest.mark.asan
+def test_a_version_1_snapshot_still_loads(make_store, clock, path) -> None:
+    src = make_store()
+    fill(src, clock)
+    write_v1(src, path)
+    clock.advance(10)
+    dst = make_store()
+    result = load(dst, path)
+    assert (result.status, result.loaded, result.skipped) == ("loaded", 4, 0)
+    assert list(dst.items()) == list(src.items())
+    assert dst.cas_counter == src.cas_counter
+    # no state in the file: accessed at the load, no marks
+    assert {(a, bits) for *_, a, bits in dst.records()} == {(clock.now, 0)}
+    # and the next save is a version 2 file that keeps what happens from now on
+    dst.mark(b"a", 4)
+    save(dst, path)
+    assert Path(path).read_bytes()[8:12] == struct.pack("<I", 2)
+    again = make_store()
+    load(again, path)
+    assert list(again.records()) == list(dst.records())
 
 
 @pytest.mark.asan

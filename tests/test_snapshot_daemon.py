@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import socket
@@ -57,6 +58,28 @@ def test_items_cas_and_lru_order_survive_a_restart(
     # The CAS counter carried over: a new write gets a CAS no client has seen.
     again.request(b"set new 0 0 1\r\nn\r\n")
     assert gets(again, "new")["new"][2] > max(cas for _, _, cas in before.values())
+
+
+def test_meta_state_survives_a_restart(daemon_factory: Factory, daemon_backend: str, tmp_path: Path) -> None:
+    """An invalidated item is still stale after a warm restart (it used to come back fresh), and
+    a base64 key is still shown in base64 (it used to come back raw, CR LF and all)."""
+    snap = str(tmp_path / "pycache-d.snapshot")
+    first = daemon_factory("--snapshot", snap, backend=daemon_backend)
+    assert first.request(b"ms k 2 T100\r\nhi\r\n") == b"HD\r\n"
+    assert first.request(b"md k I\r\n") == b"HD\r\n"
+    assert first.request(b"ms w 2 T100\r\nhi\r\nmg w R200\r\n", until=b"W\r\n").endswith(b"HD W\r\n")
+    key = base64.b64encode(b"x\r\nEN\r\n")
+    assert first.request(b"ms %s 2 b\r\nhi\r\n" % key) == b"HD\r\n"
+    cas = int(first.request(b"me k\r\n").split(b" cas=")[1].split()[0])  # me reads without a fetch
+    assert first.stop() == 0
+    again = daemon_factory("--snapshot", snap, backend=daemon_backend)
+    again.wait_for_log(r"loaded 3 items from ")
+    reply = again.request(b"mg k v c t\r\n", until=b"hi\r\n")
+    # as memcached answers: stale (X), so this first reader wins (W); the TTL left, the CAS kept
+    assert re.fullmatch(rb"VA 2 c%d t(99|100) X W\r\nhi\r\n" % cas, reply), reply
+    assert again.request(b"mg k\r\n") == b"HD Z X\r\n"
+    assert again.request(b"mg w\r\n") == b"HD Z\r\n"  # the win token that went out before
+    assert again.request(b"mg %s b k\r\n" % key) == b"HD k%s b\r\n" % key
 
 
 def test_corrupt_snapshot_starts_empty_and_is_moved_aside(

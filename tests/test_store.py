@@ -675,3 +675,127 @@ def test_reserve_prepares_an_empty_store(store):
         store.set(b"k%d" % i, b"v")
     store.reserve(10**9)  # not empty: nothing changes, nothing is lost
     assert all(store.get(b"k%d" % i) == b"v" for i in range(1000))
+
+
+# -- per-item state (memcached's it->time and it_flags; see semantics.py) -----------------------
+
+FETCHED, WON, STALE, BINARY = 1, 2, 4, 8
+
+
+def state(store, key):
+    """``(atime, bits)`` of ``key`` as records() shows them."""
+    return next((a, b) for k, *_, a, b in store.records() if k == key)
+
+
+def test_first_fetch_marks_later_fetches_set_the_last_access(store, clock):
+    start = clock.now
+    store.set(b"k", b"v")
+    assert state(store, b"k") == (start, 0)
+    clock.advance(5)
+    store.get(b"k")
+    assert state(store, b"k") == (start, FETCHED)  # memcached: the first fetch only marks it
+    clock.advance(5)
+    store.get_many([b"k"])
+    assert state(store, b"k") == (start + 10, FETCHED)
+    clock.advance(5)
+    store.touch(b"k", 0)
+    assert state(store, b"k") == (start + 15, FETCHED)
+    store.set(b"k", b"w")  # a write is a fresh item
+    assert state(store, b"k") == (start + 15, 0)
+
+
+def test_counters_and_failed_adds_are_accessed_but_not_fetched(store, clock):
+    """memcached's do_add_delta and a failed add look items up without a fetch (DONT_UPDATE),
+    then count the access (do_item_update)."""
+    start = clock.now
+    store.set(b"n", b"10")
+    clock.advance(3)
+    assert store.incr(b"n", 1) == 11  # in place
+    assert state(store, b"n") == (start + 3, 0)
+    clock.advance(3)
+    assert store.add(b"n", b"x") is Result.NOT_STORED
+    assert state(store, b"n") == (start + 6, 0)
+    store.get(b"n")
+    assert store.incr(b"n", 100) == 111  # longer: a new item, its state gone
+    assert state(store, b"n") == (start + 6, 0)
+
+
+def test_peek_changes_nothing_and_meta_get_reports_the_state_before(store, clock):
+    store.set(b"k", b"v", 3, 100)
+    before = store.stats()
+    value, flags, cas, exptime, atime, bits = store.peek(b"k")
+    assert (value, flags, exptime, atime, bits) == (b"v", 3, clock.now + 100, clock.now, 0)
+    assert store.stats() == before and state(store, b"k") == (clock.now, 0)
+    assert store.meta_get(b"k", bump=False) == (b"v", 3, cas, clock.now + 100, clock.now, 0, False)
+    assert state(store, b"k") == (clock.now, 0)  # u: no fetch
+    assert store.meta_get(b"k", exptime=50)[3] == clock.now + 100  # T: the TTL before it
+    assert store.peek(b"k")[3:] == (clock.now + 50, clock.now, FETCHED)
+    stats = store.stats()
+    assert (stats["cmd_get"], stats["get_hits"], stats["cmd_touch"], stats["touch_hits"]) == (1, 1, 1, 1)
+
+
+def test_vivify_and_marks(store, clock):
+    got = store.meta_get(b"v", vivify=30)
+    assert got[0] == b"" and got[3:] == (clock.now + 30, clock.now, 0, True)
+    assert store.peek(b"v")[5] == WON | FETCHED  # the creator won and fetched it
+    assert store.stats()["cmd_set"] == 0 and store.stats()["get_hits"] == 1
+    assert store.meta_get(b"v", vivify=30)[6] is False
+    assert store.mark(b"v", STALE, WON, exptime=0) is True
+    assert store.peek(b"v")[3:] == (0, clock.now, FETCHED | STALE)
+    assert store.mark(b"nope", WON) is False
+    assert store.vivify(b"v", b"1") == 0  # a live item is there
+    assert store.vivify(b"n", b"7") == store.cas_counter
+
+
+def test_meta_update_stale_keeps_ttl_and_win_mark(store, clock):
+    assert store.meta_update(0, b"k", b"a", 0, 100) == (Result.STORED, 1)
+    store.mark(b"k", WON)
+    assert store.meta_update(5, b"k", b"b", 0, 90, 1)[0] is Result.STORED  # C matches
+    assert store.peek(b"k")[3] == clock.now + 90 and store.peek(b"k")[5] == 0
+    store.mark(b"k", WON)
+    # An older CAS with I stores a stale value: the old TTL and the win mark stay.
+    assert store.meta_update(5, b"k", b"c", 0, 500, 1, stale=True) == (Result.STORED, 3)
+    assert store.peek(b"k")[::3] == (b"c", clock.now + 90) and store.peek(b"k")[5] == STALE | WON
+    assert store.meta_update(5, b"k", b"d", 0, 0, 9, stale=True) == (Result.EXISTS, 0)  # newer
+    assert store.meta_update(5, b"k", b"d", 0, 0, 0, stale=True) == (Result.EXISTS, 0)
+    assert store.meta_update(0, b"b", b"x", 0, 0, binary=True)[0] is Result.STORED
+    assert store.peek(b"b")[5] == BINARY
+    assert store.meta_update(3, b"b", b"y", 0, 0, 999) == (Result.EXISTS, 0)  # MA with C
+    assert store.meta_update(3, b"b", b"y", 0, 0, store.peek(b"b")[2], binary=True)[0] is Result.STORED
+    assert store.peek(b"b")[5] == 0  # append builds a fresh item
+
+
+def test_meta_delete_and_delta(store, clock):
+    store.set(b"k", b"5", 0, 100)
+    store.mark(b"k", WON)
+    cas = store.peek(b"k")[2]
+    assert store.meta_delete(b"k", cas + 1) is Result.EXISTS
+    assert store.meta_delete(b"k", cas, stale=True, exptime=30) is Result.DELETED
+    assert store.peek(b"k")[2:] == (cas + 1, clock.now + 30, clock.now, STALE)
+    assert store.meta_delta(b"k", True, 2, cas) == (Result.EXISTS, 0, 0, 0)
+    assert store.meta_delta(b"k", True, 2, cas + 1) == (Result.STORED, 7, cas + 2, clock.now + 30)
+    assert store.peek(b"k")[5] == STALE  # in place: the state stays
+    assert store.meta_delta(b"zz", True, 1, count_miss=False)[0] is Result.NOT_FOUND
+    stats = store.stats()
+    assert (stats["delete_misses"], stats["delete_hits"], stats["incr_hits"], stats["incr_misses"]) == (
+        1,
+        0,
+        1,
+        0,
+    )
+
+
+def test_records_load_the_state_back(make_store, clock):
+    src = make_store()
+    src.set(b"a", b"1", 9)
+    clock.advance(4)
+    src.meta_update(0, b"b", b"2", binary=True)
+    src.get(b"a")
+    clock.advance(4)
+    dst = make_store()
+    assert dst.load(src.records()) == 2
+    assert list(dst.records()) == list(src.records())
+    assert dst.load([(b"c", b"3", 0, 0, 99, 0, 0), (b"d", b"4", 0, 0, 100, clock.now + 50, STALE)]) == 2
+    assert state(dst, b"c") == (clock.now, 0) and state(dst, b"d") == (clock.now, STALE)
+    with pytest.raises(ValueError):
+        dst.load([(b"e", b"5", 0, 0, 101, 0, 16)])

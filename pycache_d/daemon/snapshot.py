@@ -1,23 +1,31 @@
 """Warm restart: write every live item to a snapshot file, and load it back.
 
-File format, version 1 (all integers little endian)::
+File format, version 2 (all integers little endian)::
 
     offset 0  +-------------------------------------------------------------------+
               | header (24 B)  magic "PYCDSNAP" (8) | version u32 | flags u32         |
               |                | saved_at u64 (Unix seconds, informational)        |
               +-------------------------------------------------------------------+
               | record         klen u16 | vlen u32 | flags u32 | exptime u32 |      |
-              |  (22 B + key   cas u64 | key (klen B) | value (vlen B)              |
-              |   + value)     ... one per live item, LRU tail (oldest) first ...   |
+              |  (27 B + key   cas u64 | atime u32 | bits u8 |                      |
+              |   + value)     key (klen B) | value (vlen B)                        |
+              |                ... one per live item, LRU tail (oldest) first ...   |
               +-------------------------------------------------------------------+
-              | end record     22 zero bytes (klen 0 marks it: keys are never empty)|
+              | end record     27 zero bytes (klen 0 marks it: keys are never empty)|
               +-------------------------------------------------------------------+
               | trailer (20 B) count u64 (records) | cas_counter u64 | crc32 u32     |
     size      +-------------------------------------------------------------------+
 
 Invariants: ``crc32`` (zlib) covers every byte before it; the end record sits exactly at
-``size - 20 - 22``; there are ``count`` records. ``exptime`` is a Unix time on the wall clock of
+``size - 20 - 27``; there are ``count`` records. ``exptime`` is a Unix time on the wall clock of
 the save (0 = never), so items that expired while the daemon was down are skipped on load.
+``atime`` (the item's last access) is a Unix time on the same clock, and ``bits`` its state
+(``pycache_d/store/semantics.py``: fetched, win token sent, stale, binary key), so the meta
+commands see an item after a restart as they saw it before.
+
+Version 1, written before the item state was kept, is still loaded: its records are the first
+22 bytes of version 2's (no atime, no bits; its end record is 22 bytes), and its items come
+back accessed at the load, with no state bits.
 
 ``flags`` bit 0 (:data:`FLAG_CONSUMED`) marks the file a start writes over the snapshot it has
 just loaded (:func:`write_consumed`): no records, and ``cas_counter`` is a high-water mark above
@@ -72,17 +80,22 @@ from ..store.errors import StoreError
 from .config import describe_size
 
 MAGIC = b"PYCDSNAP"
-VERSION = 1
+VERSION = 2
 #: Header flag: the file stands for a snapshot that was consumed at load (no items).
 FLAG_CONSUMED = 1
 
 _HEADER = struct.Struct("<8sIIQ")
-_RECORD = struct.Struct("<HIIIQ")
+_RECORD = struct.Struct("<HIIIQIB")
+#: Version 1's record: version 2's without atime and bits.
+_RECORD_V1 = struct.Struct("<HIIIQ")
 _TRAILER = struct.Struct("<QQI")
 HEADER_SIZE = _HEADER.size
 RECORD_SIZE = _RECORD.size
+RECORD_SIZE_V1 = _RECORD_V1.size
 TRAILER_SIZE = _TRAILER.size
 _END_RECORD = bytes(RECORD_SIZE)
+#: The record layout of each version this code loads.
+_RECORDS = {1: _RECORD_V1, 2: _RECORD}
 #: The smallest well-formed file: a header, the end record and the trailer.
 MIN_SIZE = HEADER_SIZE + RECORD_SIZE + TRAILER_SIZE
 
@@ -205,7 +218,7 @@ class _NoItems:
     def __len__(self) -> int:
         return 0
 
-    def items(self) -> Iterator[tuple[bytes, bytes, int, int, int]]:
+    def records(self) -> Iterator[tuple[Any, ...]]:
         return iter(())
 
 
@@ -325,13 +338,13 @@ def _write_records(
     size = 0
     count = 0
     pack = _RECORD.pack
-    items = store.items()
+    items = store.records()
     if skew:
         items = _shifted(items, skew)
     if progress is not _QUIET:
         items = _reporting(items, "saving", len(store), progress)
-    for key, value, flags, exptime, cas in items:
-        buf += pack(len(key), len(value), flags, exptime, cas)
+    for key, value, flags, exptime, cas, atime, bits in items:
+        buf += pack(len(key), len(value), flags, exptime, cas, atime, bits)
         buf += key
         buf += value
         count += 1
@@ -349,14 +362,15 @@ def _write_records(
 
 
 def _shifted(
-    items: Iterator[tuple[bytes, bytes, int, int, int]], skew: int
-) -> Iterator[tuple[bytes, bytes, int, int, int]]:
-    """Pass ``items`` through with every expiry time (but 0, never) moved by ``skew`` seconds."""
-    for key, value, flags, exptime, cas in items:
+    items: Iterator[tuple[bytes, bytes, int, int, int, int, int]], skew: int
+) -> Iterator[tuple[bytes, bytes, int, int, int, int, int]]:
+    """Pass ``items`` through with every expiry time (but 0, never) and access time moved by
+    ``skew`` seconds."""
+    for key, value, flags, exptime, cas, atime, bits in items:
         if exptime:
             # 1 is long past (0 would mean never); a record holds a u32.
             exptime = min(max(exptime + skew, 1), 0xFFFFFFFF)
-        yield key, value, flags, exptime, cas
+        yield key, value, flags, exptime, cas, min(max(atime + skew, 1), 0xFFFFFFFF), bits
 
 
 def _write_all(fd: int, data: bytearray) -> None:
@@ -433,7 +447,7 @@ def load(store: Any, path: str, progress: Progress = _QUIET) -> LoadResult:
         try:
             if progress is not _QUIET:
                 progress.begin("loading", path, *_peek(f))
-            count, cas_counter, header_flags = _verify(f, progress)
+            count, cas_counter, header_flags, version = _verify(f, progress)
         except _Corrupt as e:
             return LoadResult("corrupt", reason=str(e), moved_to=_move_aside(path))
         except OSError as e:
@@ -442,7 +456,7 @@ def load(store: Any, path: str, progress: Progress = _QUIET) -> LoadResult:
         try:
             store.reserve(count)  # PERF: size the hash table once instead of growing it 10 times
             f.seek(HEADER_SIZE)
-            records = _records(f, count)
+            records = _records(f, count, version)
             if progress is not _QUIET:
                 records = _reporting(records, "loading", count, progress)
             kept = store.load(records, cas_counter)
@@ -472,9 +486,9 @@ def _peek(f: BinaryIO) -> tuple[int, int]:
     return size, count
 
 
-def _verify(f: BinaryIO, progress: Progress = _QUIET) -> tuple[int, int, int]:
-    """Check magic, version, size and checksum; return the trailer's (count, cas_counter) and
-    the header's flags.
+def _verify(f: BinaryIO, progress: Progress = _QUIET) -> tuple[int, int, int, int]:
+    """Check magic, version, size and checksum; return the trailer's (count, cas_counter), the
+    header's flags and the file's version.
 
     Raises:
         _Corrupt: the file is empty, truncated, foreign, of another version or damaged.
@@ -487,10 +501,10 @@ def _verify(f: BinaryIO, progress: Progress = _QUIET) -> tuple[int, int, int]:
     if len(head) < HEADER_SIZE:
         raise _Corrupt("truncated (no complete header)")
     _magic, version, header_flags, _saved_at = _HEADER.unpack(head)
-    if version != VERSION:
-        raise _Corrupt(f"snapshot format version {version} is not supported (expected {VERSION})")
+    if version not in _RECORDS:
+        raise _Corrupt(f"snapshot format version {version} is not supported (expected {VERSION} or 1)")
     size = os.fstat(f.fileno()).st_size
-    if size < MIN_SIZE:
+    if size < HEADER_SIZE + _RECORDS[version].size + TRAILER_SIZE:
         raise _Corrupt(f"truncated ({size} bytes)")
     crc = zlib.crc32(head)
     left = size - HEADER_SIZE - 4
@@ -510,12 +524,12 @@ def _verify(f: BinaryIO, progress: Progress = _QUIET) -> tuple[int, int, int]:
         raise _Corrupt(
             f"checksum mismatch (truncated or damaged): crc32 {crc:08x}, expected {stored_crc:08x}"
         )
-    return count, cas_counter, header_flags
+    return count, cas_counter, header_flags, version
 
 
 def _reporting(
-    records: Iterator[tuple[bytes, bytes, int, int, int]], action: str, total: int, progress: Progress
-) -> Iterator[tuple[bytes, bytes, int, int, int]]:
+    records: Iterator[tuple[Any, ...]], action: str, total: int, progress: Progress
+) -> Iterator[tuple[Any, ...]]:
     """Pass ``records`` through, telling ``progress`` at the start, every so often and at the end."""
     progress.step(action, 0, total)
     done = 0
@@ -526,13 +540,19 @@ def _reporting(
     progress.step(action, done, done)  # (a save's total counted dead items too)
 
 
-def _records(f: BinaryIO, count: int) -> Iterator[tuple[bytes, bytes, int, int, int]]:
+def _records(f: BinaryIO, count: int, version: int = VERSION) -> Iterator[tuple[Any, ...]]:
     """Yield the ``count`` records that follow the header, then check the end record.
+
+    A record is ``(key, value, flags, exptime, cas, atime, bits)`` as the store's ``load``
+    takes it; a version 1 record has no atime and bits (a 5-tuple: accessed at the load).
 
     Raises:
         _Corrupt: the records do not end where the trailer starts.
     """
-    unpack = _RECORD.unpack_from
+    layout = _RECORDS[version]
+    unpack = layout.unpack_from
+    record_size = layout.size
+    v1 = version == 1
     buf = b""
     pos = 0
     seen = 0
@@ -541,20 +561,36 @@ def _records(f: BinaryIO, count: int) -> Iterator[tuple[bytes, bytes, int, int, 
         need = CHUNK
         # PERF: the hot loop slices records out of one chunk; only a record that straddles a
         # chunk boundary costs a copy (and a value larger than a chunk, one read of its size).
-        while pos + RECORD_SIZE <= end:
-            klen, vlen, flags, exptime, cas = unpack(buf, pos)
+        while pos + record_size <= end:
+            if v1:
+                klen, vlen, flags, exptime, cas = unpack(buf, pos)
+                atime = bits = 0
+            else:
+                klen, vlen, flags, exptime, cas, atime, bits = unpack(buf, pos)
             if not klen:
-                tail = buf[pos + RECORD_SIZE :] + f.read(TRAILER_SIZE + 1)
-                if vlen or flags or exptime or cas or seen != count or len(tail) != TRAILER_SIZE:
+                tail = buf[pos + record_size :] + f.read(TRAILER_SIZE + 1)
+                if (
+                    vlen
+                    or flags
+                    or exptime
+                    or cas
+                    or atime
+                    or bits
+                    or seen != count
+                    or len(tail) != TRAILER_SIZE
+                ):
                     raise _Corrupt(f"records do not end where the trailer starts ({seen} of {count} read)")
                 return
-            kstart = pos + RECORD_SIZE
+            kstart = pos + record_size
             vstart = kstart + klen
             vend = vstart + vlen
             if vend > end:
                 need = max(CHUNK, vend - pos)
                 break
-            yield buf[kstart:vstart], buf[vstart:vend], flags, exptime, cas
+            if v1:
+                yield buf[kstart:vstart], buf[vstart:vend], flags, exptime, cas
+            else:
+                yield buf[kstart:vstart], buf[vstart:vend], flags, exptime, cas, atime, bits
             pos = vend
             seen += 1
         chunk = f.read(need)
@@ -654,7 +690,7 @@ def _warn_if_unsaveable(store: Any, path: str) -> None:
         return
     free = free_space(path)
     limit = getattr(store, "max_bytes", 0)
-    # A record is its key and value plus 22 bytes; the store charges 48 per item: a full store's
+    # A record is its key and value plus 27 bytes; the store charges 48 per item: a full store's
     # snapshot is smaller than the memory limit.
     if free is not None and free < limit:
         log.warning(

@@ -502,7 +502,7 @@ cdef class NativeSession:
                     keylen = 0
                 bin_header(out, h, keylen, 4, 0, 4 + keylen + it.nbytes, it.cas)
                 buf_reserve(out, 4)
-                put_be32(out.data + out.len, it.flags)
+                put_be32(out.data + out.len, item_flags(it))
                 out.len += 4
                 buf_put(out, key, keylen)
                 buf_put(out, item_value(it), it.nbytes)
@@ -653,7 +653,7 @@ cdef class NativeSession:
                 buf_put(out, b"VALUE ", 6)
                 buf_put(out, p + k, j - k)
                 buf_put(out, b" ", 1)
-                buf_u64(out, it.flags)
+                buf_u64(out, item_flags(it))
                 buf_put(out, b" ", 1)
                 buf_u64(out, it.nbytes)
                 if with_cas:

@@ -47,7 +47,7 @@ from typing import Any
 
 from ..store.errors import ItemTooLarge, NonNumericValue, OutOfMemory, Result, StoreError
 from ..store.semantics import EXPTIME_MAX, ITEM_OVERHEAD, MAX_KEY_LENGTH
-from . import auth, meta, stats, wire
+from . import auth, stats, wire
 from .context import ServerContext
 
 #: The 24-byte header of a request and of a response (``protocol_binary.h``).
@@ -338,8 +338,6 @@ class BinarySession:
         else:
             exptime = _exptime(_I32.unpack(extras)[0])
             item = self.store.gat(key, exptime)
-            if item is not None and self.ctx.marks:
-                meta.retime(self, key, exptime)  # type: ignore[arg-type]
         if item is None:
             if quiet:
                 return

@@ -42,7 +42,9 @@ class ServerContext:
 
     Args:
         store: when given, ``stats settings`` reports its backend and limits.
-        clock: the store's clock, for the TTLs meta commands report (see :mod:`pycache_d.protocol.meta`).
+        clock: the server's clock in whole Unix-scale seconds (the stores read the same one; meta
+            commands take the time their items' TTL and last access are on from the store,
+            ``store.now``).
 
     Subclasses must call ``super().__init__()``: it sets the start time and the counters.
     """
@@ -63,9 +65,6 @@ class ServerContext:
         self._started = time.monotonic()
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
         self.clock: Callable[[], int] = clock if clock is not None else MonotonicClock()
-        #: Per-item meta state the store does not keep (stale, win token, TTL), shared by every
-        #: session of this server: key -> [cas, exptime, bits, last_access]. See meta.py.
-        self.marks: dict[bytes, list[int]] = {}
 
     def general_stats(self) -> list[tuple[str, object]]:
         """Return the server part of ``stats``, in memcached's order."""

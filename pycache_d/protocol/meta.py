@@ -1,40 +1,57 @@
 """memcached's meta commands (protocol.txt, "Meta Commands"): mg, ms, md, ma, mn, me.
 
-Flags are parsed as memcached 1.6.18 parses them (``_meta_flag_preparse``): every known flag is
-accepted by every command, a repeated flag is ``CLIENT_ERROR duplicate flag``, an unknown one
-``CLIENT_ERROR invalid flag``; md and ma answer any flag error with ``CLIENT_ERROR invalid or
-duplicate flag``. Return flags come back in request order, then ``Z``, ``X`` and ``W``. On a hit
-``k`` shows the key as the item was stored: base64 followed by ``b`` if an ms stored it under
-``b``, plain otherwise. ``q`` hides ``EN`` for mg, ``HD`` for ms and md, and any success of ma but
-a vivification; never an error.
+Each command follows memcached 1.6.18's ``proto_text.c`` (``process_mget_command`` and its
+siblings) step for step, over the store's meta API (``peek``, ``meta_get``, ``mark``,
+``meta_update``, ``meta_delete``, ``meta_delta``, ``vivify``). The store keeps memcached's
+per-item state (``pycache_d/store/semantics.py``): the TTL whichever command set it, the last
+access (``l``, me's ``la``), and the fetched (``h``), win-token (``W``/``Z``), stale (``X``) and
+binary-key marks; it is saved in the snapshot with the item.
 
-APPROXIMATIONS (the store API keeps no per-item meta state and has no side-effect-free lookup):
+Flags are parsed as ``_meta_flag_preparse`` parses them: every known flag is accepted by every
+command, a repeated flag is ``CLIENT_ERROR duplicate flag``, an unknown one ``CLIENT_ERROR
+invalid flag``; md and ma answer any flag error with ``CLIENT_ERROR invalid or duplicate flag``.
+A base64 key (``b``) is decoded as leniently as memcached decodes it
+(:func:`~pycache_d.protocol.wire.decode_base64_key`). Return flags come back in request order,
+then ``Z``, ``X`` and ``W``. ``q`` hides ``EN`` for mg, ``HD`` for ms and md, and any success of
+ma but a vivification; never an error. An opaque (``O``) longer than 32 bytes is refused where
+memcached checks it, while it writes the reply: what the flags before it did is done.
 
-* Stale (``X``), win-token-sent (``Z``/``W``), TTL (``t``, ``R``, me's ``exp``), hit-before
-  (``h``) and last access (``l``, me's ``la``) live in a side table, ``ServerContext.marks``:
-  key -> [cas, exptime, bits, last_access]. An entry only counts while the item's CAS is the one
-  it recorded, so a rewrite by any command voids it. Meta commands keep it up to date (ma carries
-  it over to the counter's new CAS), and so do classic touch/gat for entries that exist. An item
-  written with a TTL by a classic command, or rewritten by classic incr/decr/append/prepend,
-  reports ``t-1`` until a meta command sets its TTL. ``h`` and ``l`` reflect meta gets only.
-  The table is bounded by :data:`MAX_MARKS` (oldest entries dropped first).
-* ``u`` (no LRU bump) is accepted but the item is bumped: the store has no such read.
-* Reading an item's CAS for ``C`` with append/prepend/ma/md, and ``me``, goes through
-  ``get_item``, which counts a get and marks the item fetched.
-* ``b`` keys decode to binary, and the store holds any bytes, as memcached does.
+What a command reads or marks is what memcached's does: mg fetches the item (``u``: it does
+not: no LRU move, no fetched mark, no last access), and counts as a get or, with ``T``, a touch;
+me, and the CAS comparisons of ms, md and ma, look the item up without a fetch.
+
+APPSEC: no client byte reaches a reply line unescaped. ``k`` and me show a key in base64 (``k``
+followed by ``b``) when the item was stored under a base64 key, and, unlike memcached, also
+whenever a key reached through ``b`` holds a space, CR, LF or NUL (memcached writes such a key
+raw if mg/ma N vivified it, so its author could forge the reply lines another client reads).
+Every other key or opaque echoed is the request's own token: the session splits the line on
+spaces, ends it at LF and cuts it at NUL, so it adds no token and no line to the reply.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any, Protocol
 
 from ..store.errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result, StoreError
-from ..store.semantics import ITEM_OVERHEAD, MAX_KEY_LENGTH, absolute_expiry
+from ..store.semantics import (
+    BINARY_KEY,
+    FETCHED,
+    ITEM_OVERHEAD,
+    MAX_KEY_LENGTH,
+    MODE_ADD,
+    MODE_APPEND,
+    MODE_CAS,
+    MODE_PREPEND,
+    MODE_REPLACE,
+    MODE_SET,
+    STALE,
+    WON,
+    absolute_expiry,
+)
 from . import wire
 from .context import ServerContext
-from .wire import parse_i32, parse_u32, parse_u64
+from .wire import decode_base64_key, parse_i32, parse_u32, parse_u64
 
 
 class Session(Protocol):
@@ -59,30 +76,30 @@ class Session(Protocol):
 
 #: Marker in ``Session._pending`` for an ms awaiting its data block.
 PENDING_MS = -1
-#: Bound on the side table of meta state (see the module docstring).
-MAX_MARKS = 65536
 #: memcached: ``ntokens > MFLAG_MAX_OPT_LENGTH`` (20, counting its terminal token) is refused.
 _MAX_TOKENS = 19
 #: memcached's tokenizer keeps at most 23 tokens (MAX_TOKENS - 1); the rest of the line is ignored.
 _TOKEN_CAP = 23
+#: MFLAG_MAX_OPAQUE_LENGTH: the longest O token, its O included.
 _MAX_OPAQUE = 32
 _KNOWN = frozenset(b"bNTRlOPLkstcfvhuqFCMJDI")
+#: Bytes no text-protocol token holds: a key holding one is only ever shown in base64.
+_NOT_IN_TOKENS = frozenset(b" \r\n\0")
 
-# Bits of a mark.
-_STALE = 1
-_WON = 2  # a win token (W) was handed out for this version of the item
-_FETCHED = 4
-_BINARY = 8  # stored under a base64 (b) key: k returns it encoded, followed by b
+# Flag bytes.
+_b, _c, _f, _h, _k, _l, _q, _s, _t, _u, _v = b"bcfhklqstuv"
+_C, _D, _F, _I, _J, _M, _N, _O, _R, _T = b"CDFIJMNORT"
 
 _HD = b"HD"
 _MS_CODES = {Result.STORED: b"HD", Result.NOT_STORED: b"NS", Result.EXISTS: b"EX", Result.NOT_FOUND: b"NF"}
+_MD_CODES = {Result.DELETED: b"HD", Result.NOT_FOUND: b"NF", Result.EXISTS: b"EX"}
 _NON_NUMERIC = NonNumericValue.wire
 
 
 class _Flags:
     """The parsed flags of one meta command."""
 
-    __slots__ = ("order", "tok", "key", "binary", "error")
+    __slots__ = ("order", "tok", "key", "binary", "error", "long_opaque")
 
     def __init__(self) -> None:
         self.order: list[bytes] = []  # the flag tokens, in request order
@@ -90,6 +107,8 @@ class _Flags:
         self.key = b""
         self.binary = False
         self.error: bytes | None = None
+        #: Index in ``order`` of an O token too long to answer (memcached refuses it late).
+        self.long_opaque: int | None = None
 
 
 def _parse(toks: list[bytes], start: int, default_error: bytes) -> _Flags:
@@ -109,34 +128,31 @@ def _parse(toks: list[bytes], start: int, default_error: bytes) -> _Flags:
         arg = tok[1:]
         seen[o] = arg
         fl.order.append(tok)
-        if o == 0x62:  # b
-            try:
-                fl.key = binascii.a2b_base64(toks[1], strict_mode=True)
-            except binascii.Error:
-                fl.key = b""
+        if o == _b:
+            fl.key = decode_base64_key(toks[1])
             if not fl.key:
                 fl.error = wire.META_KEY_DECODE
             fl.binary = True
-        elif o in b"NTR":
+        elif o in (_N, _T, _R):
             if parse_i32(arg) is None:
                 fl.error = wire.META_BAD_TOKEN
-        elif o == 0x46:  # F
+        elif o == _F:
             if parse_u32(arg) is None and fl.error is None:
                 fl.error = default_error  # F sets no message of its own: an earlier one stays
-        elif o == 0x43:  # C
+        elif o == _C:
             if parse_u64(arg) is None:
                 fl.error = wire.META_BAD_TOKEN
-        elif o == 0x4D:  # M
+        elif o == _M:
             if len(tok) != 2:
                 fl.error = wire.META_M_LENGTH
-        elif o == 0x4A:  # J
+        elif o == _J:
             if parse_u64(arg) is None:
                 fl.error = wire.META_BAD_INITIAL
-        elif o == 0x44:  # D
+        elif o == _D:
             if parse_u64(arg) is None:
                 fl.error = wire.META_BAD_DELTA
-        elif o == 0x4F and len(tok) > _MAX_OPAQUE:  # O
-            fl.error = wire.META_OPAQUE_TOO_LONG
+        elif o == _O and len(tok) > _MAX_OPAQUE:
+            fl.long_opaque = len(fl.order) - 1
     return fl
 
 
@@ -147,10 +163,21 @@ def _ttl(arg: bytes) -> int:
     return value
 
 
+def _ttl_of(fl: _Flags, flag_bytes: bytes, upto: int | None = None) -> int | None:
+    """The expiration time of the last of the given flags (N, T) in request order, or None.
+
+    With ``upto``, only the flags before that index of ``fl.order`` count.
+    """
+    found = None
+    for tok in fl.order[:upto]:
+        if tok[0] in flag_bytes:
+            found = _ttl(tok[1:])
+    return found
+
+
 def dispatch(session: Session, toks: list[bytes], out: list[bytes]) -> None:
     """Run one meta command (``toks[0]`` is ``mg``, ``ms``, ``md``, ``ma``, ``mn`` or ``me``)."""
     cmd = toks[0][1]
-    session.ctx.counters["cmd_meta"] += 1
     if cmd == 0x6E:  # mn
         out.append(wire.MN)
         return
@@ -163,7 +190,7 @@ def dispatch(session: Session, toks: list[bytes], out: list[bytes]) -> None:
     if len(toks) > _TOKEN_CAP:
         toks = toks[:_TOKEN_CAP]
     if len(toks) > _MAX_TOKENS and cmd != 0x65:
-        out.append(wire.META_TOO_MANY_FLAGS)
+        out.append(wire.META_TOO_MANY_FLAGS if cmd == 0x67 else wire.META_TOO_MANY_FLAGS_MSDA)
         return
     if cmd == 0x67:
         _mg(session, toks, out)
@@ -177,51 +204,39 @@ def dispatch(session: Session, toks: list[bytes], out: list[bytes]) -> None:
         _me(session, toks, out)
 
 
-# -- the side table ---------------------------------------------------------------------------
+# -- what replies show ------------------------------------------------------------------------
 
 
-def _mark(session: Session, key: bytes, cas: int) -> list[int] | None:
-    """Return the live mark of ``key`` at ``cas``, or None."""
-    m = session.ctx.marks.get(key)
-    if m is not None and m[0] != cas:
-        return None
-    return m
+def _key_flag(key: bytes, binary: bool) -> bytes:
+    """The ``k`` return flag: the key, or its base64 followed by ``b``."""
+    return b" k" + base64.b64encode(key) + b" b" if binary else b" k" + key
 
 
-def _set_mark(session: Session, key: bytes, cas: int, exptime: int, bits: int, last: int) -> None:
-    marks = session.ctx.marks
-    if key not in marks and len(marks) >= MAX_MARKS:
-        del marks[next(iter(marks))]  # the oldest entry
-    marks[key] = [cas, exptime, bits, last]
+def _in_base64(bits: int, via_b: bool, key: bytes) -> bool:
+    """True if a found item's key is shown in base64 (see the module's APPSEC note): it was
+    stored under a base64 key, or it was reached through one and holds a byte no token can."""
+    return bool(bits & BINARY_KEY) or (via_b and not _NOT_IN_TOKENS.isdisjoint(key))
 
 
-def retime(session: Session, key: bytes, exptime: int) -> None:
-    """Record a TTL change made by a classic touch/gat on an item that has a mark."""
-    m = session.ctx.marks.get(key)
-    if m is not None:
-        m[1] = _expires(session, exptime, session.ctx.clock())
-
-
-def _expires(session: Session, exptime: int, now: int) -> int:
-    """A command's expiration time as a time on the store's clock (see absolute_expiry)."""
-    return absolute_expiry(exptime, now, session.store.wall_skew)
-
-
-def _remaining(exptime: int, now: int) -> int:
-    """Return the TTL flag value: -1 for none, else seconds left."""
-    return -1 if exptime == 0 else max(exptime - now, -1)
-
-
-def _echo(fl: _Flags, key_token: bytes) -> list[bytes]:
-    """Return the O and k return flags, in request order (what every reply may carry)."""
+def _echo(fl: _Flags) -> bytes:
+    """The O and k return flags of a reply without an item (k shows the key as requested)."""
     parts = []
     for tok in fl.order:
         o = tok[0]
-        if o == 0x4F:
+        if o == _O:
             parts.append(b" " + tok)
-        elif o == 0x6B:
-            parts.append(b" k" + key_token + (b" b" if fl.binary else b""))
-    return parts
+        elif o == _k:
+            parts.append(_key_flag(fl.key, fl.binary))
+    return b"".join(parts)
+
+
+def _remaining(exptime: int, now: int) -> bytes:
+    """The t flag's value: -1 for no TTL, else the seconds left.
+
+    NOTE: a TTL made negative by T in the same command shows as -1; memcached prints the
+    difference as an unsigned number, which depends on its uptime.
+    """
+    return b"-1" if exptime == 0 else b"%d" % max(exptime - now, -1)
 
 
 # -- mg ---------------------------------------------------------------------------------------
@@ -235,90 +250,108 @@ def _mg(session: Session, toks: list[bytes], out: list[bytes]) -> None:
     store = session.store
     args = fl.tok
     key = fl.key
-    now = session.ctx.clock()
-    created = False
-    try:
-        item = store.gat(key, _ttl(args[0x54])) if 0x54 in args else store.get_item(key)
-        if item is None and 0x4E in args:
-            # N: vivify on miss, an empty item whose first reader wins the right to recache it.
-            viv = _ttl(args[0x4E])
-            if store.add(key, b"", 0, viv) is Result.STORED:
-                created = True
-                item = (b"", 0, store.cas_counter)
-                # NOTE: memcached does not flag a vivified item's key as binary, even under b.
-                _set_mark(session, key, item[2], _expires(session, viv, now), 0, now)
-                # T and N both set the new item's TTL, in request order: the last one wins.
-                last_ttl = [tok for tok in fl.order if tok[0] in b"NT"][-1]
-                if last_ttl[0] == 0x54:
-                    store.touch(key, _ttl(last_ttl[1:]))
-    except InvalidKey:
-        item = None
-    except (ItemTooLarge, OutOfMemory):
-        item = None  # memcached: an item it cannot allocate is not vivified; the miss stands
-    if item is None:
-        if 0x71 not in args:  # q hides a miss
-            out.append(b"EN" + b"".join(_echo(fl, toks[1])) + b"\r\n")
+    ttl = _ttl(args[_T]) if _T in args else None
+    if fl.long_opaque is not None:
+        _mg_long_opaque(session, fl, ttl, out)
         return
-    value, flags, cas = item
-    m = _mark(session, key, cas)
-    exptime = m[1] if m is not None else 0
-    bits = m[2] if m is not None else 0
-    last = m[3] if m is not None else now
+    # N: on a miss, an empty item whose TTL is set by N and T in request order (the last wins)
+    vivify = _ttl_of(fl, b"NT") if _N in args else None
+    try:
+        got = store.meta_get(key, ttl, _u not in args, vivify)
+    except InvalidKey:
+        got = None
+    if got is None:
+        if _q not in args:
+            out.append(b"EN" + _echo(fl) + b"\r\n")
+        return
+    value, flags, cas, exptime, atime, bits, created = got
+    now = store.now
+    if created:
+        exptime = 0  # what memcached's loop starts from: N and T below set it
     won = False
-    parts = [b"VA %d" % len(value) if 0x76 in args else _HD]
+    parts = [b"VA %d" % len(value) if _v in args else _HD]
     for tok in fl.order:
         o = tok[0]
-        if o == 0x54:  # T: the TTL changed here (gat above); later t flags see it
-            exptime = _expires(session, _ttl(tok[1:]), now)
-        elif o == 0x4E:
+        if o == _T:  # the TTL changed here; later t flags see it
+            exptime = absolute_expiry(_ttl(tok[1:]), now, store.wall_skew)
+        elif o == _N:
             if created:
+                exptime = absolute_expiry(_ttl(tok[1:]), now, store.wall_skew)
                 won = True
-        elif o == 0x52:  # R: win the recache if the TTL left is below the token
-            if (
-                not bits & _WON
-                and not created
-                and exptime
-                and exptime < _expires(session, _ttl(tok[1:]), now)
-            ):
+        elif o == _R:  # win the recache if the TTL left is below the token
+            recache = absolute_expiry(_ttl(tok[1:]), now, store.wall_skew)
+            if not bits & WON and not created and exptime and exptime < recache:
                 won = True
-        elif o == 0x73:
+        elif o == _s:
             parts.append(b" s%d" % len(value))
-        elif o == 0x74:
-            parts.append(b" t%d" % _remaining(exptime, now))
-        elif o == 0x63:
+        elif o == _t:
+            parts.append(b" t" + _remaining(exptime, now))
+        elif o == _c:
             parts.append(b" c%d" % cas)
-        elif o == 0x66:
+        elif o == _f:
             parts.append(b" f%d" % flags)
-        elif o == 0x6C:
-            parts.append(b" l%d" % (now - last))
-        elif o == 0x68:
-            parts.append(b" h1" if bits & _FETCHED else b" h0")
-        elif o == 0x4F:
+        elif o == _l:
+            parts.append(b" l%d" % (now - atime))
+        elif o == _h:
+            parts.append(b" h1" if bits & FETCHED else b" h0")
+        elif o == _O:
             parts.append(b" " + tok)
-        elif o == 0x6B:
-            # memcached shows the key as the item was stored, whatever form this request used.
-            parts.append(b" k" + base64.b64encode(key) + b" b" if bits & _BINARY else b" k" + key)
-    if bits & _WON:
+        elif o == _k:
+            parts.append(_key_flag(key, _in_base64(bits, fl.binary, key)))
+    if bits & WON:
         parts.append(b" Z")
-    if bits & _STALE:
+    if bits & STALE:
         parts.append(b" X")
-        if not bits & _WON:
-            won = True
+        if not bits & WON:
+            won = True  # a stale item's first reader wins the recache
     if won:
         parts.append(b" W")
-        bits |= _WON
-    if m is not None or won or 0x54 in args or 0x68 in args or 0x6C in args:
-        _set_mark(session, key, cas, exptime, bits | _FETCHED, now)
+        if not created:  # a vivified item was marked when it was made
+            store.mark(key, WON)
     parts.append(b"\r\n")
-    if 0x76 in args:
+    if _v in args:
         parts.append(value)
         parts.append(b"\r\n")
     out.append(b"".join(parts))
 
 
+def _mg_long_opaque(session: Session, fl: _Flags, ttl: int | None, out: list[bytes]) -> None:
+    """mg with an O token too long: memcached finds it while writing the reply.
+
+    By then the item was looked up (or vivified), and the T or N flags before the O have set
+    its TTL; nothing after happens: no fetch, no win token, and a hit is not counted (a miss is).
+    """
+    store = session.store
+    key = fl.key
+    before = fl.long_opaque
+    out.append(wire.META_OPAQUE_TOO_LONG)
+    try:
+        if store.peek(key) is not None:
+            if _ttl_of(fl, b"T", before) is not None:
+                store.mark(key, exptime=ttl)
+            return
+        if _N in fl.tok:
+            try:
+                # a new item's TTL starts at 0; only the N and T before the O set it
+                if store.vivify(key, b"", _ttl_of(fl, b"NT", before) or 0):
+                    return
+            except (ItemTooLarge, OutOfMemory):
+                pass
+        store.meta_get(key, ttl, False)  # the miss is counted before the EN line fails
+    except InvalidKey:
+        pass
+
+
 # -- ms ---------------------------------------------------------------------------------------
 
-_MS_MODES = {None: 0, b"S": 0, b"E": 1, b"A": 2, b"P": 3, b"R": 4}
+_MS_MODES = {
+    None: MODE_SET,
+    b"S": MODE_SET,
+    b"E": MODE_ADD,
+    b"A": MODE_APPEND,
+    b"P": MODE_PREPEND,
+    b"R": MODE_REPLACE,
+}
 
 
 def _ms(session: Session, toks: list[bytes], out: list[bytes]) -> None:
@@ -331,9 +364,13 @@ def _ms(session: Session, toks: list[bytes], out: list[bytes]) -> None:
         return
     fl = _parse(toks, 3, wire.BAD_FORMAT)
     error = fl.error
-    mode = _MS_MODES.get(fl.tok.get(0x4D))
-    if error is None and mode is None:
-        error = wire.META_MS_MODE
+    mode = _MS_MODES.get(fl.tok.get(_M))
+    if error is None:
+        # memcached notes a long opaque, then checks the mode (whose error wins), then fails
+        if mode is None:
+            error = wire.META_MS_MODE
+        elif fl.long_opaque is not None:
+            error = wire.META_OPAQUE_TOO_LONG
     if error is None and len(fl.key) + vlen + ITEM_OVERHEAD > session.store.max_item_size:
         session.ctx.counters["store_too_large"] += 1
         session._drop(fl.key)  # memcached drops the old value whatever the mode
@@ -343,70 +380,41 @@ def _ms(session: Session, toks: list[bytes], out: list[bytes]) -> None:
         out.append(error)
         return
     session._need = vlen + 2
-    session._pending = (PENDING_MS, fl, mode, toks[1])
+    session._pending = (PENDING_MS, fl, mode)
 
 
 def complete_ms(session: Session, pending: tuple[Any, ...], block: bytes, out: list[bytes]) -> None:
     """Store the data block of an ms and answer it."""
-    _tag, fl, mode, key_token = pending
+    _tag, fl, mode = pending
     if block[-2:] != b"\r\n":
         out.append(wire.BAD_DATA_CHUNK)  # meta commands always report errors
         return
-    value = block[:-2]
     args = fl.tok
-    key = fl.key
-    store = session.store
-    flags = parse_u32(args[0x46]) if 0x46 in args else 0
-    exptime = _ttl(args[0x54]) if 0x54 in args else 0
-    compare = parse_u64(args[0x43]) if 0x43 in args else None
-    stale = False
+    flags = parse_u32(args[_F]) if _F in args else 0
+    exptime = _ttl(args[_T]) if _T in args else 0
+    compare = parse_u64(args[_C]) if _C in args else 0
+    assert flags is not None and compare is not None
+    if _C in args and mode in (MODE_SET, MODE_REPLACE):
+        mode = MODE_CAS  # C makes set and replace a cas; add ignores it; append compares it
+    stale = _I in args and mode == MODE_CAS
     try:
-        if compare is not None and mode in (0, 4):
-            result = store.cas(key, value, flags, exptime, compare)
-            if result is Result.EXISTS and 0x49 in args:
-                # I: a CAS older than the item's still stores, but the new value is stale.
-                item = store.get_item(key)
-                if item is not None and 0 < compare < item[2]:  # C0 is never "older" (observed)
-                    result = store.cas(key, value, flags, exptime, item[2])
-                    stale = result is Result.STORED
-        elif compare and mode in (2, 3):  # append/prepend compare a nonzero CAS only
-            item = store.get_item(key)
-            if item is None:
-                result = Result.NOT_STORED
-            elif item[2] != compare:
-                result = Result.EXISTS
-            else:
-                result = store.append(key, value) if mode == 2 else store.prepend(key, value)
-        elif mode == 0:
-            result = store.set(key, value, flags, exptime)
-        elif mode == 1:
-            result = store.add(key, value, flags, exptime)
-        elif mode == 2:
-            result = store.append(key, value)
-        elif mode == 3:
-            result = store.prepend(key, value)
-        else:
-            result = store.replace(key, value, flags, exptime)
+        result, cas = session.store.meta_update(
+            mode, fl.key, block[:-2], flags, exptime, compare, binary=fl.binary, stale=stale
+        )
     except StoreError as exc:
         session.count_error(exc)
         out.append(exc.wire)
         return
-    stored = result is Result.STORED
-    cas = store.cas_counter if stored else 0
-    if stored and (exptime or stale or fl.binary):
-        now = session.ctx.clock()
-        bits = (_STALE if stale else 0) | (_BINARY if fl.binary else 0)
-        _set_mark(session, key, cas, _expires(session, exptime, now), bits, now)
-    if stored and 0x71 in args:
+    if result is Result.STORED and _q in args:
         return
     parts = [_MS_CODES[result]]
     for tok in fl.order:
         o = tok[0]
-        if o == 0x4F:
+        if o == _O:
             parts.append(b" " + tok)
-        elif o == 0x6B:
-            parts.append(b" k" + key_token + (b" b" if fl.binary else b""))
-        elif o == 0x63:
+        elif o == _k:
+            parts.append(_key_flag(fl.key, fl.binary))
+        elif o == _c:
             parts.append(b" c%d" % cas)
     parts.append(b"\r\n")
     out.append(b"".join(parts))
@@ -420,43 +428,29 @@ def _md(session: Session, toks: list[bytes], out: list[bytes]) -> None:
     if fl.error is not None:
         out.append(wire.META_INVALID_OR_DUPLICATE)
         return
+    if fl.long_opaque is not None:
+        out.append(wire.META_OPAQUE_TOO_LONG)
+        return
     args = fl.tok
-    key = fl.key
-    store = session.store
+    # I: keep the item but make it stale under a new CAS (and T's TTL); the next mg wins it
     try:
-        if 0x43 in args or 0x49 in args:
-            item = store.get_item(key)
-            if item is None:
-                code = b"NF"
-            elif 0x43 in args and parse_u64(args[0x43]) != item[2]:
-                code = b"EX"
-            elif 0x49 in args:
-                # I: keep the item but make it stale under a new CAS (append b"" rewrites it with
-                # its flags and expiry), optionally with a new TTL; the next mg wins the recache.
-                store.append(key, b"")
-                now = session.ctx.clock()
-                m = _mark(session, key, item[2])
-                exptime = m[1] if m is not None else 0
-                bits = _STALE | (m[2] & _BINARY if m is not None else 0)
-                if 0x54 in args:
-                    store.touch(key, _ttl(args[0x54]))
-                    exptime = _expires(session, _ttl(args[0x54]), now)
-                _set_mark(session, key, store.cas_counter, exptime, bits, now)
-                code = _HD
-            else:
-                code = b"HD" if store.delete(key) is Result.DELETED else b"NF"
-        else:
-            code = b"HD" if store.delete(key) is Result.DELETED else b"NF"
+        result = session.store.meta_delete(
+            fl.key,
+            parse_u64(args[_C]) if _C in args else None,
+            _I in args,
+            _ttl(args[_T]) if _T in args and _I in args else None,
+        )
     except InvalidKey:
-        code = b"NF"
-    if code == _HD and 0x71 in args:
+        result = Result.NOT_FOUND
+    code = _MD_CODES[result]
+    if code == _HD and _q in args:
         return  # q hides success only
-    out.append(code + b"".join(_echo(fl, toks[1])) + b"\r\n")
+    out.append(code + _echo(fl) + b"\r\n")
 
 
 # -- ma ---------------------------------------------------------------------------------------
 
-_MA_MODES = {None: True, b"I": True, b"+": True, b"D": False, b"-": False}
+_MA_MODES = {b"I": True, b"+": True, b"D": False, b"-": False}
 
 
 def _ma(session: Session, toks: list[bytes], out: list[bytes]) -> None:
@@ -465,92 +459,67 @@ def _ma(session: Session, toks: list[bytes], out: list[bytes]) -> None:
         out.append(wire.META_INVALID_OR_DUPLICATE)
         return
     args = fl.tok
-    incr = _MA_MODES.get(args.get(0x4D), None) if 0x4D in args else True
+    incr = _MA_MODES.get(args[_M]) if _M in args else True
     if incr is None:
         out.append(wire.META_MA_MODE)
         return
     key = fl.key
     store = session.store
-    delta = parse_u64(args[0x44]) if 0x44 in args else 1
-    assert delta is not None
-    now = session.ctx.clock()
-    number: int | None = None
-    vivified = vivifying = False
-    code = b"HD"
-    carried: list[int] | None = None
+    delta = parse_u64(args[_D]) if _D in args else 1
+    compare = parse_u64(args[_C]) if _C in args else 0
+    assert delta is not None and compare is not None
+    # T and N act while memcached writes the reply, which stops at an O token too long
+    upto = fl.long_opaque
+    ttl = _ttl_of(fl, b"T", upto)
+    created = False
     try:
-        if key in session.ctx.marks:
-            # The counter gets a new CAS, which would void the item's mark: carry it over (this
-            # read costs a counted get, and only items with meta state pay it).
-            item = store.get_item(key)
-            carried = _mark(session, key, item[2]) if item is not None else None
-        if 0x43 in args:
-            # memcached's do_add_delta: an empty value is non-numeric before the CAS is compared,
-            # and a CAS of 0 compares nothing.
-            item = store.get_item(key)
-            compare = parse_u64(args[0x43])
-            if item is None:
-                code = b"HD" if 0x4E in args else b"NF"  # a miss still vivifies
-            elif not item[0]:
-                raise NonNumericValue("empty value")
-            elif compare and item[2] != compare:
-                code = b"EX"
-        if code == b"HD":
-            number = store.incr(key, delta) if incr else store.decr(key, delta)
-            if number is None:
-                if 0x4E in args:
-                    initial = parse_u64(args[0x4A]) if 0x4A in args else 0
-                    assert initial is not None
-                    viv = _ttl(args[0x4E])
-                    vivifying = True
-                    if store.add(key, b"%d" % initial, 0, viv) is Result.STORED:
-                        number = initial
-                        vivified = True
-                        # NOTE: as with mg, a vivified item's key is not flagged binary.
-                        _set_mark(session, key, store.cas_counter, _expires(session, viv, now), 0, now)
-                    else:
-                        code = b"NS"
-                else:
-                    code = b"NF"
-            elif 0x54 in args:
-                ttl = _ttl(args[0x54])
-                store.touch(key, ttl)
-                bits = carried[2] if carried is not None else 0
-                _set_mark(session, key, store.cas_counter, _expires(session, ttl, now), bits, now)
-            elif carried is not None:
-                _set_mark(session, key, store.cas_counter, carried[1], carried[2], now)
-    except InvalidKey:
-        code = b"NF"
+        try:
+            result, number, cas, exptime = store.meta_delta(key, incr, delta, compare, _N not in args, ttl)
+        except InvalidKey:
+            result, number, cas, exptime = Result.NOT_FOUND, 0, 0, 0
+        if result is Result.NOT_FOUND and _N in args:
+            initial = parse_u64(args[_J]) if _J in args else 0
+            assert initial is not None
+            try:
+                cas = store.vivify(key, b"%d" % initial, _ttl_of(fl, b"NT", upto) or 0)
+            except (ItemTooLarge, OutOfMemory):
+                out.append(wire.META_VIVIFY_NO_MEMORY)  # reported even under q
+                return
+            result, number, exptime, created = Result.STORED, initial, 0, True
     except NonNumericValue:
         out.append(_NON_NUMERIC)
         return
     except (ItemTooLarge, OutOfMemory):
-        # memcached's failed allocation (-I or -m), reported even under q.
-        out.append(wire.META_VIVIFY_NO_MEMORY if vivifying else wire.META_DELTA_NO_MEMORY)
+        out.append(wire.META_DELTA_NO_MEMORY)  # the longer number did not fit (-I or -m)
         return
-    if number is None:
-        out.append(code + b"".join(_echo(fl, toks[1])) + b"\r\n")
+    if upto is not None:
+        out.append(wire.META_OPAQUE_TOO_LONG)
         return
-    cas = store.cas_counter
-    m = _mark(session, key, cas)
-    exptime = m[1] if m is not None else 0
-    with_value = 0x76 in args
-    if 0x71 in args and not vivified:
+    if result is not Result.STORED:
+        out.append((b"NF" if result is Result.NOT_FOUND else b"EX") + _echo(fl) + b"\r\n")
+        return
+    if _q in args and not created:
         return  # q hides success (HD or VA), but memcached still answers a vivification
+    now = store.now
     digits = b"%d" % number
-    parts = [b"VA %d" % len(digits) if with_value else _HD]
+    parts = [b"VA %d" % len(digits) if _v in args else _HD]
     for tok in fl.order:
         o = tok[0]
-        if o == 0x4F:
-            parts.append(b" " + tok)
-        elif o == 0x6B:
-            parts.append(b" k" + toks[1] + (b" b" if fl.binary else b""))
-        elif o == 0x74:
-            parts.append(b" t%d" % _remaining(exptime, now))
-        elif o == 0x63:
+        if o == _c:
             parts.append(b" c%d" % cas)
+        elif o == _t:
+            parts.append(b" t" + _remaining(exptime, now))
+        elif o == _T:
+            exptime = absolute_expiry(_ttl(tok[1:]), now, store.wall_skew)
+        elif o == _N:
+            if created:
+                exptime = absolute_expiry(_ttl(tok[1:]), now, store.wall_skew)
+        elif o == _O:
+            parts.append(b" " + tok)
+        elif o == _k:
+            parts.append(_key_flag(key, fl.binary))
     parts.append(b"\r\n")
-    if with_value:
+    if _v in args:
         parts.append(digits + b"\r\n")
     out.append(b"".join(parts))
 
@@ -560,30 +529,35 @@ def _ma(session: Session, toks: list[bytes], out: list[bytes]) -> None:
 
 def _me(session: Session, toks: list[bytes], out: list[bytes]) -> None:
     key = toks[1]
-    if len(toks) > 2 and toks[2] == b"b":
-        try:
-            key = binascii.a2b_base64(key, strict_mode=True)
-        except binascii.Error:
-            key = b""
+    binary = len(toks) > 2 and toks[2] == b"b"
+    if binary:
+        key = decode_base64_key(key)
         if not key:
             out.append(wire.BAD_FORMAT)
             return
     try:
-        item = session.store.get_item(key)
+        got = session.store.peek(key)
     except InvalidKey:
-        item = None
-    if item is None:
+        got = None
+    session.ctx.counters["cmd_meta"] += 1  # memcached's meta_cmds counts me only
+    if got is None:
         out.append(wire.EN)
         return
-    value, _flags, cas = item
-    now = session.ctx.clock()
-    m = _mark(session, key, cas)
-    exptime = m[1] if m is not None else 0
-    last = m[3] if m is not None else now
-    fetched = b"yes" if m is not None and m[2] & _FETCHED else b"no"
+    value, flags, cas, exptime, atime, bits = got
+    now = session.store.now
+    shown = base64.b64encode(key) if _in_base64(bits, binary, key) else key
     # NOTE: as memcached prints them: exp is now - exptime (negative while the item lives), and
-    # size is memcached's item size (48-byte header, 8-byte CAS, key + NUL, value + CRLF).
+    # size is memcached's item size (48-byte header, 8-byte CAS, 4 bytes of client flags unless
+    # they are 0, key + NUL, value + CRLF).
+    size = len(key) + len(value) + 59 + (4 if flags else 0)
     out.append(
         b"ME %s exp=%d la=%d cas=%d fetch=%s cls=1 size=%d\r\n"
-        % (key, -1 if exptime == 0 else now - exptime, now - last, cas, fetched, len(key) + len(value) + 59)
+        % (
+            shown,
+            -1 if exptime == 0 else now - exptime,
+            now - atime,
+            cas,
+            b"yes" if bits & FETCHED else b"no",
+            size,
+        )
     )

@@ -402,8 +402,6 @@ class Session:
                 return
             item = store.get_item(key) if exptime is None else store.gat(key, exptime)
             if item is not None:
-                if exptime is not None and self.ctx.marks:
-                    meta.retime(self, key, exptime)
                 if bad:
                     continue
                 value, flags, cas = item
@@ -562,8 +560,6 @@ class Session:
             reply = wire.BAD_EXPTIME
         else:
             reply = self.store.touch(key, exptime).wire
-            if self.ctx.marks:
-                meta.retime(self, key, exptime)
         if not noreply:
             out.append(reply)
 

@@ -47,7 +47,8 @@ META_MA_MODE = b"CLIENT_ERROR invalid mode for ma M token\r\n"
 META_M_LENGTH = b"CLIENT_ERROR incorrect length for M token\r\n"
 META_BAD_INITIAL = b"CLIENT_ERROR invalid numeric initial value\r\n"
 META_BAD_DELTA = b"CLIENT_ERROR invalid numeric delta value\r\n"
-META_TOO_MANY_FLAGS = b"CLIENT_ERROR options flags are too long\r\n"
+META_TOO_MANY_FLAGS = b"CLIENT_ERROR options flags are too long\r\n"  # mg's wording
+META_TOO_MANY_FLAGS_MSDA = b"CLIENT_ERROR options flags too long\r\n"  # ms, md and ma say it so
 # ma when the counter's longer value, or the item it vivifies, cannot be allocated (-I, -m).
 META_DELTA_NO_MEMORY = b"SERVER_ERROR out of memory\r\n"
 META_VIVIFY_NO_MEMORY = b"SERVER_ERROR Out of memory allocating new item\r\n"
@@ -122,3 +123,48 @@ def forget(store: Any, key: bytes) -> None:
             store.delete(key)
     except (StoreError, ValueError):
         pass  # refused, as intended (or the key itself was: nothing to drop)
+
+
+# -- base64 keys (meta commands' b flag) -------------------------------------------------------
+
+#: Value of each byte in base64 (``=`` counts as 0, as in memcached's table); 0x80: not base64.
+_B64_VALUE = bytes(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".find(bytes([c]))
+    if bytes([c]) in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    else (0 if c == 0x3D else 0x80)
+    for c in range(256)
+)
+
+
+def decode_base64_key(token: bytes) -> bytes:
+    """Decode a base64 key as memcached's ``base64_decode`` does; b"" if it refuses it.
+
+    memcached is lenient: bytes outside the alphabet are skipped, the rest must be a nonzero
+    multiple of 4, and decoding stops after the first group of four holding a ``=`` (one or
+    two of them drop that many bytes; more refuse the key). So ``YQ==!``, ``Y!Q==`` and
+    ``YQ==YQ==`` all decode to ``a``, while ``YQ`` and ``A===`` are refused.
+    """
+    values = _B64_VALUE
+    count = sum(1 for c in token if values[c] != 0x80)
+    if count == 0 or count % 4:
+        return b""
+    out = bytearray()
+    block: list[int] = []
+    pad = 0
+    for c in token:
+        v = values[c]
+        if v == 0x80:
+            continue
+        if c == 0x3D:
+            pad += 1
+        block.append(v)
+        if len(block) == 4:
+            a, b, d, e = block
+            out += bytes(((a << 2 | b >> 4) & 0xFF, (b << 4 | d >> 2) & 0xFF, (d << 6 | e) & 0xFF))
+            block = []
+            if pad:
+                if pad > 2:
+                    return b""
+                del out[-pad:]
+                break
+    return bytes(out)

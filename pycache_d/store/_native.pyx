@@ -16,7 +16,7 @@ from ._store_c cimport *
 
 from . import clock as clockmod
 from .errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result
-from .semantics import CAS_MAX, DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEM_SIZE
+from .semantics import CAS_MAX, DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEM_SIZE, MODE_CAS, STATE_BITS
 from ._pystore import STAT_NAMES
 
 cdef extern from "<time.h>":
@@ -60,7 +60,20 @@ cdef object _raise(int rc):
 
 
 cdef inline tuple _triple(item *it):
-    return (PyBytes_FromStringAndSize(item_value(it), it.nbytes), it.flags, it.cas)
+    return (PyBytes_FromStringAndSize(item_value(it), it.nbytes), item_flags(it), it.cas)
+
+
+cdef inline tuple _state(item *it, uint32_t exptime, uint32_t atime, uint8_t state):
+    return (PyBytes_FromStringAndSize(item_value(it), it.nbytes), item_flags(it), it.cas, exptime,
+            atime, state)
+
+
+cdef inline int _opt_exptime(object exptime, int64_t *out) except -1:
+    """1 and the checked value in out if exptime is not None, else 0."""
+    if exptime is None:
+        return 0
+    out[0] = _exptime(exptime)
+    return 1
 
 
 cdef class Store:
@@ -256,6 +269,109 @@ cdef class Store:
         self._tick()
         store_flush_all(&self._s, d)
 
+    # -- meta commands (see the python backend's methods for what each does) -------------
+
+    def peek(self, key):
+        """Return ``(value, flags, cas, exptime, atime, bits)`` of a live item without a fetch,
+        or None."""
+        key = _key(key)
+        self._tick()
+        cdef item *it = store_peek(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+        if it == NULL:
+            return None
+        return _state(it, it.exptime, it.atime, it.iflags & ITEM_STATE_BITS)
+
+    def meta_get(self, key, exptime=None, bump=True, vivify=None):
+        """mg's lookup: the item's state before this call, and whether it was created; or None."""
+        key = _key(key)
+        cdef int64_t e = 0, viv = 0
+        cdef int touch = _opt_exptime(exptime, &e)
+        cdef int vivify_on_miss = _opt_exptime(vivify, &viv)
+        cdef item_state before
+        self._tick()
+        cdef item *it = store_meta_get(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
+                                       touch, e, bool(bump), vivify_on_miss, viv, &before)
+        if it == NULL:
+            return None
+        return _state(it, before.exptime, before.atime, before.state) + (bool(before.created),)
+
+    def mark(self, key, set_bits=0, clear_bits=0, exptime=None):
+        """Change a live item's state bits or expiry in place; False if there is none."""
+        key = _key(key)
+        _check_range("set_bits", set_bits, 0, STATE_BITS)
+        _check_range("clear_bits", clear_bits, 0, STATE_BITS)
+        cdef int64_t e = 0
+        cdef int touch = _opt_exptime(exptime, &e)
+        self._tick()
+        return store_mark(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), set_bits,
+                          clear_bits, touch, e) != STORE_NOT_FOUND
+
+    def meta_update(self, mode, key, value, flags=0, exptime=0, cas_unique=0, *, binary=False,
+                    stale=False):
+        """ms: store in ``mode``; return the outcome and the new item's CAS (0 unless STORED)."""
+        _check_range("mode", mode, 0, MODE_CAS)
+        key = _key(key)
+        if type(value) is not bytes:
+            value = bytes(value)
+        _check_range("flags", flags, 0, 2 ** 32 - 1)
+        cdef int64_t e = _exptime(exptime)
+        _check_range("cas_unique", cas_unique, 0, 2 ** 64 - 1)
+        cdef uint64_t cas = 0
+        self._tick()
+        result = _raise(store_meta_update(&self._s, mode, PyBytes_AS_STRING(key),
+                                          PyBytes_GET_SIZE(key), PyBytes_AS_STRING(value),
+                                          PyBytes_GET_SIZE(value), flags, e, cas_unique,
+                                          bool(binary), bool(stale), &cas))
+        return result, (cas if result is Result.STORED else 0)
+
+    def meta_delete(self, key, cas_unique=None, stale=False, exptime=None):
+        """md: DELETED (or invalidated, with ``stale``), NOT_FOUND or EXISTS."""
+        key = _key(key)
+        cdef uint64_t c = 0
+        if cas_unique is not None:
+            _check_range("cas_unique", cas_unique, 0, 2 ** 64 - 1)
+            c = cas_unique
+        cdef int64_t e = 0
+        cdef int touch = _opt_exptime(exptime, &e)
+        self._tick()
+        return _raise(store_meta_delete(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
+                                        cas_unique is not None, c, bool(stale), touch, e))
+
+    def meta_delta(self, key, incr, delta, cas_unique=0, count_miss=True, exptime=None):
+        """ma: ``(result, number, cas, exptime before)``; result STORED, NOT_FOUND or EXISTS."""
+        key = _key(key)
+        _check_range("delta", delta, 0, 2 ** 64 - 1)
+        _check_range("cas_unique", cas_unique, 0, 2 ** 64 - 1)
+        cdef int64_t e = 0
+        cdef int touch = _opt_exptime(exptime, &e)
+        cdef uint64_t number = 0, cas = 0
+        cdef uint32_t before = 0
+        self._tick()
+        cdef int rc = store_meta_delta(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
+                                       bool(incr), delta, cas_unique, bool(count_miss), touch, e,
+                                       &number, &cas, &before)
+        if rc == STORE_STORED:
+            return Result.STORED, number, cas, before
+        if rc == STORE_NOT_FOUND or rc == STORE_EXISTS:
+            return _RESULTS[rc], 0, 0, 0
+        return _raise(rc)
+
+    def vivify(self, key, value, exptime=0, bits=0):
+        """mg N, ma N: create an item if ``key`` holds none; its CAS, or 0 if one is there."""
+        key = _key(key)
+        if type(value) is not bytes:
+            value = bytes(value)
+        cdef int64_t e = _exptime(exptime)
+        _check_range("bits", bits, 0, STATE_BITS)
+        cdef uint64_t cas = 0
+        self._tick()
+        cdef int rc = store_vivify(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
+                                   PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), e, bits, &cas)
+        if rc == STORE_NOT_STORED:
+            return 0
+        _raise(rc)
+        return cas
+
     # -- background work, stats, snapshots ----------------------------------------------
 
     def reclaim(self, limit=1000):
@@ -319,6 +435,11 @@ cdef class Store:
         return self._s.curr_items
 
     @property
+    def now(self):
+        """The store's clock as the last call read it: the time its expiry and access times are on."""
+        return self._s.now
+
+    @property
     def cas_counter(self):
         """The last CAS unique handed out."""
         return self._s.cas
@@ -328,6 +449,17 @@ cdef class Store:
 
         Raises RuntimeError if the store is used while the walk is in progress.
         """
+        return self._walk(False)
+
+    def records(self):
+        """Yield items() with each item's state: ``(key, value, flags, exptime, cas, atime,
+        bits)``, as load() takes them back.
+
+        Raises RuntimeError if the store is used while the walk is in progress.
+        """
+        return self._walk(True)
+
+    def _walk(self, state):
         self._tick()
         cdef uint64_t version = self._version
         cdef item *it = store_oldest(&self._s)
@@ -337,10 +469,12 @@ cdef class Store:
             if not store_item_dead(&self._s, it):
                 entry = (PyBytes_FromStringAndSize(item_key(it), it.nkey),
                          PyBytes_FromStringAndSize(item_value(it), it.nbytes),
-                         it.flags, it.exptime, it.cas)
+                         item_flags(it), it.exptime, it.cas)
+                if state:
+                    entry += (it.atime, it.iflags & ITEM_STATE_BITS)
                 yield entry
                 if self._version != version:
-                    raise RuntimeError("store changed during items()")
+                    raise RuntimeError("store changed during the walk of its items")
             it = newer
 
     def reserve(self, n):
@@ -350,22 +484,32 @@ cdef class Store:
             raise MemoryError()
 
     def load(self, items, cas_counter=0):
-        """Insert items as :meth:`items` yields them, each becoming the most recent; return
-        how many were kept (dead ones are skipped). The CAS counter moves past every CAS seen.
+        """Insert items as :meth:`items` or :meth:`records` yield them, each becoming the most
+        recent; return how many were kept (dead ones are skipped). The CAS counter moves past
+        every CAS seen. Without a state (5-tuples, or atime 0) an item was last accessed now;
+        an atime in the future is now.
         """
         self._tick()
         cdef int rc
         kept = 0
-        for key, value, flags, exptime, cas in items:
+        for rec in items:
+            if len(rec) == 5:
+                key, value, flags, exptime, cas = rec
+                atime = bits = 0
+            else:
+                key, value, flags, exptime, cas, atime, bits = rec
             key = _key(key)
             _check_range("flags", flags, 0, 2 ** 32 - 1)
             _check_range("exptime", exptime, 0, 2 ** 32 - 1)
             _check_range("cas", cas, 1, CAS_MAX)
+            _check_range("atime", atime, 0, 2 ** 32 - 1)
+            _check_range("bits", bits, 0, STATE_BITS)
             if type(value) is not bytes:
                 value = bytes(value)
             self._version += 1  # each insert may evict: an items() walk feeding us must stop
             rc = store_load(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
-                            PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), flags, exptime, cas)
+                            PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), flags, exptime, cas,
+                            atime, bits)
             if rc < 0:
                 _raise(rc)
             kept += rc

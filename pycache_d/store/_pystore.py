@@ -2,11 +2,14 @@
 
 ::
 
-    OrderedDict  key -> record            record = header (17 bytes) + value
+    OrderedDict  key -> record            record = header (21 bytes) + value
       first ............................. last
       LRU tail (evicted first)            MRU head (last read or written)
 
-    header  = cas u64 | flags u32 | exptime u32 | fetched u8   (little endian)
+    header  = cas u64 | flags u32 | exptime u32 | atime u32 | bits u8   (little endian)
+
+    atime   last access on the store's clock (memcached's it->time); bits are the item state of
+            semantics.py (FETCHED, WON, STALE, BINARY_KEY), memcached's it_flags.
 
     _expiry  min-heap of (exptime, cas, key), lazily deleted: an entry is live only while the
              key's record still has that exptime and cas.
@@ -26,9 +29,14 @@ Invariants (the native backend keeps the same ones, see ``csrc/store.h``):
   access, when they reach the LRU tail while making room, or by :meth:`reclaim`.
 * Flushed items never move (any access frees them), so they all sit at the LRU tail, behind every
   item written after the flush: freeing them is a walk from the tail.
+* A fetch (memcached's ``do_item_bump``) marks an unfetched item FETCHED and leaves its atime;
+  a fetch of an item already FETCHED sets its atime. Writing an item sets its atime and clears
+  its bits, except what the command carries over (see :meth:`Store.meta_update`).
 
 Keeping the item in one ``bytes`` record (rather than a small object and an int for the CAS) is
-what holds the python backend near 300 bytes per small item.
+what holds the python backend near 300 bytes per small item. PERF: a fetch rebuilds the record
+only when it changes something (the first fetch, or the first of a new second), so a hot item
+is copied at most once a second.
 
 PERF: one method speaks the text protocol, :meth:`Store.get_values`: the python session's gets
 append their ``VALUE`` lines from inside the lookup loop, the way the compiled session writes
@@ -42,27 +50,39 @@ import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from . import clock as clockmod
 from .errors import InvalidKey, ItemTooLarge, NonNumericValue, OutOfMemory, Result
 from .semantics import (
+    BINARY_KEY,
     CAS_MAX,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_ITEM_SIZE,
     EXPTIME_MAX,
     EXPTIME_MIN,
+    FETCHED,
     ITEM_OVERHEAD,
     MAX_KEY_LENGTH,
     SHRINK_SLICE,
+    MODE_ADD,
+    MODE_APPEND,
+    MODE_CAS,
+    MODE_PREPEND,
+    MODE_REPLACE,
+    MODE_SET,
+    STALE,
+    STATE_BITS,
     U32_MAX,
     U64_MAX,
+    WON,
     absolute_expiry,
     counter_bytes,
     is_valid_key,
     parse_counter,
 )
 
-_HEADER = struct.Struct("<QIIB")
+_HEADER = struct.Struct("<QIIIB")
 _HSIZE = _HEADER.size
 _pack = _HEADER.pack
 _unpack = _HEADER.unpack_from
@@ -84,8 +104,14 @@ _CAS_INFIX = [b" 0 %d " % size for size in range(_SUFFIXES)]
 #: flush_cas while a delayed flush_all's own second lasts: above every CAS, so every item is dead.
 _FLUSH_ALL = U64_MAX
 
-# Storage modes (the C store numbers them alike in enum store_mode).
-_SET, _ADD, _REPLACE, _APPEND, _PREPEND, _CAS = range(6)
+_SET, _ADD, _REPLACE, _APPEND, _PREPEND, _CAS = (
+    MODE_SET,
+    MODE_ADD,
+    MODE_REPLACE,
+    MODE_APPEND,
+    MODE_PREPEND,
+    MODE_CAS,
+)
 
 STAT_NAMES = (
     "curr_items",
@@ -172,6 +198,7 @@ class Store:
         # Without a clock, the store reads the monotonic clock on a Unix-time scale itself, as
         # clock.MonotonicClock does (and the native backend): PERF, one call fewer per command.
         self._clock_base = clockmod.origin()
+        self._time = 0  # the clock reading of the last call (see the now property)
         self._cas = 0
         self._flush_cas = 0  # items with cas < this are flushed (_FLUSH_ALL: every item)
         self._flush_at = 0  # pending delayed flush_all: its second (oldest_live), 0 for none
@@ -227,9 +254,15 @@ class Store:
 
     # -- time and liveness --------------------------------------------------------------------
 
+    @property
+    def now(self) -> int:
+        """The store's clock as the last call read it: the time its expiry and access times are on."""
+        return self._time
+
     def _now(self) -> int:
         clock = self._clock
         now = int(self._clock_base + _monotonic()) if clock is None else int(clock())
+        self._time = now
         if self._flush_at and now >= self._flush_at:
             self._settle_flush(now)
         return now
@@ -249,7 +282,7 @@ class Store:
 
     def _alive(self, rec: bytes, now: int) -> int:
         """Return 0 if alive, 1 if expired, 2 if flushed."""
-        cas, _flags, exptime, _fetched = _unpack(rec)
+        cas, _flags, exptime, _atime, _bits = _unpack(rec)
         if cas < self._flush_cas:
             return 2
         if exptime and exptime <= now:
@@ -264,7 +297,7 @@ class Store:
         rec = self._data.get(key)
         if rec is None:
             return None
-        cas, _flags, exptime, _fetched = _unpack(rec)  # PERF: _alive(), inlined
+        cas, _flags, exptime, _atime, _bits = _unpack(rec)  # PERF: _alive(), inlined
         if cas < self._flush_cas or 0 < exptime <= now:
             self._stats["get_flushed" if cas < self._flush_cas else "get_expired"] += 1
             self._unlink(key, rec, reclaimed=True)
@@ -279,7 +312,7 @@ class Store:
         if _unpack(rec)[2]:
             self._ttl_items -= 1
         if reclaimed or evicted:
-            unfetched = not rec[_HSIZE - 1]
+            unfetched = not rec[_HSIZE - 1] & FETCHED
             if reclaimed:
                 self._stats["reclaimed"] += 1
                 self._stats["expired_unfetched"] += unfetched
@@ -321,15 +354,18 @@ class Store:
         self._room_items = max(self._max_items, len(data)) if self._max_items else 0
         return freed
 
-    def _link(self, key: bytes, value: bytes, flags: int, exptime: int, now: int, fetched: int = 0) -> int:
-        """Insert a new item at the MRU head, making room first; return its CAS."""
+    def _link(self, key: bytes, value: bytes, flags: int, exptime: int, now: int, bits: int = 0) -> int:
+        """Insert a new item at the MRU head, making room first; return its CAS.
+
+        Its last access is now; ``bits`` is its state (semantics.py), none for a plain write.
+        """
         size = len(key) + len(value) + ITEM_OVERHEAD
         data = self._data
         if self._bytes + size > self._room_bytes or (self._room_items and len(data) >= self._room_items):
             self._shrink(size, 1, now)  # PERF: only called when it has something to do
         self._cas += 1
         cas = self._cas
-        data[key] = _pack(cas, flags, exptime, fetched) + value
+        data[key] = _pack(cas, flags, exptime, now, bits) + value
         self._bytes += size
         if exptime:
             self._ttl_items += 1
@@ -343,7 +379,7 @@ class Store:
             # Drop the entries of items that were since overwritten, touched or freed.
             live = []
             for k, rec in self._data.items():
-                c, _f, e, _x = _unpack(rec)
+                c, _f, e, _a, _b = _unpack(rec)
                 if e:
                     live.append((e, c, k))
             heapq.heapify(live)
@@ -366,8 +402,19 @@ class Store:
             stats["get_misses"] += 1
             return None
         stats["get_hits"] += 1
-        if not rec[_HSIZE - 1]:
-            rec = rec[: _HSIZE - 1] + b"\x01" + rec[_HSIZE:]
+        return self._bump(key, rec, now)
+
+    def _bump(self, key: bytes, rec: bytes, now: int) -> bytes:
+        """A fetch of a live item (memcached's do_item_bump): mark it, make it MRU; return it.
+
+        The first fetch since the item was written marks it FETCHED; a later one sets its last
+        access (memcached's segmented LRU sets it on the second fetch and then whenever the
+        item is fetched once its ACTIVE mark is cleared; we keep no ACTIVE mark: every fetch
+        after the first counts).
+        """
+        cas, flags, exptime, atime, bits = _unpack(rec)
+        if not bits & FETCHED or atime != now:
+            rec = _pack(cas, flags, exptime, now if bits & FETCHED else atime, bits | FETCHED) + rec[_HSIZE:]
             self._data[key] = rec
         self._data.move_to_end(key)
         return rec
@@ -419,11 +466,14 @@ class Store:
                 # kept in locals; what it does is _fetch()'s, step for step.
                 rec = lookup(key)
                 if rec is not None:
-                    cas, flags, exptime, fetched = _unpack(rec)
+                    cas, flags, exptime, atime, bits = _unpack(rec)
                     if cas >= flush_cas and not 0 < exptime <= now:
                         hits += 1
-                        if not fetched:
-                            rec = rec[: _HSIZE - 1] + b"\x01" + rec[_HSIZE:]
+                        if not bits & 1 or atime != now:  # _bump(), inlined
+                            rec = (
+                                _pack(cas, flags, exptime, now if bits & 1 else atime, bits | 1)
+                                + rec[_HSIZE:]
+                            )
                             data[key] = rec
                         bump(key)
                         value = rec[_HSIZE:]
@@ -483,11 +533,14 @@ class Store:
                 # What _fetch() does, step for step (as in get_items).
                 rec = lookup(key)
                 if rec is not None:
-                    cas, flags, exptime, fetched = _unpack(rec)
+                    cas, flags, exptime, atime, bits = _unpack(rec)
                     if cas >= flush_cas and not 0 < exptime <= now:
                         hits += 1
-                        if not fetched:
-                            rec = rec[: _HSIZE - 1] + b"\x01" + rec[_HSIZE:]
+                        if not bits & 1 or atime != now:  # _bump(), inlined
+                            rec = (
+                                _pack(cas, flags, exptime, now if bits & 1 else atime, bits | 1)
+                                + rec[_HSIZE:]
+                            )
                             data[key] = rec
                         bump(key)
                         value = rec[_HSIZE:]
@@ -519,7 +572,7 @@ class Store:
 
     @staticmethod
     def _triple(rec: bytes) -> tuple[bytes, int, int]:
-        cas, flags, _e, _f = _unpack(rec)
+        cas, flags, _e, _a, _b = _unpack(rec)
         return rec[_HSIZE:], flags, cas
 
     def get_many(self, keys: Iterable[bytes]) -> dict[bytes, tuple[bytes, int, int]]:
@@ -545,19 +598,28 @@ class Store:
             stats["touch_misses"] += 1
             return None
         stats["touch_hits"] += 1
-        rec = self._retime(key, rec, absolute_expiry(exptime, now, self._wall_skew))
-        cas, flags, _e, _f = _unpack(rec)
-        return rec[_HSIZE:], flags, cas
+        rec = self._retime(key, rec, absolute_expiry(exptime, now, self._wall_skew), now)
+        return self._triple(rec)
 
-    def _retime(self, key: bytes, rec: bytes, exptime: int) -> bytes:
-        """Give a live item a new expiry, mark it fetched and make it MRU; return the record."""
-        cas, flags, old, _fetched = _unpack(rec)
-        rec = _pack(cas, flags, exptime, 1) + rec[_HSIZE:]
+    def _retime(self, key: bytes, rec: bytes, exptime: int, now: int) -> bytes:
+        """Give a live item a new expiry and fetch it (memcached's do_item_touch); return it."""
+        return self._bump(key, self._restate(key, rec, exptime=exptime), now)
+
+    def _restate(
+        self, key: bytes, rec: bytes, *, exptime: int | None = None, bits: int | None = None, cas: int = 0
+    ) -> bytes:
+        """Rewrite a live item's expiry (absolute), state bits or CAS in place; return it.
+
+        Neither its LRU place nor its last access change.
+        """
+        old_cas, flags, old_exptime, atime, old_bits = _unpack(rec)
+        new_exptime = old_exptime if exptime is None else exptime
+        new_cas = cas or old_cas
+        rec = _pack(new_cas, flags, new_exptime, atime, old_bits if bits is None else bits) + rec[_HSIZE:]
         self._data[key] = rec
-        self._data.move_to_end(key)
-        self._ttl_items += bool(exptime) - bool(old)
-        if exptime:
-            self._push_expiry(exptime, cas, key)
+        self._ttl_items += bool(new_exptime) - bool(old_exptime)
+        if new_exptime and (new_exptime != old_exptime or new_cas != old_cas):
+            self._push_expiry(new_exptime, new_cas, key)
         return rec
 
     def touch(self, key: bytes, exptime: int) -> Result:
@@ -571,13 +633,21 @@ class Store:
             self._stats["touch_misses"] += 1
             return NOT_FOUND
         self._stats["touch_hits"] += 1
-        self._retime(key, rec, absolute_expiry(exptime, now, self._wall_skew))
+        self._retime(key, rec, absolute_expiry(exptime, now, self._wall_skew), now)
         return TOUCHED
 
     # -- writes -------------------------------------------------------------------------------
 
     def _update(
-        self, mode: int, key: bytes, value: bytes, flags: int, exptime: int, cas_unique: int = 0
+        self,
+        mode: int,
+        key: bytes,
+        value: bytes,
+        flags: int,
+        exptime: int,
+        cas_unique: int = 0,
+        bits: int = 0,
+        stale: bool = False,
     ) -> Result:
         # PERF: every set of the daemon passes here; the checks only call out to raise.
         if not 0 < len(key) <= MAX_KEY_LENGTH:  # is_valid_key()
@@ -603,7 +673,10 @@ class Store:
             pass
         elif mode == _ADD:
             if old is not None:
-                self._data.move_to_end(key)  # memcached bumps the item a failed add found
+                # memcached bumps the item a failed add found (do_item_update): LRU and last access.
+                if _unpack(old)[3] != now:
+                    self._data[key] = _pack(*_unpack(old)[:3], now, old[_HSIZE - 1]) + old[_HSIZE:]
+                self._data.move_to_end(key)
                 return NOT_STORED
         elif mode == _REPLACE:
             if old is None:
@@ -612,14 +685,25 @@ class Store:
             if old is None:
                 self._stats["cas_misses"] += 1
                 return NOT_FOUND
-            if _unpack(old)[0] != cas_unique:
-                self._stats["cas_badval"] += 1
-                return EXISTS
+            old_cas, _f, old_exptime, _a, old_bits = _unpack(old)
+            if old_cas != cas_unique:
+                if not (stale and 0 < cas_unique < old_cas):
+                    self._stats["cas_badval"] += 1
+                    return EXISTS
+                # ms I: an older CAS still stores, as a stale value that keeps the item's TTL and
+                # its win-token mark (memcached's CAS_STALE).
+                self._stats["cas_hits"] += 1
+                self._unlink(key, old)
+                self._link(key, value, flags, old_exptime, now, bits | STALE | (old_bits & WON))
+                self._stats["total_items"] += 1
+                return STORED
             self._stats["cas_hits"] += 1
-        else:  # append, prepend: keep the old flags and expiry
+        else:  # append, prepend: keep the old flags and expiry; a fresh item (no state bits)
             if old is None:
                 return NOT_STORED
-            _c, flags, old_exptime, _f = _unpack(old)
+            old_cas, flags, old_exptime, _a, _b = _unpack(old)
+            if cas_unique and cas_unique != old_cas:
+                return EXISTS  # ms MA/MP with C compare a nonzero CAS
             if mode == _APPEND:
                 value = old[_HSIZE:] + value
             else:
@@ -633,7 +717,9 @@ class Store:
             return STORED
         if old is not None:
             self._unlink(key, old)
-        self._link(key, value, flags, absolute_expiry(exptime, now, self._wall_skew) if exptime else 0, now)
+        self._link(
+            key, value, flags, absolute_expiry(exptime, now, self._wall_skew) if exptime else 0, now, bits
+        )
         self._stats["total_items"] += 1
         return STORED
 
@@ -673,43 +759,67 @@ class Store:
         self._unlink(key, rec)
         return DELETED
 
-    def _delta(self, key: bytes, delta: int, incr: bool) -> int | None:
+    def _delta(
+        self,
+        key: bytes,
+        delta: int,
+        incr: bool,
+        cas_unique: int = 0,
+        count_miss: bool = True,
+        new_exptime: int | None = None,
+    ) -> tuple[Result, int]:
+        """incr/decr as memcached's do_add_delta: ``(STORED, number)``, NOT_FOUND or EXISTS.
+
+        The lookup neither fetches nor marks the item (memcached's DONT_UPDATE). An empty
+        value is not a number before the CAS (if nonzero) is compared.
+        """
         _check_key(key)
         _check_range("delta", delta, 0, U64_MAX)
+        _check_range("cas_unique", cas_unique, 0, U64_MAX)
         name = "incr" if incr else "decr"
         now = self._now()
         rec = self._lookup(key, now)
         if rec is None:
-            self._stats[name + "_misses"] += 1
-            return None
+            if count_miss:
+                self._stats[name + "_misses"] += 1
+            return NOT_FOUND, 0
         old_value = rec[_HSIZE:]
+        old_cas, flags, exptime, _a, bits = _unpack(rec)
+        if old_value and cas_unique and cas_unique != old_cas:
+            return EXISTS, 0
         number = parse_counter(old_value)
         if number is None:
             raise NonNumericValue(f"{name} on a non-numeric value")
         self._stats[name + "_hits"] += 1
         number = (number + delta) & U64_MAX if incr else max(number - delta, 0)
         value = counter_bytes(number, len(old_value))
-        _c, flags, exptime, _f = _unpack(rec)
         if len(value) == len(old_value):
-            # In place, as memcached does: same size, same position rules, new CAS.
+            # In place, as memcached does: same size, same position rules, new CAS, its state
+            # kept; the access counts (do_item_update) but is no fetch.
             self._cas += 1
-            self._data[key] = _pack(self._cas, flags, exptime, 1) + value
+            if new_exptime is not None:  # ma T (see meta_delta)
+                new_exptime = absolute_expiry(new_exptime, now, self._wall_skew)
+                self._ttl_items += bool(new_exptime) - bool(exptime)
+                exptime = new_exptime
+            self._data[key] = _pack(self._cas, flags, exptime, now, bits) + value
             self._data.move_to_end(key)
             if exptime:
                 self._push_expiry(exptime, self._cas, key)
         else:
             self._fits(len(key) + len(value) + ITEM_OVERHEAD)
             self._unlink(key, rec)
-            self._link(key, value, flags, exptime, now, fetched=1)
-        return number
+            self._link(key, value, flags, exptime, now)
+        return STORED, number
 
     def incr(self, key: bytes, delta: int = 1) -> int | None:
         """Add ``delta`` (wrapping at 2**64); return the new value or None if missing."""
-        return self._delta(key, delta, True)
+        result, number = self._delta(key, delta, True)
+        return number if result is STORED else None
 
     def decr(self, key: bytes, delta: int = 1) -> int | None:
         """Subtract ``delta`` (stopping at 0); return the new value or None if missing."""
-        return self._delta(key, delta, False)
+        result, number = self._delta(key, delta, False)
+        return number if result is STORED else None
 
     def flush_all(self, delay: int = 0) -> None:
         """Invalidate every item now, or at ``delay`` (an expiration time) from now."""
@@ -729,6 +839,198 @@ class Store:
         else:
             self._flush_at = 0
             self._flush_cas = self._cas + 1
+
+    # -- meta commands (proto_text.c's mg, ms, md, ma, me) ---------------------------------------
+
+    def _state(self, rec: bytes) -> tuple[bytes, int, int, int, int, int]:
+        cas, flags, exptime, atime, bits = _unpack(rec)
+        return rec[_HSIZE:], flags, cas, exptime, atime, bits
+
+    def peek(self, key: bytes) -> tuple[bytes, int, int, int, int, int] | None:
+        """Return ``(value, flags, cas, exptime, atime, bits)`` of a live item, or None.
+
+        No fetch: nothing is counted, marked or moved (memcached's DONT_UPDATE lookup, as me,
+        md and ma read an item). A dead item found is freed (counted get_expired/get_flushed).
+        ``exptime`` and ``atime`` are on the store's clock (:attr:`now`); ``bits`` are the
+        state bits of semantics.py.
+        """
+        _check_key(key)
+        rec = self._lookup(key, self._now())
+        return None if rec is None else self._state(rec)
+
+    def meta_get(
+        self, key: bytes, exptime: int | None = None, bump: bool = True, vivify: int | None = None
+    ) -> tuple[bytes, int, int, int, int, int, bool] | None:
+        """mg's lookup: return the item's state as :meth:`peek` does, before this call changed
+        it, and whether it was created; or None on a miss.
+
+        Args:
+            exptime: T: a new expiration time (protocol value) for a found item; a hit then
+                counts as a touch (cmd_touch, touch_hits), else as a get; a miss always as a
+                get (get_misses), as memcached counts them.
+            bump: fetch the item (False for u): make it MRU and mark it (see :meth:`_bump`).
+            vivify: N: on a miss, create an empty item with this expiration time, marked WON
+                (its first reader won the right to recache it). It counts as a hit, and no set
+                (memcached links it directly). If it cannot be allocated the miss stands.
+        """
+        _check_key(key)
+        if exptime is not None:
+            _check_range("exptime", exptime, EXPTIME_MIN, EXPTIME_MAX)
+        if vivify is not None:
+            _check_range("vivify", vivify, EXPTIME_MIN, EXPTIME_MAX)
+        now = self._now()
+        stats = self._stats
+        touch = exptime is not None
+        rec = self._lookup(key, now)
+        created = False
+        if rec is None and vivify is not None:
+            try:
+                created = bool(self.vivify(key, b"", vivify, WON))
+            except (ItemTooLarge, OutOfMemory):
+                pass  # memcached: an item it cannot allocate is not vivified; the miss stands
+            rec = self._data.get(key)
+        if rec is None:
+            stats["cmd_get"] += 1  # memcached counts a miss as a get, T or not
+            stats["get_misses"] += 1
+            return None
+        stats["cmd_touch" if touch else "cmd_get"] += 1
+        stats["touch_hits" if touch else "get_hits"] += 1
+        cas, flags, old_exptime, atime, bits = _unpack(rec)
+        if created:
+            bits = 0  # the state the command saw: WON is its own win
+        elif touch:
+            assert exptime is not None
+            rec = self._restate(key, rec, exptime=absolute_expiry(exptime, now, self._wall_skew))
+        if bump:
+            self._bump(key, rec, now)
+        return rec[_HSIZE:], flags, cas, old_exptime, atime, bits, created
+
+    def mark(self, key: bytes, set_bits: int = 0, clear_bits: int = 0, exptime: int | None = None) -> bool:
+        """Change a live item's state bits, or give it a new expiration time (protocol value),
+        in place: no fetch, nothing counted. Return False if there is no such item."""
+        _check_key(key)
+        _check_range("set_bits", set_bits, 0, STATE_BITS)
+        _check_range("clear_bits", clear_bits, 0, STATE_BITS)
+        if exptime is not None:
+            _check_range("exptime", exptime, EXPTIME_MIN, EXPTIME_MAX)
+        now = self._now()
+        rec = self._lookup(key, now)
+        if rec is None:
+            return False
+        bits = (rec[_HSIZE - 1] | set_bits) & ~clear_bits
+        new_exptime = None if exptime is None else absolute_expiry(exptime, now, self._wall_skew)
+        self._restate(key, rec, exptime=new_exptime, bits=bits)
+        return True
+
+    def meta_update(
+        self,
+        mode: int,
+        key: bytes,
+        value: bytes,
+        flags: int = 0,
+        exptime: int = 0,
+        cas_unique: int = 0,
+        *,
+        binary: bool = False,
+        stale: bool = False,
+    ) -> tuple[Result, int]:
+        """ms: store as set/add/replace/append/prepend/cas (``mode``); return the outcome and the
+        new item's CAS (0 unless STORED).
+
+        Args:
+            cas_unique: for CAS, the CAS to compare; for append/prepend a nonzero one is
+                compared too (a mismatch is EXISTS, a miss NOT_STORED).
+            binary: the key came in base64: the item is marked BINARY_KEY (not for
+                append/prepend, whose new item memcached builds without it).
+            stale: I: a CAS older than the item's stores anyway, as a STALE item that keeps the
+                old TTL and WON mark (memcached's CAS_STALE).
+        """
+        _check_range("mode", mode, _SET, _CAS)
+        _check_range("cas_unique", cas_unique, 0, U64_MAX)
+        result = self._update(
+            mode, key, value, flags, exptime, cas_unique, BINARY_KEY if binary else 0, stale
+        )
+        return result, (self._cas if result is STORED else 0)
+
+    def meta_delete(
+        self, key: bytes, cas_unique: int | None = None, stale: bool = False, exptime: int | None = None
+    ) -> Result:
+        """md: DELETED (or, with ``stale``, invalidated), NOT_FOUND, or EXISTS (CAS mismatch).
+
+        Invalidating (I) keeps the item but marks it STALE, clears WON (so the next reader
+        wins) and gives it a new CAS, and ``exptime`` (T) if given; nothing else changes.
+        The lookup is no fetch; a miss or mismatch counts delete_misses, a delete delete_hits.
+        """
+        _check_key(key)
+        if cas_unique is not None:
+            _check_range("cas_unique", cas_unique, 0, U64_MAX)
+        if exptime is not None:
+            _check_range("exptime", exptime, EXPTIME_MIN, EXPTIME_MAX)
+        now = self._now()
+        rec = self._lookup(key, now)
+        if rec is None or (cas_unique is not None and _unpack(rec)[0] != cas_unique):
+            self._stats["delete_misses"] += 1
+            return NOT_FOUND if rec is None else EXISTS
+        if stale:
+            self._cas += 1
+            bits = (rec[_HSIZE - 1] | STALE) & ~WON
+            new_exptime = None if exptime is None else absolute_expiry(exptime, now, self._wall_skew)
+            self._restate(key, rec, exptime=new_exptime, bits=bits, cas=self._cas)
+            return DELETED
+        self._stats["delete_hits"] += 1
+        self._unlink(key, rec)
+        return DELETED
+
+    def meta_delta(
+        self,
+        key: bytes,
+        incr: bool,
+        delta: int,
+        cas_unique: int = 0,
+        count_miss: bool = True,
+        exptime: int | None = None,
+    ) -> tuple[Result, int, int, int]:
+        """ma: return ``(result, number, cas, exptime)``.
+
+        ``result`` is STORED (``number`` is the new value, ``cas`` the item's afterwards and
+        ``exptime`` its expiry before this call), NOT_FOUND (a miss, counted unless not
+        ``count_miss``: ma N vivifies instead) or EXISTS (a nonzero ``cas_unique`` did not
+        match). The lookup is no fetch. ``exptime`` (T, a protocol value) becomes the item's
+        when the number is rewritten in place: memcached sets it on the item its
+        do_add_delta returns, which for a longer number is the replaced one, so a counter
+        that grows keeps its TTL.
+
+        Raises:
+            NonNumericValue: the value is not a counter.
+            ItemTooLarge, OutOfMemory: the longer number does not fit.
+        """
+        if exptime is not None:
+            _check_range("exptime", exptime, EXPTIME_MIN, EXPTIME_MAX)
+        rec = self._data.get(key)
+        before = 0 if rec is None else _unpack(rec)[2]
+        result, number = self._delta(key, delta, incr, cas_unique, count_miss, exptime)
+        if result is not STORED:
+            return result, 0, 0, 0
+        return result, number, _unpack(self._data[key])[0], before
+
+    def vivify(self, key: bytes, value: bytes, exptime: int = 0, bits: int = 0) -> int:
+        """mg N, ma N: create an item (client flags 0) if ``key`` holds none; return its CAS,
+        or 0 if a live item is there. memcached links it directly: no set is counted.
+
+        Raises:
+            ItemTooLarge, OutOfMemory: it does not fit.
+        """
+        _check_key(key)
+        _check_range("exptime", exptime, EXPTIME_MIN, EXPTIME_MAX)
+        _check_range("bits", bits, 0, STATE_BITS)
+        value = bytes(value)
+        now = self._now()
+        if self._lookup(key, now) is not None:
+            return 0
+        self._fits(len(key) + len(value) + ITEM_OVERHEAD)
+        cas = self._link(key, value, 0, absolute_expiry(exptime, now, self._wall_skew), now, bits)
+        self._stats["total_items"] += 1
+        return cas
 
     # -- background work, stats, snapshots --------------------------------------------------
 
@@ -752,7 +1054,7 @@ class Store:
             found = data.get(key)
             if found is None:
                 continue
-            c, _f, e, _x = _unpack(found)
+            c, _f, e, _a, _b = _unpack(found)
             if c != cas or e != exptime:
                 continue  # stale entry: the item was rewritten or touched since
             self._unlink(key, found, reclaimed=True)
@@ -789,27 +1091,44 @@ class Store:
         ``exptime`` is absolute on the store's clock (0 = never). The store must not be
         modified while the iterator is in use.
         """
+        for key, value, flags, exptime, cas, _atime, _bits in self.records():
+            yield key, value, flags, exptime, cas
+
+    def records(self) -> Iterator[tuple[bytes, bytes, int, int, int, int, int]]:
+        """Yield :meth:`items` with each item's state: ``(key, value, flags, exptime, cas,
+        atime, bits)`` (``atime`` on the store's clock, ``bits`` of semantics.py), as
+        :meth:`load` takes them back. The store must not be modified during the walk."""
         now = self._now()
         for key, rec in self._data.items():
             if not self._alive(rec, now):
-                cas, flags, exptime, _f = _unpack(rec)
-                yield key, rec[_HSIZE:], flags, exptime, cas
+                cas, flags, exptime, atime, bits = _unpack(rec)
+                yield key, rec[_HSIZE:], flags, exptime, cas, atime, bits
 
     def reserve(self, n: int) -> None:
         """Prepare an empty store for ``n`` items: nothing to do for a dict (native sizes its table)."""
         _check_range("n", n, 0, 2**63 - 1)
 
-    def load(self, items: Iterable[tuple[bytes, bytes, int, int, int]], cas_counter: int = 0) -> int:
-        """Insert items as :meth:`items` yields them, each becoming the most recent; return
-        how many were kept (dead ones are skipped). The CAS counter moves past every CAS seen.
+    def load(self, items: Iterable[tuple[Any, ...]], cas_counter: int = 0) -> int:
+        """Insert items as :meth:`items` or :meth:`records` yield them, each becoming the most
+        recent; return how many were kept (dead ones are skipped). The CAS counter moves past
+        every CAS seen. Without a state (5-tuples, or atime 0) an item was last accessed now;
+        an atime in the future is now.
         """
         now = self._now()
         kept = 0
-        for key, value, flags, exptime, cas in items:
+        for rec in items:
+            if len(rec) == 5:
+                key, value, flags, exptime, cas = rec
+                atime = bits = 0
+            else:
+                key, value, flags, exptime, cas, atime, bits = rec
             _check_key(key)
             _check_range("flags", flags, 0, U32_MAX)
             _check_range("exptime", exptime, 0, U32_MAX)
             _check_range("cas", cas, 1, CAS_MAX)
+            _check_range("atime", atime, 0, U32_MAX)
+            _check_range("bits", bits, 0, STATE_BITS)
+            atime = min(atime or now, now)
             value = bytes(value)
             if (exptime and exptime <= now) or cas < self._flush_cas:
                 continue
@@ -820,7 +1139,7 @@ class Store:
             if old is not None:
                 self._unlink(key, old)
             self._shrink(size, 1, now)
-            self._data[key] = _pack(cas, flags, exptime, 0) + value
+            self._data[key] = _pack(cas, flags, exptime, atime, bits) + value
             self._bytes += size
             if exptime:
                 self._ttl_items += 1

@@ -5,13 +5,16 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 cdef extern from "item.h":
     ctypedef uint32_t item_ref
 
+    int ITEM_STATE_BITS
+
     ctypedef struct item:
         uint64_t cas
         uint32_t exptime
-        uint32_t flags
+        uint32_t atime
         uint32_t nbytes
         uint8_t nkey
         uint8_t iflags
+    uint32_t item_flags(const item *it)
     const char *item_key(const item *it)
     char *item_value(item *it)
 
@@ -87,7 +90,27 @@ cdef extern from "store.h":
     void store_flush_all(store *s, int64_t delay)
     uint64_t store_reclaim(store *s, uint64_t limit)
     int store_load(store *s, const char *key, size_t nkey, const char *value, size_t nbytes,
-                   uint32_t flags, uint32_t exptime, uint64_t cas)
+                   uint32_t flags, uint32_t exptime, uint64_t cas, uint32_t atime, uint8_t state)
+
+    ctypedef struct item_state:
+        uint32_t exptime, atime
+        uint8_t state
+        uint8_t created
+    item *store_peek(store *s, const char *key, size_t nkey)
+    item *store_meta_get(store *s, const char *key, size_t nkey, int touch, int64_t exptime,
+                         int bump, int vivify_on_miss, int64_t vivify_exptime, item_state *before)
+    int store_mark(store *s, const char *key, size_t nkey, uint8_t set, uint8_t clear, int touch,
+                   int64_t exptime)
+    int store_meta_update(store *s, int mode, const char *key, size_t nkey, const char *value,
+                          size_t nbytes, uint32_t flags, int64_t exptime, uint64_t cas_in,
+                          int binary, int stale, uint64_t *cas_out)
+    int store_meta_delete(store *s, const char *key, size_t nkey, int has_cas, uint64_t cas_in,
+                          int stale, int touch, int64_t exptime)
+    int store_meta_delta(store *s, const char *key, size_t nkey, int incr, uint64_t by,
+                         uint64_t cas_in, int count_miss, int touch, int64_t exptime,
+                         uint64_t *result, uint64_t *cas_out, uint32_t *exptime_out)
+    int store_vivify(store *s, const char *key, size_t nkey, const char *value, size_t nbytes,
+                     int64_t exptime, uint8_t state, uint64_t *cas_out)
     int store_item_dead(const store *s, const item *it)
     item *store_oldest(store *s)
     item *store_newer(store *s, const item *it)

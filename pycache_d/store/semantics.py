@@ -34,6 +34,24 @@ U64_MAX = 2**64 - 1
 #: (a wrapped counter would make new items look older than a flush_all).
 CAS_MAX = 2**63 - 1
 
+#: Storage modes of a write (``csrc/store.h``'s ``enum store_mode`` numbers them alike).
+MODE_SET, MODE_ADD, MODE_REPLACE, MODE_APPEND, MODE_PREPEND, MODE_CAS = range(6)
+
+#: The state an item carries besides its data, as memcached keeps it in ``it_flags``
+#: (memcached.h). Both backends keep these bits per item, and a snapshot saves them.
+#:
+#: * FETCHED (ITEM_FETCHED): read since it was written (mg ``h``, me ``fetch``, the
+#:   ``*_unfetched`` counters). The first fetch sets it; later fetches set the last-access time.
+#: * WON (ITEM_TOKEN_SENT): a win token (mg ``W``) went out for this item; later readers see ``Z``.
+#: * STALE (ITEM_STALE): invalidated by ``md I`` or ``ms I`` (mg ``X``).
+#: * BINARY_KEY (ITEM_KEY_BINARY): written by ms under a base64 (``b``) key, so ``k`` and me show
+#:   the key in base64.
+FETCHED = 0x01
+WON = 0x02
+STALE = 0x04
+BINARY_KEY = 0x08
+STATE_BITS = FETCHED | WON | STALE | BINARY_KEY
+
 # isspace() in the C locale, which is what memcached's safe_strtoull() relies on.
 _C_SPACE = b" \t\n\v\f\r"
 
