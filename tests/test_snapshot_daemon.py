@@ -75,8 +75,10 @@ def test_meta_state_survives_a_restart(daemon_factory: Factory, daemon_backend: 
     again = daemon_factory("--snapshot", snap, backend=daemon_backend)
     again.wait_for_log(r"loaded 3 items from ")
     reply = again.request(b"mg k v c t\r\n", until=b"hi\r\n")
-    # as memcached answers: stale (X), so this first reader wins (W); the TTL left, the CAS kept
-    assert re.fullmatch(rb"VA 2 c%d t(99|100) X W\r\nhi\r\n" % cas, reply), reply
+    # as memcached answers: stale (X), so this first reader wins (W); the TTL left, the CAS kept.
+    # The TTL ran on through the restart; a busy machine may take many seconds over it.
+    match = re.fullmatch(rb"VA 2 c%d t(\d+) X W\r\nhi\r\n" % cas, reply)
+    assert match and 40 <= int(match[1]) <= 100, reply
     assert again.request(b"mg k\r\n") == b"HD Z X\r\n"
     assert again.request(b"mg w\r\n") == b"HD Z\r\n"  # the win token that went out before
     assert again.request(b"mg %s b k\r\n" % key) == b"HD k%s b\r\n" % key
