@@ -35,6 +35,7 @@ def item(i: int) -> tuple[str, str]:
 
 VALUES = dict(item(i) for i in range(KEYS))
 KEY_LIST = list(VALUES)
+GENEROUS = 30.0  # seconds: a bound on a wait that a healthy daemon answers in milliseconds
 
 
 @pytest.fixture(params=BACKENDS)
@@ -55,6 +56,10 @@ def make_client(request: pytest.FixtureRequest) -> Iterator[MakeClient]:
     made: list[Any] = []
 
     def make(servers: list[str], **options: Any) -> Any:
+        # A stopped node refuses connections at once, so the tests need no short timeout; a
+        # generous one keeps a busy machine (a daemon not scheduled for a second) from failing them.
+        options.setdefault("timeout", GENEROUS)
+        options.setdefault("connect_timeout", GENEROUS)
         c = (
             Client(servers, **options)
             if request.param == "sync"
@@ -73,7 +78,7 @@ def make_client(request: pytest.FixtureRequest) -> Iterator[MakeClient]:
 
 def held_by(node: Daemon, keys: list[str]) -> dict[str, Any]:
     """Ask one node directly which of ``keys`` it holds."""
-    with Client(node.address) as single:
+    with Client(node.address, timeout=GENEROUS, connect_timeout=GENEROUS) as single:
         return single.get_many(keys)
 
 
