@@ -31,7 +31,7 @@ FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-WAIT_MS = 20_000  # generous: CI shares two cores
+WAIT_MS = 60_000  # generous: CI shares two cores, and Chromium alone wants a good part of them
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)"
@@ -103,6 +103,7 @@ def app(nodes: tuple[Daemon, Daemon]) -> Iterator[HttpServer]:
 def test_dashboard_in_chromium(page_of: Any, app: HttpServer, nodes: tuple[Daemon, Daemon]) -> None:
     mc, other = nodes
     page = page_of.new_page()
+    page.set_default_timeout(WAIT_MS)  # every wait and action, not only the ones given WAIT_MS
     problems: list[str] = []
     page.on(
         "console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
