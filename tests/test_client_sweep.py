@@ -838,7 +838,7 @@ def meta_memcache_steps(mm: Any, cache: Any) -> dict[str, Any]:
     t("expired_set", cache.set, "old", "v", ttl=PAST)
     t("expired", cache.get, "old")
     # herd control: a lease on a miss, early recache, stale on delete
-    t("lease_winner", cache.get_or_lease, "leased", mm.LeasePolicy(ttl=30, miss_retries=0))
+    t("lease_winner", cache.get_or_lease, "leased", mm.LeasePolicy(ttl=30, miss_retries=1, miss_retry_wait=0.01))
     t("recache_set", cache.set, "hot", "v", ttl=20)
     t("recache_winner", cache.get, "hot", recache_policy=mm.RecachePolicy(ttl=30))
     t("recache_loser", cache.get, "hot", recache_policy=mm.RecachePolicy(ttl=30))
