@@ -8,7 +8,9 @@ STAMP := $(VENV)/.installed
 EXT_SUFFIX = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 NATIVE_SRC := $(wildcard csrc/*.c csrc/*.h pycache_d/*/*.pyx pycache_d/*/*.pxd) setup.py
 APT_PACKAGES := memcached libmemcached-tools libmemcached-dev libsasl2-modules php-cli php-memcached curl wrk \
-  nutcracker libfaketime chromium chromium-driver prometheus
+  nutcracker libfaketime chromium chromium-driver prometheus \
+  php-memcache libcache-memcached-perl libcache-memcached-fast-perl libcache-memcached-libmemcached-perl \
+  ruby-dalli libspymemcached-java openjdk-17-jdk-headless
 
 .PHONY: venv ext test lint test-asan fuzz bench loadtest dist deb install clean run apt pylibmc
 
