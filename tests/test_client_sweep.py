@@ -1079,9 +1079,10 @@ def test_node(ports: Ports, node_modules: Path, client: str) -> None:
     assert expected["set"] not in (False, None) and expected["expired"] in (None, "error NOT_FOUND"), expected
 
 
-def test_node_memjs_sasl(ports: Ports, node_modules: Path, sasl_port: int) -> None:
+def test_node_memjs_sasl(memcached_port: int, node_modules: Path, sasl_port: int) -> None:
     """memjs with SASL PLAIN: the transcript memcached gives without authentication."""
     argv = node(node_modules, "memjs")
-    assert script(argv, sasl_port, USER, PASSWORD) == script(argv, ports.memcached)
+    flush(memcached_port)
+    assert script(argv, sasl_port, USER, PASSWORD) == script(argv, memcached_port)
     refused = script(argv, sasl_port, USER, "wrong")
     assert refused["failed"].endswith("authentication failed!") and refused["set"] == "raised undefined"
