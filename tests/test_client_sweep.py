@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -977,11 +978,27 @@ def test_script_client(ports: Ports, client: str, request: pytest.FixtureRequest
     assert first(expected["version"]) == "1.6.18", expected
 
 
+@pytest.fixture(scope="module")
+def sasl_ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
+    """One pycache-d per backend with ``--auth-file`` (memcached's SASL needs a Cyrus SASL setup)."""
+    auth = tmp_path_factory.mktemp("sasl") / "auth"
+    auth.write_text(f"{USER}:{PASSWORD}\n")
+    auth.chmod(0o600)
+    daemons = {}
+    try:
+        for p in backend_params():
+            if not any(m.args and m.args[0] for m in p.marks):  # the native one skips when not built
+                daemons[p.values[0]] = Daemon("--auth-file", str(auth), backend=p.values[0]).start()
+        yield {name: d.port for name, d in daemons.items()}
+    finally:
+        for d in daemons.values():
+            d.__exit__(None, None, None)
+
+
 @pytest.mark.parametrize("client", ["ruby-dalli-binary", "spymemcached-binary"])
 @pytest.mark.parametrize("backend", backend_params())
 def test_script_client_sasl(
-    daemon_factory: Callable[..., Daemon], memcached_port: int, backend: str, client: str, tmp_path: Path,
-    request: pytest.FixtureRequest,
+    sasl_ports: dict[str, int], memcached_port: int, backend: str, client: str, request: pytest.FixtureRequest
 ) -> None:
     """With SASL PLAIN on pycache-d (--auth-file), the transcript of memcached without it."""
     classes = None
@@ -989,12 +1006,10 @@ def test_script_client_sasl(
         classes = request.getfixturevalue("spymemcached_classes")
     elif not _loads(SCRIPT_CLIENTS[client][2]):
         pytest.skip(f"{client} is not installed (make apt)")
-    auth = tmp_path / "auth"
-    auth.write_text(f"{USER}:{PASSWORD}\n")
-    auth.chmod(0o600)
-    d = daemon_factory("--auth-file", str(auth), backend=backend)
+    port = sasl_ports[backend]
+    flush_sasl(port)
     expected = memcached_transcript(client, memcached_port, classes)
-    got = run_script(client, d.port, USER, PASSWORD, classes=classes)
+    got = run_script(client, port, USER, PASSWORD, classes=classes)
     assert got == expected, {k: (expected.get(k), got.get(k)) for k in expected if expected.get(k) != got.get(k)}
 
 
@@ -1025,12 +1040,18 @@ def test_php_sessions(ports: Ports, binary: str) -> None:
 
 
 @pytest.fixture
-def sasl_port(daemon_factory: Callable[..., Daemon], daemon_backend: str, tmp_path: Path) -> int:
-    """A pycache-d with --auth-file on each backend (memcached's SASL needs a Cyrus SASL setup)."""
-    auth = tmp_path / "auth"
-    auth.write_text(f"{USER}:{PASSWORD}\n")
-    auth.chmod(0o600)
-    return daemon_factory("--auth-file", str(auth), backend=daemon_backend).port
+def sasl_port(sasl_ports: dict[str, int], daemon_backend: str) -> int:
+    """The pycache-d with --auth-file on each backend, flushed."""
+    flush_sasl(sasl_ports[daemon_backend])
+    return sasl_ports[daemon_backend]
+
+
+def flush_sasl(port: int) -> None:
+    """flush_all through a text connection logged in with ASCII auth (the auth file's entry)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        value = f"{USER} {PASSWORD}".encode()
+        sock.sendall(b"set auth x 0 %d\r\n%s\r\nflush_all\r\n" % (len(value), value))
+        assert read_until(sock, b"OK\r\n") == b"STORED\r\nOK\r\n"
 
 
 #: The npm clients, pinned: installed by the test into a cache directory.
@@ -1086,3 +1107,50 @@ def test_node_memjs_sasl(memcached_port: int, node_modules: Path, sasl_port: int
     assert script(argv, sasl_port, USER, PASSWORD) == script(argv, memcached_port)
     refused = script(argv, sasl_port, USER, "wrong")
     assert refused["failed"].endswith("authentication failed!") and refused["set"] == "raised undefined"
+
+
+# -- libmemcached's tools ---------------------------------------------------------------------------
+
+
+def tool_transcript(port: int, binary: bool, tmp_path: Path) -> dict[str, Any]:
+    """Each tool's exit status (and what memccat and memcstat print that is not a number)."""
+    b = ["--binary"] if binary else []
+    s = f"--servers=127.0.0.1:{port}"
+    src = tmp_path / "greeting"
+    src.write_bytes(b"hello\r\nflush_all\r\n")
+    steps = {
+        "memcping": ["memcping", s],
+        "memcstat": ["memcstat", s, *b],
+        "memccp": ["memccp", s, *b, "--set", str(src)],
+        "memccat": ["memccat", s, *b, "greeting"],
+        "memcexist": ["memcexist", s, *b, "greeting"],
+        "memcexist_missing": ["memcexist", s, *b, "absent"],
+        "memctouch": ["memctouch", s, *b, "--expire=1000", "greeting"],
+        "memctouch_missing": ["memctouch", s, *b, "--expire=1000", "absent"],
+        "memcrm": ["memcrm", s, *b, "greeting"],
+        "memcrm_missing": ["memcrm", s, *b, "greeting"],
+        "memccat_missing": ["memccat", s, *b, "greeting"],
+        "memcslap": ["memcslap", s, *b, "--concurrency=2", "--execute-number=100"],
+        "memcaslap": ["memcaslap", "-s", f"127.0.0.1:{port}", "-x", "500", "-T", "1", "-c", "4", *(["-B"] if binary else [])],
+        "memcflush": ["memcflush", s, *b],
+    }
+    t: dict[str, Any] = {}
+    for name, argv in steps.items():
+        r = subprocess.run(argv, cwd=tmp_path, capture_output=True, timeout=120)
+        t[name] = r.returncode
+        if name == "memccat":
+            t["memccat_out"] = r.stdout.decode(errors="replace")
+        if name == "memcstat":
+            t["memcstat_version"] = version_of(re.search(rb"version: (\S+)", r.stdout)[1])
+        if name == "memcaslap":
+            t["memcaslap_misses"] = re.search(rb"get_misses: (\d+)", r.stdout)[1].decode()
+    return t
+
+
+@pytest.mark.skipif(shutil.which("memcaslap") is None, reason="libmemcached-tools not installed (make apt)")
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+def test_libmemcached_tools(ports: Ports, binary: bool, tmp_path: Path) -> None:
+    expected, got = (tool_transcript(port, binary, tmp_path) for port in ports)
+    assert got == expected
+    assert expected["memccat_out"] == "hello\r\nflush_all\r\n\n" and expected["memcstat_version"] == "1.6.18"
+    assert (expected["memcexist"], expected["memcexist_missing"], expected["memcaslap"]) == (0, 1, 0), expected
