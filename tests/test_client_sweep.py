@@ -26,7 +26,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -229,7 +228,11 @@ def compare(
     for t in (expected, got):
         for name in ignore_counters:
             t.get("stats", {}).pop(name, None)
-    diff = {k: (expected.get(k), got.get(k)) for k in expected.keys() | got.keys() if expected.get(k) != got.get(k)}
+    diff = {
+        k: (expected.get(k), got.get(k))
+        for k in expected.keys() | got.keys()
+        if expected.get(k) != got.get(k)
+    }
     assert not diff, f"step: (memcached, pycache-d) {diff}"
     return expected
 
@@ -390,7 +393,12 @@ def pylibmc_workload(mc: Any) -> dict[str, Any]:
 
 
 def pylibmc_client(port: int, **kw: Any) -> Any:
-    behaviors = {"connect_timeout": 5000, "receive_timeout": 5_000_000, "send_timeout": 5_000_000, "cas": True}
+    behaviors = {
+        "connect_timeout": 5000,
+        "receive_timeout": 5_000_000,
+        "send_timeout": 5_000_000,
+        "cas": True,
+    }
     return pylibmc.Client([f"127.0.0.1:{port}"], behaviors=behaviors, **kw)
 
 
@@ -839,7 +847,12 @@ def meta_memcache_steps(mm: Any, cache: Any) -> dict[str, Any]:
     t("expired_set", cache.set, "old", "v", ttl=PAST)
     t("expired", cache.get, "old")
     # herd control: a lease on a miss, early recache, stale on delete
-    t("lease_winner", cache.get_or_lease, "leased", mm.LeasePolicy(ttl=30, miss_retries=1, miss_retry_wait=0.01))
+    t(
+        "lease_winner",
+        cache.get_or_lease,
+        "leased",
+        mm.LeasePolicy(ttl=30, miss_retries=1, miss_retry_wait=0.01),
+    )
     t("recache_set", cache.set, "hot", "v", ttl=20)
     t("recache_winner", cache.get, "hot", recache_policy=mm.RecachePolicy(ttl=30))
     t("recache_loser", cache.get, "hot", recache_policy=mm.RecachePolicy(ttl=30))
@@ -912,15 +925,35 @@ SPYMEMCACHED_JAR = Path("/usr/share/java/spymemcached.jar")
 
 #: id: (the command before the port, the command after it, what must load for it to run)
 SCRIPT_CLIENTS: dict[str, tuple[list[str], list[str], list[str]]] = {
-    "php-memcached-text": (["php", "php_memcached.php"], ["text"], ["php", "-r", "exit(class_exists('Memcached') ? 0 : 1);"]),
-    "php-memcached-binary": (["php", "php_memcached.php"], ["binary"], ["php", "-r", "exit(class_exists('Memcached') ? 0 : 1);"]),
-    "php-memcache": (["php", "php_memcache.php"], [], ["php", "-r", "exit(class_exists('Memcache') ? 0 : 1);"]),
-    "perl-Cache::Memcached": (["perl", "perl_memcached.pl"], ["Cache::Memcached"], ["perl", "-MCache::Memcached", "-e1"]),
+    "php-memcached-text": (
+        ["php", "php_memcached.php"],
+        ["text"],
+        ["php", "-r", "exit(class_exists('Memcached') ? 0 : 1);"],
+    ),
+    "php-memcached-binary": (
+        ["php", "php_memcached.php"],
+        ["binary"],
+        ["php", "-r", "exit(class_exists('Memcached') ? 0 : 1);"],
+    ),
+    "php-memcache": (
+        ["php", "php_memcache.php"],
+        [],
+        ["php", "-r", "exit(class_exists('Memcache') ? 0 : 1);"],
+    ),
+    "perl-Cache::Memcached": (
+        ["perl", "perl_memcached.pl"],
+        ["Cache::Memcached"],
+        ["perl", "-MCache::Memcached", "-e1"],
+    ),
     "perl-Cache::Memcached::Fast": (
-        ["perl", "perl_memcached.pl"], ["Cache::Memcached::Fast"], ["perl", "-MCache::Memcached::Fast", "-e1"],
+        ["perl", "perl_memcached.pl"],
+        ["Cache::Memcached::Fast"],
+        ["perl", "-MCache::Memcached::Fast", "-e1"],
     ),
     "perl-Cache::Memcached::libmemcached": (
-        ["perl", "perl_memcached.pl"], ["Cache::Memcached::libmemcached"], ["perl", "-MCache::Memcached::libmemcached", "-e1"],
+        ["perl", "perl_memcached.pl"],
+        ["Cache::Memcached::libmemcached"],
+        ["perl", "-MCache::Memcached::libmemcached", "-e1"],
     ),
     "ruby-dalli-binary": (["ruby", "ruby_dalli.rb"], [], ["ruby", "-rdalli", "-e", "exit 0"]),
     "spymemcached-text": (["java", "SpyMemcached"], ["text"], []),
@@ -967,14 +1000,22 @@ def test_script_client(ports: Ports, client: str, request: pytest.FixtureRequest
     if client.startswith("spymemcached"):
         classes = request.getfixturevalue("spymemcached_classes")
     elif not _loads(check):
-        pytest.skip(f"{client}: `{' '.join(check)}` fails (its Debian package is in the Makefile's APT_PACKAGES)")
+        pytest.skip(
+            f"{client}: `{' '.join(check)}` fails (its Debian package is in the Makefile's APT_PACKAGES)"
+        )
     expected = memcached_transcript(client, ports.memcached, classes)
     got = run_script(client, ports.pycache, classes=classes)
-    diff = {k: (expected.get(k), got.get(k)) for k in expected.keys() | got.keys() if expected.get(k) != got.get(k)}
+    diff = {
+        k: (expected.get(k), got.get(k))
+        for k in expected.keys() | got.keys()
+        if expected.get(k) != got.get(k)
+    }
     assert not diff, f"step: (memcached, pycache-d) {diff}"
     # what the workload means, on memcached too
     assert first(expected["get"]) == "v" and first(expected["get_missing"]) in (None, False, ""), expected
-    assert first(expected["big_get"]) in (True, "true") and first(expected["binary"]) in (True, "true"), expected
+    assert first(expected["big_get"]) in (True, "true") and first(expected["binary"]) in (True, "true"), (
+        expected
+    )
     assert first(expected["version"]) == "1.6.18", expected
 
 
@@ -1010,7 +1051,9 @@ def test_script_client_sasl(
     flush_sasl(port)
     expected = memcached_transcript(client, memcached_port, classes)
     got = run_script(client, port, USER, PASSWORD, classes=classes)
-    assert got == expected, {k: (expected.get(k), got.get(k)) for k in expected if expected.get(k) != got.get(k)}
+    assert got == expected, {
+        k: (expected.get(k), got.get(k)) for k in expected if expected.get(k) != got.get(k)
+    }
 
 
 # -- PHP's session handler, node's clients --------------------------------------------------------
@@ -1027,7 +1070,8 @@ def script(argv: list[str], port: int, *extra: str) -> dict[str, Any]:
 
 
 @pytest.mark.skipif(
-    not _loads(SCRIPT_CLIENTS["php-memcached-text"][2]), reason="php-cli and php-memcached not installed (make apt)"
+    not _loads(SCRIPT_CLIENTS["php-memcached-text"][2]),
+    reason="php-cli and php-memcached not installed (make apt)",
 )
 @pytest.mark.parametrize("binary", ["1", "0"], ids=["binary-default", "text"])
 def test_php_sessions(ports: Ports, binary: str) -> None:
@@ -1131,7 +1175,18 @@ def tool_transcript(port: int, binary: bool, tmp_path: Path) -> dict[str, Any]:
         "memcrm_missing": ["memcrm", s, *b, "greeting"],
         "memccat_missing": ["memccat", s, *b, "greeting"],
         "memcslap": ["memcslap", s, *b, "--concurrency=2", "--execute-number=100"],
-        "memcaslap": ["memcaslap", "-s", f"127.0.0.1:{port}", "-x", "500", "-T", "1", "-c", "4", *(["-B"] if binary else [])],
+        "memcaslap": [
+            "memcaslap",
+            "-s",
+            f"127.0.0.1:{port}",
+            "-x",
+            "500",
+            "-T",
+            "1",
+            "-c",
+            "4",
+            *(["-B"] if binary else []),
+        ],
         "memcflush": ["memcflush", s, *b],
     }
     t: dict[str, Any] = {}
@@ -1153,4 +1208,6 @@ def test_libmemcached_tools(ports: Ports, binary: bool, tmp_path: Path) -> None:
     expected, got = (tool_transcript(port, binary, tmp_path) for port in ports)
     assert got == expected
     assert expected["memccat_out"] == "hello\r\nflush_all\r\n\n" and expected["memcstat_version"] == "1.6.18"
-    assert (expected["memcexist"], expected["memcexist_missing"], expected["memcaslap"]) == (0, 1, 0), expected
+    assert (expected["memcexist"], expected["memcexist_missing"], expected["memcaslap"]) == (0, 1, 0), (
+        expected
+    )
