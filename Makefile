@@ -35,7 +35,8 @@ $(EXTENSIONS) &: $(NATIVE_SRC) | $(STAMP)
 # Debian packages some tests and benchmarks use (memcached as an oracle, memcaslap, wrk, twemproxy
 # for the cluster test, libfaketime to step the daemon's wall clock, libmemcached-dev to build
 # pylibmc, libsasl2-modules for the clients' SASL PLAIN, PHP's Memcached extension as a client,
-# Chromium for the dashboard's browser test, prometheus for promtool). Installed when we are root;
+# Chromium for the dashboard's browser test, prometheus for promtool; PHP's older Memcache,
+# Perl's three clients, Ruby's Dalli and Java's spymemcached for tests/test_client_sweep.py). Installed when we are root;
 # otherwise those tests skip and say why.
 apt:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

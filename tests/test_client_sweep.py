@@ -19,6 +19,7 @@ cache directory, skipped when npm or its registry cannot be reached).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -1211,3 +1212,83 @@ def test_libmemcached_tools(ports: Ports, binary: bool, tmp_path: Path) -> None:
     assert (expected["memcexist"], expected["memcexist_missing"], expected["memcaslap"]) == (0, 1, 0), (
         expected
     )
+
+
+# -- twemproxy (nutcracker) in front ----------------------------------------------------------------
+
+NUTCRACKER = shutil.which("nutcracker") or next(
+    (p for p in ("/usr/sbin/nutcracker", "/usr/bin/nutcracker") if os.access(p, os.X_OK)), None
+)
+
+
+@contextlib.contextmanager
+def nutcracker(server_port: int, tmp_path: Path) -> Iterator[int]:
+    """A one-server twemproxy pool in front of ``server_port``; yields the proxy's port."""
+    assert NUTCRACKER is not None
+    port = _free_port()
+    conf = tmp_path / f"nutcracker-{server_port}.yml"
+    conf.write_text(
+        f"sweep:\n  listen: 127.0.0.1:{port}\n  redis: false\n  distribution: ketama\n  hash: md5\n"
+        f"  timeout: 5000\n  auto_eject_hosts: false\n  servers:\n    - 127.0.0.1:{server_port}:1\n"
+    )
+    argv = [NUTCRACKER, "-c", str(conf), "-o", str(tmp_path / "nutcracker.log"), "-a", "127.0.0.1",
+            "-s", str(_free_port())]  # fmt: skip
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "nutcracker did not start"
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def proxied_workload(port: int) -> dict[str, Any]:
+    """What twemproxy forwards (no touch, gat, flush_all, stats or version)."""
+    mc = PymemcacheClient(("127.0.0.1", port), connect_timeout=5, timeout=5)
+    t = Transcript()
+    t("set", mc.set, "k", b"v", noreply=False)
+    t("get", mc.get, "k")
+    t("get_missing", mc.get, "absent")
+    t("add_existing", mc.add, "k", b"w", noreply=False)
+    t("replace", mc.replace, "k", b"w", noreply=False)
+    t("append", mc.append, "k", b"x", noreply=False)
+    t("prepend", mc.prepend, "k", b"<", noreply=False)
+    value, cas = mc.gets("k")
+    t.record("gets", (value, bool(cas)))
+    t("cas_ok", mc.cas, "k", b"new", cas, noreply=False)
+    t("cas_stale", mc.cas, "k", b"newer", cas, noreply=False)
+    mc.set("n", b"10")
+    t("incr", mc.incr, "n", 5, noreply=False)
+    t("decr_below_zero", mc.decr, "n", 100, noreply=False)
+    t("incr_not_number", mc.incr, "k", 1, noreply=False)
+    t("set_many", mc.set_many, {f"m{i}": b"%d" % i for i in range(50)}, noreply=False)
+    t("get_multi", mc.get_many, [f"m{i}" for i in range(50)] + ["absent"])
+    t("big_set", mc.set, "big", BIG, noreply=False)
+    t("big_get", mc.get, "big")
+    t("binary_set", mc.set, "bin", BINARY, noreply=False)
+    t("binary", mc.get, "bin")
+    t("expired_set", mc.set, "old", b"v", expire=PAST, noreply=False)
+    t("expired", mc.get, "old")
+    t("delete", mc.delete, "k", noreply=False)
+    t("delete_missing", mc.delete, "k", noreply=False)
+    mc.close()
+    return t.asdict()
+
+
+@pytest.mark.skipif(NUTCRACKER is None, reason="twemproxy not installed (Debian's nutcracker: make apt)")
+def test_twemproxy_in_front(ports: Ports, tmp_path: Path) -> None:
+    results = []
+    for port in ports:
+        with nutcracker(port, tmp_path) as proxy:
+            results.append(proxied_workload(proxy))
+    expected, got = results
+    assert got == expected
+    assert expected["get"] == normalise(b"v") and expected["big_get"] == normalise(BIG), expected
+    assert expected["cas_stale"] is False and len(expected["get_multi"]) == 50, expected
