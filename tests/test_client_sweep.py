@@ -451,6 +451,26 @@ def test_pylibmc(ports: Ports, binary: bool) -> None:
     assert t["too_big_set"] == ["raised", "TooBig"] and t["utf8"] == UTF8, t
 
 
+@pytest.mark.skipif(pylibmc is None, reason="pylibmc not installed (make pylibmc builds it)")
+@pytest.mark.parametrize("backend", backend_params())
+def test_pylibmc_sasl(memcached_port: int, sasl_ports: dict[str, int], backend: str) -> None:
+    """pylibmc's binary protocol with SASL PLAIN on pycache-d: memcached's transcript without it."""
+    flush(memcached_port)
+    expected = pylibmc_workload(pylibmc_client(memcached_port, binary=True))
+    flush_sasl(sasl_ports[backend])
+    creds = {"username": USER, "password": PASSWORD}
+    got = pylibmc_workload(pylibmc_client(sasl_ports[backend], binary=True, **creds))
+    for t in (expected, got):
+        t.pop("stats")  # counters since each server started: test_pylibmc compares how they grow
+    assert got == expected, {
+        k: (expected.get(k), got.get(k)) for k in expected if expected.get(k) != got.get(k)
+    }
+    assert expected["get"] == "v" and expected["big_get"] == normalise(BIG), expected
+    bad = pylibmc_client(sasl_ports[backend], binary=True, username=USER, password="wrong")
+    with pytest.raises(pylibmc.Error):
+        bad.set("k", "v")
+
+
 # -- python-memcached (the ``memcache`` module) -----------------------------------------------------
 
 try:
