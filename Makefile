@@ -8,7 +8,9 @@ STAMP := $(VENV)/.installed
 EXT_SUFFIX = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 NATIVE_SRC := $(wildcard csrc/*.c csrc/*.h pycache_d/*/*.pyx pycache_d/*/*.pxd) setup.py
 APT_PACKAGES := memcached libmemcached-tools libmemcached-dev libsasl2-modules php-cli php-memcached curl wrk \
-  nutcracker libfaketime chromium chromium-driver prometheus
+  nutcracker libfaketime chromium chromium-driver prometheus \
+  php-memcache libcache-memcached-perl libcache-memcached-fast-perl libcache-memcached-libmemcached-perl \
+  ruby ruby-dalli libspymemcached-java openjdk-17-jdk-headless
 
 .PHONY: venv ext test lint test-asan fuzz bench loadtest dist deb install clean run apt pylibmc
 
@@ -33,8 +35,10 @@ $(EXTENSIONS) &: $(NATIVE_SRC) | $(STAMP)
 # Debian packages some tests and benchmarks use (memcached as an oracle, memcaslap, wrk, twemproxy
 # for the cluster test, libfaketime to step the daemon's wall clock, libmemcached-dev to build
 # pylibmc, libsasl2-modules for the clients' SASL PLAIN, PHP's Memcached extension as a client,
-# Chromium for the dashboard's browser test, prometheus for promtool). Installed when we are root;
-# otherwise those tests skip and say why.
+# Chromium for the dashboard's browser test, prometheus for promtool; PHP's older Memcache,
+# Perl's three clients, Ruby and its Dalli (which does not pull in ruby itself), Java's
+# spymemcached and a JDK to compile its script, for tests/test_client_sweep.py). Installed when
+# we are root; otherwise those tests skip and say why.
 apt:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -1,0 +1,53 @@
+<?php
+// PHP's older Memcache extension (php-memcache, its own text-protocol client): php php_memcache.php PORT
+// Runs the sweep's workload (tests/test_client_sweep.py) and prints one JSON object: step => result.
+$port = (int)$argv[1];
+$m = new Memcache();
+$m->addServer("127.0.0.1", $port);
+$big = str_repeat("0123456789abcdef", 62400);
+$utf8 = "grüße, 東京 ✓";
+$bin = "";
+for ($i = 0; $i < 256; $i++) { $bin .= chr($i); }
+$bin .= "\r\nEND\r\n\0";
+$t = [];
+$r = function ($name, $value) use (&$t) { $t[$name] = $value; };
+$r("set", $m->set("k", "v"));
+$r("get", $m->get("k"));
+$r("get_missing", $m->get("absent"));
+$r("add_existing", $m->add("k", "w"));
+$r("add_new", $m->add("new", "w"));
+$r("replace", $m->replace("k", "w"));
+$r("replace_missing", $m->replace("absent", "w"));
+$r("append", $m->append("k", "x"));
+$r("prepend", $m->prepend("k", "<"));
+$flags = null;
+$cas = null;
+$r("gets", [$m->get("k", $flags, $cas), $cas > 0]);
+$r("cas_ok", $m->cas("k", "new", 0, 0, $cas));
+$r("cas_stale", $m->cas("k", "newer", 0, 0, $cas));
+$m->set("n", "10");
+$r("incr", $m->increment("n", 5));
+$r("decr", $m->decrement("n", 3));
+$r("decr_below_zero", $m->decrement("n", 100));
+$r("incr_missing", $m->increment("absent", 1));
+$r("incr_not_number", @$m->increment("k", 1));
+$r("delete", $m->delete("k"));
+$r("delete_missing", $m->delete("k"));
+$m->set("a", 1);
+$m->set("b", ["two"]);
+$r("get_multi", $m->get(["a", "b", "absent"]));
+$r("big_set", $m->set("big", $big));
+$r("big_get", $m->get("big") === $big);
+$r("too_big_set", @$m->set("toobig", str_repeat("x", 1048576)));
+$r("utf8_set", $m->set("utf8", $utf8));
+$r("utf8", $m->get("utf8") === $utf8);
+$r("binary_set", $m->set("bin", $bin));
+$r("binary", $m->get("bin") === $bin);
+$r("expired_set", $m->set("old", "v", 0, 2678401));
+$r("expired", $m->get("old"));
+$r("flush", $m->flush());
+$r("flushed", $m->get("a"));
+$stats = $m->getStats();
+$r("stats", is_array($stats) ? [$stats["curr_connections"] > 0, isset($stats["cmd_get"])] : $stats);
+$r("version", $m->getVersion());
+echo json_encode($t), "\n";
