@@ -330,8 +330,7 @@ static int retime(store *s, item_ref ref, uint32_t exptime) {
 }
 
 item *store_gat(store *s, const char *key, size_t nkey, int64_t exptime) {
-    s->stats.cmd_get++;
-    s->stats.cmd_touch++;
+    s->stats.cmd_touch++; /* memcached counts a gat as a touch only, hit or miss */
     item_ref ref = lookup(s, key, nkey);
     if (ref == SLAB_NIL) {
         s->stats.touch_misses++;

@@ -799,3 +799,24 @@ def test_records_load_the_state_back(make_store, clock):
     assert state(dst, b"c") == (clock.now, 0) and state(dst, b"d") == (clock.now, STALE)
     with pytest.raises(ValueError):
         dst.load([(b"e", b"5", 0, 0, 101, 0, 16)])
+
+
+def test_gat_counts_as_a_touch_only(store, clock):
+    """As memcached's process_get_command with should_touch: cmd_touch and touch_hits or
+    touch_misses, never cmd_get."""
+    store.set(b"k", b"v")
+    before = store.stats()
+    assert store.gat(b"k", 100) is not None and store.gat(b"nokey", 100) is None
+    after = store.stats()
+    grew = {
+        k: after[k] - before[k]
+        for k in ("cmd_get", "get_hits", "get_misses", "cmd_touch", "touch_hits", "touch_misses")
+    }
+    assert grew == {
+        "cmd_get": 0,
+        "get_hits": 0,
+        "get_misses": 0,
+        "cmd_touch": 2,
+        "touch_hits": 1,
+        "touch_misses": 1,
+    }

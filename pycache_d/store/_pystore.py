@@ -590,8 +590,7 @@ class Store:
         _check_range("exptime", exptime, EXPTIME_MIN, EXPTIME_MAX)
         now = self._now()
         stats = self._stats
-        # memcached counts a gat in cmd_get and cmd_touch, and its outcome as a touch only.
-        stats["cmd_get"] += 1
+        # memcached counts a gat as a touch only (cmd_touch and touch_hits/touch_misses).
         stats["cmd_touch"] += 1
         rec = self._lookup(key, now)
         if rec is None:
