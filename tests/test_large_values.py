@@ -23,13 +23,13 @@ import uvloop
 pytest.register_assert_rewrite("daemon")
 pytest_plugins = ["daemon"]
 
-from daemon import read_until  # noqa: E402
-
 from pycache_d.daemon.config import load  # noqa: E402
 from pycache_d.daemon.server import Server  # noqa: E402
 from pycache_d.net.connection import HIGH_WATER  # noqa: E402
 from pycache_d.protocol.session import REPLY_BUDGET, Session  # noqa: E402
 from pycache_d.store import BACKENDS  # noqa: E402
+
+from daemon import read_until  # noqa: E402
 
 pytestmark = pytest.mark.asan
 
