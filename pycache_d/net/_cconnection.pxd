@@ -22,3 +22,5 @@ cdef class ConnectionBase:
     cdef public object writev
 
     cdef int received(self, const char *p, Py_ssize_t size, object data) except -1
+    cdef char *block_room(self, Py_ssize_t *room) except? NULL
+    cdef int block_received(self, Py_ssize_t n) except -1

@@ -149,3 +149,18 @@ cdef class ConnectionBase:
         elif self._eof:
             self.close()
         return 0
+
+    cdef char *block_room(self, Py_ssize_t *room) except? NULL:
+        """Where the transport may read the rest of a large data block to, or NULL: the
+        compiled session's block buffer, when this read would take the usual path anyway."""
+        if self._closing or self._paused or self._pending or self._continuing:
+            return NULL
+        if type(self.session) is not NativeSession or debug_enabled():
+            return NULL
+        return (<NativeSession>self.session).block_room(room)
+
+    cdef int block_received(self, Py_ssize_t n) except -1:
+        """``n`` bytes were read to block_room(): answer as for any read."""
+        (<NativeSession>self.session).block_filled(n)
+        return self.received(<const char *>b"", 0, None)
+

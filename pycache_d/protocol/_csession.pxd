@@ -46,6 +46,8 @@ cdef class NativeSession:
     cdef object _slow(self)
     cdef bytes _take_out(self)
     cdef list take_parts(self)
+    cdef char *block_room(self, Py_ssize_t *room) noexcept
+    cdef void block_filled(self, Py_ssize_t n) noexcept
     cdef int _value(self, item *it) except -1
     cdef int _keep(self, const char *p, size_t pos, size_t n) except -1
     cdef bytes _flush_and_delegate(self, const char *p, size_t n, size_t start)

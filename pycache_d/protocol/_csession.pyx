@@ -499,6 +499,21 @@ cdef class NativeSession:
         self.out_sent()
         return reply
 
+    cdef char *block_room(self, Py_ssize_t *room) noexcept:
+        """Where the rest of a large data block being kept may be read straight to (the
+        socket's bytes then land in the block buffer, copied once more into the item), or
+        NULL. ``room`` is what the command still lacks: no byte of the next one goes there."""
+        if self.want < BLOCK_MIN or self.slow_active or self._closing or self.pending.len >= self.want:
+            return NULL
+        if self.pending.cap < self.want:
+            return NULL
+        room[0] = <Py_ssize_t>(self.want - self.pending.len)
+        return self.pending.data + self.pending.len
+
+    cdef void block_filled(self, Py_ssize_t n) noexcept:
+        """``n`` bytes were read to block_room(): they are kept input now (feed b"" next)."""
+        self.pending.len += <size_t>n
+
     cdef int _value(self, item *it) except -1:
         """Append ``it``'s value to the reply: by reference (pinned) when it is large and the
         pin limit allows, else copied."""
