@@ -7,7 +7,7 @@ servers alternating for ``--rounds`` rounds; the median is printed with the serv
 ``--baseline DIR`` adds a pycache-d checkout built in place (e.g. ``git archive main``
 extracted and ``setup.py build_clib build_ext --inplace``) as a third server, for before/after.
 
-System calls: each pycache-d is run once more under ``strace -f -c`` at 200 KiB for
+System calls: each pycache-d is run once more with ``strace -f -c`` attached, at 200 KiB for
 ``--strace-seconds``, and its counts of mremap, sendto, sendmsg, recvfrom and brk are printed
 per 1,000 memaslap ops (strace slows the server: these are counts, not times).
 
@@ -22,10 +22,12 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from daemon_throughput import cpu_seconds, memaslap
@@ -66,12 +68,18 @@ def start(server: str, port: int, baseline: str | None, wrap: list[str]) -> subp
 
 
 def strace_counts(server: str, baseline: str | None, seconds: int, cfg: str) -> dict[str, float]:
-    """System calls per 1,000 ops of one memaslap run at 200 KiB under ``strace -f -c``."""
+    """System calls per 1,000 ops of one memaslap run at 200 KiB, counted by ``strace -f -c -p``."""
     port = free_port()
+    proc = start(server, port, baseline, [])
     with tempfile.NamedTemporaryFile(suffix=".strace") as out:
-        proc = start(server, port, baseline, ["strace", "-f", "-c", "-o", out.name])
         try:
+            tracer = subprocess.Popen(
+                ["strace", "-f", "-c", "-o", out.name, "-p", str(proc.pid)], stderr=subprocess.DEVNULL
+            )
+            time.sleep(1)  # attached to every thread
             _, ops = memaslap(port, seconds, [], cfg)
+            tracer.send_signal(signal.SIGINT)  # detaches and writes the summary
+            tracer.wait(30)
         finally:
             stop(proc)
         text = Path(out.name).read_text()
