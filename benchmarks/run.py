@@ -17,6 +17,7 @@ SCRIPTS = [
     "session_multiget.py",
     "snapshot_speed.py",
     "daemon_throughput.py",
+    "large_values.py",
     "flood_rss.py",
     "idle_connections.py",
     "shutdown_time.py",

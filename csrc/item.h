@@ -20,7 +20,9 @@
  *   - nkey is 1..250; the key is not NUL-terminated; the value follows it directly.
  *   - ITEM_CFLAGS is set iff the client flags are not 0; it never changes while the item lives
  *     (no command rewrites flags in place), so the key never moves within its chunk.
- *   - atime <= the store clock; only the bits of ITEM_STATE_BITS and ITEM_CFLAGS are ever set.
+ *   - atime <= the store clock; only the bits of ITEM_STATE_BITS, ITEM_CFLAGS and ITEM_PINNED
+ *     are ever set. ITEM_PINNED is set iff the store's pin table has an entry for the item
+ *     (store.h); only a large chunk (slabs.h: malloc()ed, never moved) is ever pinned.
  */
 #ifndef PYCACHE_ITEM_H
 #define PYCACHE_ITEM_H
@@ -38,6 +40,7 @@
 #define ITEM_KEY_BINARY 0x08u /* written by ms under a base64 key */
 #define ITEM_STATE_BITS 0x0Fu
 #define ITEM_CFLAGS 0x80u /* layout, not state: data[] starts with the 4 bytes of client flags */
+#define ITEM_PINNED 0x40u /* a reply being sent points into its value (store.h, pins) */
 #define EXPIRY_NONE UINT32_MAX
 
 typedef slab_ref item_ref;

@@ -126,6 +126,60 @@ static void item_free(store *s, item_ref ref) {
     slabs_free(&s->mem, ref, item_size(ITEM(s, ref)));
 }
 
+/* ---- pins (see store.h) ------------------------------------------------------------------ */
+
+/* PERF: a linear scan: pinned items are bounded by pin_limit / STORE_PIN_MIN (4096 at the
+ * default) and in practice number about one per connection sending a large value. */
+static pin_entry *pin_find(store *s, const item *it) {
+    for (uint32_t i = 0; i < s->npins; i++)
+        if (s->pins[i].it == it)
+            return &s->pins[i];
+    return NULL; /* not reached for an item with ITEM_PINNED */
+}
+
+int store_pin(store *s, item *it) {
+    size_t size = item_size(it);
+    if (size <= SLAB_MAX_SMALL)
+        return -1; /* a small chunk may be moved by compaction */
+    if (it->iflags & ITEM_PINNED) {
+        pin_find(s, it)->count++;
+        return 0;
+    }
+    if (s->pinned_bytes + size > s->pin_limit) {
+        s->pin_refused++;
+        return -1;
+    }
+    if (s->npins == s->pins_cap) {
+        uint32_t cap = s->pins_cap ? s->pins_cap * 2 : 16;
+        pin_entry *grown = realloc(s->pins, (size_t)cap * sizeof(pin_entry));
+        if (!grown)
+            return -1;
+        s->pins = grown;
+        s->pins_cap = cap;
+    }
+    pin_entry *pin = &s->pins[s->npins++];
+    pin->it = it;
+    pin->ref = SLAB_NIL;
+    pin->count = 1;
+    pin->detached = 0;
+    it->iflags |= ITEM_PINNED;
+    s->pinned_bytes += size;
+    return 0;
+}
+
+void store_unpin(store *s, item *it) {
+    pin_entry *pin = pin_find(s, it);
+    if (!pin || --pin->count)
+        return;
+    size_t size = item_size(it);
+    s->pinned_bytes -= size;
+    if (pin->detached)
+        slabs_free(&s->mem, pin->ref, size);
+    else
+        it->iflags &= (uint8_t)~ITEM_PINNED;
+    *pin = s->pins[--s->npins];
+}
+
 enum unlink_reason { UNLINK_PLAIN, UNLINK_DEAD, UNLINK_EVICTED };
 
 static void unlink_item(store *s, item_ref ref, int reason) {
@@ -143,6 +197,12 @@ static void unlink_item(store *s, item_ref ref, int reason) {
     } else if (reason == UNLINK_EVICTED) {
         s->stats.evictions++;
         s->stats.evicted_unfetched += unfetched;
+    }
+    if (it->iflags & ITEM_PINNED) {
+        pin_entry *pin = pin_find(s, it);
+        pin->ref = ref;
+        pin->detached = 1; /* the last store_unpin frees it */
+        return;
     }
     item_free(s, ref);
 }
@@ -229,13 +289,17 @@ int store_init(store *s, uint64_t max_bytes, uint64_t max_items, uint32_t max_it
     s->max_bytes = s->room_bytes = max_bytes;
     s->max_items = s->room_items = max_items;
     s->max_item_size = max_item_size;
+    s->pin_limit = max_bytes < STORE_PIN_LIMIT ? max_bytes : STORE_PIN_LIMIT;
     return 0;
 }
 
 void store_destroy(store *s) {
     assoc_destroy(&s->table);
     expiry_destroy(&s->expiry);
-    slabs_destroy(&s->mem); /* frees every item with its page */
+    slabs_destroy(&s->mem); /* frees every item with its page, detached ones too */
+    free(s->pins);
+    s->pins = NULL;
+    s->npins = s->pins_cap = 0;
     s->head = s->tail = SLAB_NIL;
 }
 
@@ -533,8 +597,10 @@ static int delta(store *s, const char *key, size_t nkey, int incr, uint64_t delt
         digits[n++] = (char)('0' + t % 10);
         t /= 10;
     } while (t);
-    if (n <= it->nbytes) {
-        /* In place, as memcached does: digits padded with spaces to the old length. */
+    if (n <= it->nbytes && !(it->iflags & ITEM_PINNED)) {
+        /* In place, as memcached does: digits padded with spaces to the old length (unless a
+         * reply is being sent from it: memcached, too, writes a new item when another
+         * connection holds a reference). */
         char *p = item_value(it);
         for (size_t i = 0; i < n; i++)
             p[i] = digits[n - 1 - i];

@@ -25,6 +25,26 @@
  *     FETCHED, TOKEN_SENT, STALE and KEY_BINARY bits. A write makes a fresh item (accessed now,
  *     no bits but the ones the write sets); a fetch sets FETCHED, or atime if already set.
  *   - Items are slab chunks (slabs.c) named by 32-bit handles; see item.h for the layout.
+ *
+ * Pins: a get's large value is sent from the item itself (scatter-gather sendmsg), so the item
+ * must outlive the send and its bytes must not change:
+ *
+ *   pins[0..npins)   { it, ref, count, detached }     one entry per pinned item
+ *        |                                             (item->iflags has ITEM_PINNED)
+ *        +--> item (a large chunk: malloc()ed alone, so compaction never moves it)
+ *
+ *   - Only items whose chunk is large (item_size > SLAB_MAX_SMALL) are pinned; their address
+ *     never changes (compact() moves small chunks only) and their handle is not reused while
+ *     their chunk is allocated.
+ *   - count > 0 for every entry: each pin (store_pin) is undone by one store_unpin.
+ *   - An item unlinked while pinned (delete, overwrite, eviction, expiry, flush) leaves assoc,
+ *     the LRU list and the heap and stops being charged to `bytes` as usual, but its chunk is
+ *     freed by the last store_unpin, not then (`detached`); nothing writes to a pinned item's
+ *     value (incr/decr write a new item instead of rewriting it in place, as memcached does
+ *     for an item another connection holds).
+ *   - pinned_bytes sums the chunk sizes of the pinned items (linked or detached) and never
+ *     passes pin_limit: store_pin refuses past it, and the caller copies the value instead.
+ *     So at most pin_limit bytes of detached items sit beyond the memory limit.
  */
 #ifndef PYCACHE_STORE_H
 #define PYCACHE_STORE_H
@@ -42,6 +62,11 @@
 #define STORE_REALTIME_MAXDELTA (60 * 60 * 24 * 30)
 #define STORE_FLUSH_ALL UINT64_MAX /* flush_cas that makes every item dead */
 #define STORE_SHRINK_SLICE 1000     /* see semantics.py's SHRINK_SLICE */
+/* Values at least this long are sent from the item (pinned) rather than copied; below it a
+ * copy into the reply buffer costs less than the pin and the extra iovec. */
+#define STORE_PIN_MIN (16u * 1024u)
+/* Default bound on pinned_bytes (see the invariants): 64 MiB, or the memory limit if lower. */
+#define STORE_PIN_LIMIT (64u * 1024u * 1024u)
 
 /* Outcomes: the non-negative values are pycache_d.store.errors.Result. */
 enum store_result {
@@ -65,6 +90,13 @@ typedef struct store_stats {
     uint64_t cas_hits, cas_misses, cas_badval, touch_hits, touch_misses;
 } store_stats;
 
+typedef struct pin_entry {
+    item *it;
+    item_ref ref;      /* set when detached */
+    uint32_t count;    /* pins not yet undone */
+    uint32_t detached; /* unlinked while pinned: the last unpin frees the chunk */
+} pin_entry;
+
 typedef struct store {
     slabs mem; /* every item lives here; assoc and expiry resolve handles through it */
     assoc table;
@@ -81,6 +113,10 @@ typedef struct store {
     uint64_t pages_compacted; /* slab pages emptied by moving their items (slabs.h) */
     int64_t wall_skew; /* wall clock minus store clock (s): absolute exptimes follow the wall */
     store_stats stats;
+    pin_entry *pins; /* see "Pins" above; grows to the high-water count, never shrinks */
+    uint32_t npins, pins_cap;
+    uint64_t pinned_bytes, pin_limit;
+    uint64_t pin_refused; /* store_pin calls refused at pin_limit (the value was copied) */
 } store;
 
 int store_init(store *s, uint64_t max_bytes, uint64_t max_items, uint32_t max_item_size,
@@ -155,6 +191,12 @@ item *store_newer(store *s, const item *it);
 /* 0 alive, 1 expired, 2 flushed. */
 int store_item_dead(const store *s, const item *it);
 void store_reset_stats(store *s);
+
+/* Pin a live item whose value is about to be sent from its memory: 0, or -1 when it cannot be
+ * pinned (a small chunk, or pin_limit reached: copy the value instead). */
+int store_pin(store *s, item *it);
+/* Undo one store_pin; the last frees the chunk of an item unlinked meanwhile. */
+void store_unpin(store *s, item *it);
 
 /* Parse a counter as memcached's safe_strtoull() does; 0 on success. */
 int store_parse_counter(const char *p, size_t n, uint64_t *out);

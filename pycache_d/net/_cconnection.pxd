@@ -19,5 +19,8 @@ cdef class ConnectionBase:
     cdef public Py_ssize_t small_reply
     cdef public Py_ssize_t high_water
     cdef public object write
+    cdef public object writev
 
     cdef int received(self, const char *p, Py_ssize_t size, object data) except -1
+    cdef char *block_room(self, Py_ssize_t *room) except? NULL
+    cdef int block_received(self, Py_ssize_t n) except -1

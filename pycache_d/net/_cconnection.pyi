@@ -17,4 +17,5 @@ class ConnectionBase:
     small_reply: int
     high_water: int
     write: Any
+    writev: Any
     def data_received(self, data: bytes) -> None: ...

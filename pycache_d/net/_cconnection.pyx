@@ -9,7 +9,11 @@ logging, errors) is Connection's, in Python: this class calls back into it.
 
 data_received and the compiled stream transport (_cstream.pyx) both go through ``received``;
 the transport hands it bytes still in its read buffer, and the compiled session's reply is
-copied once, into the bytes object handed to transport.write (which sends it at once).
+copied once, into the bytes object handed to transport.write (which sends it at once). Values of
+STORE_PIN_MIN (16 KiB) and more are not copied: the session returns them as pinned views of the
+items (store._native.PinnedValue) between the bytes of the rest, and the compiled stream
+transport sends them all with one sendmsg (``writev``, its write_parts), keeping what the
+kernel refuses, pins and all, until it is sent; other transports get one joined copy.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -74,8 +78,8 @@ cdef class ConnectionBase:
 
     Its attributes are declared in _cconnection.pxd; ``written`` counts the reply bytes
     handed to the transport. Set by the subclass: ``feed_slice``,
-    ``max_lines``, ``small_reply`` and ``high_water`` (its limits) and ``write``
-    (transport.write, looked up once).
+    ``max_lines``, ``small_reply`` and ``high_water`` (its limits), ``write``
+    (transport.write, looked up once) and ``writev`` (the transport's write_parts, or None).
     """
 
     def data_received(self, data):
@@ -88,6 +92,7 @@ cdef class ConnectionBase:
         (the compiled stream transport's buffer: a bytes object is made only where needed)."""
         cdef Py_ssize_t lines, n
         cdef bint native, closing
+        cdef NativeSession ns
         if self._closing:
             return 0
         self.last_active = monotonic()
@@ -110,12 +115,21 @@ cdef class ConnectionBase:
             self._session_failed([])
             return 0
         if reply is None:  # the reply is in the session's buffer
-            n = <Py_ssize_t>(<NativeSession>session).out.len
-            try:
-                if n:
-                    self.write(PyBytes_FromStringAndSize((<NativeSession>session).out.data, n))
-            finally:
-                (<NativeSession>session).out_sent()
+            ns = <NativeSession>session
+            n = <Py_ssize_t>(ns.out.len + ns.pinned)
+            if ns.parts is not None:
+                # Large values by reference, pinned until sent (see the module docstring).
+                parts = ns.take_parts()
+                if self.writev is not None:
+                    self.writev(parts)
+                else:
+                    self.write(b"".join(parts))  # TLS, asyncio's transports: one copy
+            else:
+                try:
+                    if n:
+                        self.write(PyBytes_FromStringAndSize(ns.out.data, n))
+                finally:
+                    ns.out_sent()
         else:
             n = len(reply)
             if n:
@@ -135,3 +149,18 @@ cdef class ConnectionBase:
         elif self._eof:
             self.close()
         return 0
+
+    cdef char *block_room(self, Py_ssize_t *room) except? NULL:
+        """Where the transport may read the rest of a large data block to, or NULL: the
+        compiled session's block buffer, when this read would take the usual path anyway."""
+        if self._closing or self._paused or self._pending or self._continuing:
+            return NULL
+        if type(self.session) is not NativeSession or debug_enabled():
+            return NULL
+        return (<NativeSession>self.session).block_room(room)
+
+    cdef int block_received(self, Py_ssize_t n) except -1:
+        """``n`` bytes were read to block_room(): answer as for any read."""
+        (<NativeSession>self.session).block_filled(n)
+        return self.received(<const char *>b"", 0, None)
+

@@ -31,6 +31,13 @@ Invariants:
   events are skipped because ``fd`` is -1.
 * connection_lost is called once, from the loop (call_soon), after the socket is closed, as
   asyncio's transports do; after it the transport holds no protocol.
+* Unsent bytes wait in ``wbuf`` (copied) or, once a reply with pinned values came
+  (write_parts), in ``zq``: a list of bytes and store._native.PinnedValue parts, sent with
+  sendmsg from ``zq_off`` in its first part; ``zq_bytes`` counts what is unsent in it. At most one
+  of the two holds bytes: while ``zq`` is not None every write joins it, in order, and ``wbuf``
+  is empty. A part leaves ``zq`` the moment its last byte is taken by the kernel, and dropping
+  a PinnedValue unpins its item (csrc/store.h, "Pins"), so an item stays pinned exactly while
+  some of its bytes are unsent here; closing drops them all.
 
 The transport offers what net.connection.Connection and daemon.server.Server use of an asyncio
 transport (write, writelines, close, abort, pause/resume_reading, get_write_buffer_size,
@@ -42,6 +49,8 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
+
+from pycache_d.store._native cimport PinnedValue
 
 from ._cconnection cimport ConnectionBase
 
@@ -80,11 +89,28 @@ cdef extern from "<sys/socket.h>" nogil:
     int MSG_DONTWAIT
     int MSG_NOSIGNAL
 
+cdef extern from "<sys/uio.h>" nogil:
+    cdef struct iovec:
+        void *iov_base
+        size_t iov_len
+
+cdef extern from "<sys/socket.h>" nogil:
+    cdef struct msghdr:
+        void *msg_name
+        unsigned msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        void *msg_control
+        size_t msg_controllen
+        int msg_flags
+    Py_ssize_t sendmsg(int fd, const msghdr *msg, int flags)
+
 cdef extern from "<unistd.h>" nogil:
     int close(int fd)
 
 cdef enum:
     MAX_EVENTS = 64  # sockets handled per wakeup; more wait for the next one (level-triggered)
+    MAX_IOV = 64     # parts sent per sendmsg (a reply budget's worth of large values and more)
 
 #: asyncio's default write buffer limits, until the protocol sets its own.
 cdef Py_ssize_t DEFAULT_HIGH = 64 * 1024
@@ -207,6 +233,9 @@ cdef class StreamTransport:
     cdef bint closing
     cdef bint eof
     cdef bint protocol_paused
+    cdef list zq           # see the invariants: parts waiting, with pinned values
+    cdef Py_ssize_t zq_off
+    cdef Py_ssize_t zq_bytes
 
     def __cinit__(self):
         self.fd = -1
@@ -254,9 +283,12 @@ cdef class StreamTransport:
         cdef uint32_t want = 0
         if self.reading:
             want |= EPOLLIN
-        if PyByteArray_GET_SIZE(self.wbuf):
+        if PyByteArray_GET_SIZE(self.wbuf) or self.zq is not None:
             want |= EPOLLOUT
         return want
+
+    cdef inline Py_ssize_t _unsent(self) noexcept:
+        return PyByteArray_GET_SIZE(self.wbuf) + self.zq_bytes
 
     cdef int _update(self) except -1:
         cdef uint32_t want
@@ -285,7 +317,7 @@ cdef class StreamTransport:
             err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             self._force_close(os_error(err) if err else ConnectionResetError("connection reset"))
             return 0
-        if ev & (EPOLLOUT | EPOLLHUP) and PyByteArray_GET_SIZE(self.wbuf):
+        if ev & (EPOLLOUT | EPOLLHUP) and self._unsent():
             self._flush()
         if ev & EPOLLHUP and self.fd >= 0:
             # Both directions are shut: nothing more can arrive or leave, and level-triggered
@@ -296,8 +328,17 @@ cdef class StreamTransport:
 
     cdef bint _read(self, char *buf, Py_ssize_t buf_size) except -1:
         """Read once; return True if bytes were delivered to the protocol."""
-        cdef Py_ssize_t n = recv(self.fd, buf, buf_size, MSG_DONTWAIT)
+        cdef Py_ssize_t n, room = 0
         cdef int err
+        cdef char *block = self.fast.block_room(&room) if self.fast is not None else NULL
+        if block != NULL:
+            # PERF: the rest of a large set's data block goes straight to its buffer.
+            n = recv(self.fd, block, room, MSG_DONTWAIT)
+            if n > 0:
+                self.fast.block_received(n)
+                return True
+        else:
+            n = recv(self.fd, buf, buf_size, MSG_DONTWAIT)
         if n > 0:
             if self.fast is not None:
                 self.fast.received(buf, n, None)
@@ -317,6 +358,17 @@ cdef class StreamTransport:
         return 0
 
     cdef int _flush(self) except -1:
+        if self.zq is not None:
+            self._flush_parts()
+            if self.fd < 0:
+                return 0
+            self._maybe_resume_protocol()
+            if self.fd >= 0 and not self._unsent():
+                if self.closing:
+                    self._force_close(None)
+                else:
+                    self._update()
+            return 0
         cdef Py_ssize_t n = send(
             self.fd, PyByteArray_AS_STRING(self.wbuf), PyByteArray_GET_SIZE(self.wbuf),
             MSG_DONTWAIT | MSG_NOSIGNAL)
@@ -335,14 +387,92 @@ cdef class StreamTransport:
                 self._update()
         return 0
 
+    cdef int _flush_parts(self) except -1:
+        """Send what ``zq`` holds, as far as the kernel takes it (see the invariants)."""
+        cdef iovec iov[MAX_IOV]
+        cdef msghdr msg
+        cdef Py_ssize_t n, asked, left, i, count
+        cdef object part
+        cdef int err
+        while self.zq is not None:
+            count = min(len(self.zq), MAX_IOV)
+            asked = 0
+            for i in range(count):
+                part = self.zq[i]
+                if type(part) is bytes:
+                    iov[i].iov_base = <void *>PyBytes_AS_STRING(part)
+                    iov[i].iov_len = <size_t>PyBytes_GET_SIZE(part)
+                else:
+                    iov[i].iov_base = <void *>(<PinnedValue>part).ptr
+                    iov[i].iov_len = <size_t>(<PinnedValue>part).size
+                if i == 0:
+                    iov[0].iov_base = <char *>iov[0].iov_base + self.zq_off
+                    iov[0].iov_len -= <size_t>self.zq_off
+                asked += <Py_ssize_t>iov[i].iov_len
+            msg.msg_name = NULL
+            msg.msg_namelen = 0
+            msg.msg_iov = iov
+            msg.msg_iovlen = <size_t>count
+            msg.msg_control = NULL
+            msg.msg_controllen = 0
+            msg.msg_flags = 0
+            n = sendmsg(self.fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL)
+            if n < 0:
+                err = errno
+                if not would_block(err):
+                    self._force_close(os_error(err))
+                return 0
+            self.zq_bytes -= n
+            left = n
+            i = 0
+            while i < count and left >= <Py_ssize_t>iov[i].iov_len:
+                left -= <Py_ssize_t>iov[i].iov_len
+                i += 1
+            del self.zq[:i]  # NOTE: unpins the values now sent in full
+            self.zq_off = left if i else self.zq_off + left
+            if not self.zq:
+                self.zq = None
+                self.zq_off = 0
+            if n < asked:
+                return 0  # the kernel's buffer is full: EPOLLOUT says when to go on
+        return 0
+
+    def write_parts(self, list parts):
+        """write() of bytes and PinnedValue parts, in order, without copying them."""
+        cdef Py_ssize_t size = 0
+        cdef object part
+        if self.fd < 0:
+            return  # lost: dropping ``parts`` unpins their items
+        for part in parts:
+            if type(part) is not bytes and type(part) is not PinnedValue:
+                raise TypeError(f"write_parts takes bytes and pinned values, not {type(part)}")
+            size += len(part)
+        if self.zq is not None:
+            self.zq.extend(parts)
+            self.zq_bytes += size
+        else:
+            if PyByteArray_GET_SIZE(self.wbuf):
+                # keep the order: what waits in wbuf goes first
+                parts = [bytes(self.wbuf)] + parts
+                size += PyByteArray_GET_SIZE(self.wbuf)
+                self.wbuf = bytearray()
+            self.zq = parts
+            self.zq_off = 0
+            self.zq_bytes = size
+            self._flush_parts()
+            if self.fd < 0:
+                return
+            self._update()
+        self._maybe_pause_protocol()
+
     cdef int _maybe_pause_protocol(self) except -1:
-        if not self.protocol_paused and PyByteArray_GET_SIZE(self.wbuf) > self.high:
+        if not self.protocol_paused and self._unsent() > self.high:
             self.protocol_paused = True
             self.protocol.pause_writing()
         return 0
 
     cdef int _maybe_resume_protocol(self) except -1:
-        if self.protocol_paused and PyByteArray_GET_SIZE(self.wbuf) <= self.low:
+        if self.protocol_paused and self._unsent() <= self.low:
             self.protocol_paused = False
             self.protocol.resume_writing()
         return 0
@@ -361,6 +491,8 @@ cdef class StreamTransport:
             self.poller.live.discard(self)
         self.fd = -1
         self.wbuf = bytearray()
+        self.zq = None  # unpins what was unsent
+        self.zq_bytes = self.zq_off = 0
         try:
             self.sock.close()
         except OSError:
@@ -385,7 +517,10 @@ cdef class StreamTransport:
         size = PyBytes_GET_SIZE(data)
         if size == 0:
             return
-        if PyByteArray_GET_SIZE(self.wbuf):
+        if self.zq is not None:
+            self.zq.append(data)  # behind the parts waiting (see the invariants)
+            self.zq_bytes += size
+        elif PyByteArray_GET_SIZE(self.wbuf):
             self.wbuf += data
         else:
             n = send(self.fd, PyBytes_AS_STRING(data), size, MSG_DONTWAIT | MSG_NOSIGNAL)
@@ -410,7 +545,7 @@ cdef class StreamTransport:
             return
         self.closing = True
         self.reading = False
-        if self.fd >= 0 and not PyByteArray_GET_SIZE(self.wbuf):
+        if self.fd >= 0 and not self._unsent():
             self._force_close(None)
         else:
             self._update()
@@ -438,7 +573,7 @@ cdef class StreamTransport:
         return self.reading
 
     def get_write_buffer_size(self):
-        return PyByteArray_GET_SIZE(self.wbuf)
+        return self._unsent()
 
     def get_write_buffer_limits(self):
         return (self.low, self.high)

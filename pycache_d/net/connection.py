@@ -230,6 +230,7 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self.small_reply = SMALL_REPLY
         self.high_water = HIGH_WATER
         self.write: Any = None
+        self.writev: Any = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -253,6 +254,8 @@ class Connection(ConnectionBase, asyncio.Protocol):
     def _attach(self, transport: Any) -> None:
         self.transport = transport
         self.write = transport.write
+        # The compiled stream transport sends large values from the items (_cconnection.pyx).
+        self.writev = getattr(transport, "write_parts", None)
         sock = self._sock = transport.get_extra_info("socket")
         self.fd = sock.fileno() if sock is not None else -1
 

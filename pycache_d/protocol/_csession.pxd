@@ -3,7 +3,7 @@
 from libc.stdint cimport uint8_t
 
 from pycache_d.store._native cimport Store
-from pycache_d.store._store_c cimport store
+from pycache_d.store._store_c cimport item, store
 
 
 cdef struct buffer:
@@ -33,6 +33,10 @@ cdef class NativeSession:
     cdef bint chosen    # the first byte has chosen text or binary (see _choose)
     cdef bint gated     # ... binary, or text with credentials wanted: the Python session's at first
     cdef size_t done    # commands answered here (the Python session counts its own)
+    cdef readonly list parts  # pinned values of this feed's reply: [offset in out, value, ...]
+    cdef readonly size_t pinned  # ... and their bytes (counted in the reply budget)
+    cdef size_t want_end  # where the data block of the command being parsed ends (in its input)
+    cdef size_t want      # bytes the kept input must reach to complete its command (0: unknown)
 
     cdef object feed_ptr(self, const char *data, size_t size)
     cdef object _feed_ptr(self, const char *data, size_t size)
@@ -41,6 +45,11 @@ cdef class NativeSession:
     cdef void _choose(self, uint8_t first) noexcept
     cdef object _slow(self)
     cdef bytes _take_out(self)
+    cdef list take_parts(self)
+    cdef char *block_room(self, Py_ssize_t *room) noexcept
+    cdef void block_filled(self, Py_ssize_t n) noexcept
+    cdef int _value(self, item *it) except -1
+    cdef int _keep(self, const char *p, size_t pos, size_t n) except -1
     cdef bytes _flush_and_delegate(self, const char *p, size_t n, size_t start)
     cdef bytes _flush_and_cut(self, const char *p, size_t n)
     cdef bytes _to_slow(self, data)

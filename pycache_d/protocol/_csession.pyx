@@ -34,10 +34,10 @@ session a line can be handed to is made the first time one is.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport free, realloc
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy, memmove
 
-from pycache_d.store._native cimport Store
+from pycache_d.store._native cimport PinnedValue, Store, pin_value
 from pycache_d.store._store_c cimport *
 
 from . import binary as _binary
@@ -78,14 +78,73 @@ cdef inline void release(buffer *b) noexcept:
     b.cap = 0
 
 
-cdef inline void shrink(buffer *b):
-    """Give back a buffer that grew for one large value (the shared reply buffer stays small)."""
+cdef inline void shrink(buffer *b, size_t keep=65536):
+    """Give back a buffer that grew past ``keep`` for one large reply or request."""
     cdef char *smaller
-    if b.cap > 65536 and b.len <= 4096:
+    if b.cap > keep and b.len <= 4096:
         smaller = <char *>realloc(b.data, 4096)
         if smaller != NULL:
             b.data = smaller
             b.cap = 4096
+
+
+# -- data blocks of large storage commands ---------------------------------------------------------
+# PERF: a set whose data block spans reads is kept in a buffer reserved for the whole command at
+# once (no growth by doubling, no realloc/mremap per request), taken from and given back to a
+# small pool that all sessions share: BLOCK_POOL_N buffers of at most BLOCK_POOL_MAX bytes
+# each, so the pool holds at most 8 x 2 MiB while no set is in flight, and a connection between
+# requests holds none.
+DEF BLOCK_POOL_N = 8
+cdef size_t BLOCK_POOL_MAX = 2 * 1024 * 1024
+cdef size_t BLOCK_MIN = 65536  # smaller blocks grow as any kept input does
+cdef buffer BLOCK_POOL[BLOCK_POOL_N]
+cdef int BLOCK_POOLED = 0
+
+
+cdef int block_take(buffer *b, size_t size) except -1:
+    """Make the empty ``b`` a buffer of at least ``size`` bytes: a pooled one if one is large
+    enough, else a new one rounded up to 64 KiB (so that similar sizes reuse it)."""
+    cdef int i, best = -1
+    global BLOCK_POOLED
+    for i in range(BLOCK_POOLED):
+        if BLOCK_POOL[i].cap >= size and (best < 0 or BLOCK_POOL[i].cap < BLOCK_POOL[best].cap):
+            best = i
+    free(b.data)
+    if best >= 0:
+        b.data = BLOCK_POOL[best].data
+        b.cap = BLOCK_POOL[best].cap
+        BLOCK_POOLED -= 1
+        BLOCK_POOL[best] = BLOCK_POOL[BLOCK_POOLED]
+    else:
+        size = (size + 65535) & ~(<size_t>65535)
+        b.data = <char *>malloc(size)
+        if b.data == NULL:
+            b.cap = 0
+            raise MemoryError()
+        b.cap = size
+    b.len = 0
+    return 0
+
+
+cdef void block_give(buffer *b) noexcept:
+    """Give back the (empty) buffer of ``b``: to the pool if it is a block buffer and there is
+    room, replacing a smaller one if the pool is full."""
+    cdef int i, smallest = 0
+    global BLOCK_POOLED
+    if b.cap >= BLOCK_MIN and b.cap <= BLOCK_POOL_MAX:
+        if BLOCK_POOLED < BLOCK_POOL_N:
+            BLOCK_POOL[BLOCK_POOLED].data = b.data
+            BLOCK_POOL[BLOCK_POOLED].cap = b.cap
+            BLOCK_POOLED += 1
+            b.data = NULL
+        else:
+            for i in range(1, BLOCK_POOL_N):
+                if BLOCK_POOL[i].cap < BLOCK_POOL[smallest].cap:
+                    smallest = i
+            if BLOCK_POOL[smallest].cap < b.cap:
+                BLOCK_POOL[smallest].data, b.data = b.data, BLOCK_POOL[smallest].data
+                BLOCK_POOL[smallest].cap = b.cap
+    release(b)
 
 
 cdef inline int buf_put(buffer *b, const char *p, size_t n) except -1:
@@ -260,6 +319,7 @@ cdef class NativeSession:
             SHARED_OUT_OWNER = NULL
         free(self.pending.data)
         free(self.own.data)
+        self.parts = None  # unpins what a feed that raised left
 
     @property
     def buffered(self):
@@ -343,23 +403,47 @@ cdef class NativeSession:
             n = size
         self.cut_at = 0
         self._more = False
+        self.want = 0
         pos = self._run_binary(p, n) if self.binary else self._run(p, n)
         if pos < 0:
             if self.cut_at:
                 return self._flush_and_cut(p, n)
             # Delegated: everything from -pos - 1 on went to the Python session.
             return self._flush_and_delegate(p, n, <size_t>(-pos - 1))
-        if p == self.pending.data:
-            memmove(self.pending.data, self.pending.data + pos, n - <size_t>pos)
-            self.pending.len = n - <size_t>pos
-        elif <size_t>pos < n:
-            self.pending.len = 0
-            buf_put(&self.pending, p + pos, n - <size_t>pos)
-        if self.pending.len:
-            shrink(&self.pending)
-        elif self.pending.data != NULL:
-            release(&self.pending)  # idle: no buffer kept
+        self._keep(p, <size_t>pos, n)
         return None
+
+    cdef int _keep(self, const char *p, size_t pos, size_t n) except -1:
+        """Keep p[pos:n], the start of a command not complete yet, for the next feed."""
+        cdef size_t rest = n - pos
+        cdef buffer old
+        if rest and self.want >= BLOCK_MIN and self.pending.cap < self.want:
+            # PERF: a large data block to come: a buffer for all of it, once (see block_take)
+            old = self.pending
+            self.pending.data = NULL
+            self.pending.len = self.pending.cap = 0
+            if p != old.data:
+                block_give(&old)
+            try:
+                block_take(&self.pending, self.want)
+                buf_put(&self.pending, p + pos, rest)
+            finally:
+                if p == old.data:
+                    old.len = 0
+                    block_give(&old)
+            return 0
+        if p == self.pending.data:
+            memmove(self.pending.data, self.pending.data + pos, rest)
+            self.pending.len = rest
+        elif rest:
+            self.pending.len = 0
+            buf_put(&self.pending, p + pos, rest)
+        if self.pending.len:
+            if not self.want:
+                shrink(&self.pending)  # (a block buffer stays until its command is answered)
+        elif self.pending.data != NULL:
+            block_give(&self.pending)  # idle: no buffer kept
+        return 0
 
     cdef inline void _borrow_out(self) noexcept:
         # NOTE: a feed that raised keeps it until this session feeds again or goes (its
@@ -371,13 +455,19 @@ cdef class NativeSession:
         else:
             self.out = &self.own
         self.out.len = 0
+        self.parts = None
+        self.pinned = 0
 
     cdef void out_sent(self) noexcept:
         """``out`` was sent: give the buffer back (see the module docstring)."""
         global SHARED_OUT_OWNER
         self.out.len = 0
+        self.parts = None  # the caller holds what it sends
+        self.pinned = 0
         if self.out == &SHARED_OUT:
-            shrink(&SHARED_OUT)
+            # PERF: one buffer for the whole process: it keeps what a full reply budget needs,
+            # so replies of many small values do not realloc it up and down every feed.
+            shrink(&SHARED_OUT, 2 * REPLY_BUDGET)
             SHARED_OUT_OWNER = NULL
             self.out = &self.own
         elif self.own.data != NULL:
@@ -386,9 +476,58 @@ cdef class NativeSession:
     cdef bytes _take_out(self):
         """The reply built in ``out``, as bytes; ``out`` is emptied and, if it grew for a
         large reply, given back, so an idle connection keeps no more than 4 KiB of it."""
+        if self.parts is not None:
+            return b"".join(self.take_parts())  # a copy: the caller wants bytes
         reply = PyBytes_FromStringAndSize(self.out.data, self.out.len)
         self.out_sent()
         return reply
+
+    cdef list take_parts(self):
+        """The reply built in ``out`` and ``parts``, as bytes and pinned values in order, to be
+        sent with one sendmsg; ``out`` is given back as by out_sent."""
+        cdef list parts = self.parts
+        cdef list reply = []
+        cdef Py_ssize_t i, at, start = 0
+        for i in range(0, len(parts), 2):
+            at = parts[i]
+            if at > start:
+                reply.append(PyBytes_FromStringAndSize(self.out.data + start, at - start))
+            reply.append(parts[i + 1])
+            start = at
+        if <size_t>start < self.out.len:
+            reply.append(PyBytes_FromStringAndSize(self.out.data + start, self.out.len - start))
+        self.out_sent()
+        return reply
+
+    cdef char *block_room(self, Py_ssize_t *room) noexcept:
+        """Where the rest of a large data block being kept may be read straight to (the
+        socket's bytes then land in the block buffer, copied once more into the item), or
+        NULL. ``room`` is what the command still lacks: no byte of the next one goes there."""
+        if self.want < BLOCK_MIN or self.slow_active or self._closing or self.pending.len >= self.want:
+            return NULL
+        if self.pending.cap < self.want:
+            return NULL
+        room[0] = <Py_ssize_t>(self.want - self.pending.len)
+        return self.pending.data + self.pending.len
+
+    cdef void block_filled(self, Py_ssize_t n) noexcept:
+        """``n`` bytes were read to block_room(): they are kept input now (feed b"" next)."""
+        self.pending.len += <size_t>n
+
+    cdef int _value(self, item *it) except -1:
+        """Append ``it``'s value to the reply: by reference (pinned) when it is large and the
+        pin limit allows, else copied."""
+        cdef PinnedValue v
+        if it.nbytes >= STORE_PIN_MIN:
+            v = pin_value(self.store, it)
+            if v is not None:
+                if self.parts is None:
+                    self.parts = []
+                self.parts.append(<Py_ssize_t>self.out.len)
+                self.parts.append(v)
+                self.pinned += it.nbytes
+                return 0
+        return buf_put(self.out, item_value(it), it.nbytes)
 
     cdef bytes _flush_and_delegate(self, const char *p, size_t n, size_t start):
         head = self._take_out()
@@ -451,7 +590,7 @@ cdef class NativeSession:
             if r == DELEGATE:
                 return -<Py_ssize_t>pos - 1
             pos = <size_t>r
-            if self.out.len >= REPLY_BUDGET:
+            if self.out.len + self.pinned >= REPLY_BUDGET:
                 self._more = pos < n  # the rest waits for the next feed (see REPLY_BUDGET)
                 break
         return <Py_ssize_t>pos
@@ -505,7 +644,7 @@ cdef class NativeSession:
                 put_be32(out.data + out.len, item_flags(it))
                 out.len += 4
                 buf_put(out, key, keylen)
-                buf_put(out, item_value(it), it.nbytes)
+                self._value(it)
             elif not quiet:
                 if with_key:
                     bin_header(out, h, keylen, 0, 0x01, keylen, 0)
@@ -520,6 +659,7 @@ cdef class NativeSession:
             if keylen + vlen + STORE_ITEM_OVERHEAD > self.s.max_item_size:
                 return DELEGATE  # the Python session swallows the value as it streams in
             if n - pos < total:
+                self.want = total
                 return NEED_MORE
             flags = be32(h + 24)
             raw_exptime = be32(h + 28)
@@ -584,14 +724,17 @@ cdef class NativeSession:
             lend = eol
             if lend > pos and p[lend - 1] == 13:
                 lend -= 1
+            self.want_end = 0
             r = self._line(p, pos, lend, eol + 1, n)
             if r == NEED_MORE:
+                if self.want_end:
+                    self.want = self.want_end - pos  # the whole command, from its line
                 break
             if r == DELEGATE or r == CUT:
                 return -<Py_ssize_t>pos - 1
             pos = <size_t>r
             self.done += 1  # PERF: the idle timeout's whole cost per command (Session.commands)
-            if self.out.len >= REPLY_BUDGET:
+            if self.out.len + self.pinned >= REPLY_BUDGET:
                 self._more = pos < n  # the rest waits for the next feed (see REPLY_BUDGET)
                 break
         return <Py_ssize_t>pos
@@ -660,9 +803,9 @@ cdef class NativeSession:
                     buf_put(out, b" ", 1)
                     buf_u64(out, it.cas)
                 buf_put(out, b"\r\n", 2)
-                buf_put(out, item_value(it), it.nbytes)
+                self._value(it)
                 buf_put(out, b"\r\n", 2)
-                if out.len >= REPLY_BUDGET:
+                if out.len + self.pinned >= REPLY_BUDGET:
                     k = skip_spaces(p, j, lend)
                     if k < lend:  # keys are left: see REPLY_BUDGET in session.py
                         self.cut_at = k
@@ -695,6 +838,7 @@ cdef class NativeSession:
         if tlen[1] + vlen + STORE_ITEM_OVERHEAD > self.s.max_item_size:
             return DELEGATE  # the Python session swallows the block as it streams in
         if n - next_pos < vlen + 2:
+            self.want_end = next_pos + vlen + 2
             return NEED_MORE
         if p[next_pos + vlen] != 13 or p[next_pos + vlen + 1] != 10:
             return DELEGATE  # bad data chunk

@@ -2,7 +2,7 @@
 # drives the C store directly on its hot path.
 from libc.stdint cimport uint64_t
 
-from ._store_c cimport store
+from ._store_c cimport item, store
 
 
 cdef class Store:
@@ -16,3 +16,13 @@ cdef class Store:
     cdef object _update(self, int mode, object key, object value, object flags, object exptime,
                         object cas_unique)
     cdef object _delta(self, object key, object delta, int incr)
+
+
+cdef class PinnedValue:
+    cdef Store store
+    cdef item *it
+    cdef const char *ptr
+    cdef Py_ssize_t size
+
+
+cdef PinnedValue pin_value(Store store, item *it)

@@ -8,6 +8,9 @@ pycache_d/store/_pystore.py, which the differential tests hold it to.
 
 import os
 
+cimport cython
+
+from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from posix.time cimport clock_gettime, timespec
@@ -420,12 +423,29 @@ cdef class Store:
 
     def memory(self):
         """What the items occupy: ``slab_bytes`` (pages and large chunks held), ``hash_bytes``,
-        and ``pages_compacted`` (slab pages emptied by moving their items; see csrc/slabs.h)."""
+        ``pages_compacted`` (slab pages emptied by moving their items; see csrc/slabs.h), and
+        the pins of values being sent (csrc/store.h): ``pinned_items``, ``pinned_bytes`` (at
+        most ``pin_limit``) and ``pin_refused`` (values copied because the limit was reached)."""
         return {
             "slab_bytes": self._s.mem.bytes_held,
             "hash_bytes": assoc_bytes(&self._s.table),
             "pages_compacted": self._s.pages_compacted,
+            "pinned_items": self._s.npins,
+            "pinned_bytes": self._s.pinned_bytes,
+            "pin_limit": self._s.pin_limit,
+            "pin_refused": self._s.pin_refused,
         }
+
+    @property
+    def pin_limit(self):
+        """Bytes of items that replies being sent may pin at most (csrc/store.h, "Pins"):
+        past it a large value is copied into the reply instead."""
+        return self._s.pin_limit
+
+    @pin_limit.setter
+    def pin_limit(self, value):
+        _check_range("pin_limit", value, 0, 2 ** 63 - 1)
+        self._s.pin_limit = value
 
     def reset_stats(self):
         """Zero the counters that memcached's ``stats reset`` clears."""
@@ -517,3 +537,41 @@ cdef class Store:
         if cas_counter > self._s.cas:
             self._s.cas = cas_counter
         return kept
+
+
+@cython.no_gc_clear  # NOTE: __dealloc__ needs self.store to unpin
+cdef class PinnedValue:
+    """A live item's value, read in place while a reply carrying it is sent.
+
+    The item stays pinned (csrc/store.h, "Pins": it is neither freed nor changed, even if it is
+    deleted, overwritten, evicted or flushed meanwhile) until this object goes; it holds the
+    store, so the store outlives it. It exposes the value through the buffer protocol
+    (read-only), so ``bytes(v)`` or ``b"".join`` copy it where a copy is wanted (TLS).
+    """
+
+    def __len__(self):
+        return self.size
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        PyBuffer_FillInfo(view, self, <void *>self.ptr, self.size, 1, flags)
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+    def __dealloc__(self):
+        if self.it != NULL:
+            store_unpin(&self.store._s, self.it)
+            self.it = NULL
+
+
+cdef PinnedValue pin_value(Store store, item *it):
+    """``it``'s value pinned, or None when it cannot be (small, or the pin limit is reached)."""
+    cdef PinnedValue v
+    if store_pin(&store._s, it) != 0:
+        return None
+    v = PinnedValue.__new__(PinnedValue)
+    v.store = store
+    v.it = it
+    v.ptr = item_value(it)
+    v.size = it.nbytes
+    return v

@@ -36,6 +36,7 @@ cdef extern from "assoc.h":
 cdef extern from "store.h":
     int STORE_ITEM_OVERHEAD
     int STORE_MAX_KEY
+    unsigned STORE_PIN_MIN
 
     cdef enum store_result:
         STORE_STORED
@@ -72,6 +73,8 @@ cdef extern from "store.h":
         uint32_t now
         uint64_t cas
         store_stats stats
+        uint32_t npins
+        uint64_t pinned_bytes, pin_limit, pin_refused
 
     int store_init(store *s, uint64_t max_bytes, uint64_t max_items, uint32_t max_item_size,
                    const uint8_t *seed)
@@ -115,3 +118,5 @@ cdef extern from "store.h":
     item *store_oldest(store *s)
     item *store_newer(store *s, const item *it)
     void store_reset_stats(store *s)
+    int store_pin(store *s, item *it)
+    void store_unpin(store *s, item *it)
