@@ -153,7 +153,7 @@ install: dist
 	  $(DIST)/pycache_d-*-manylinux*.whl "$$(echo $(DIST)/pycache_client-*.whl)[http]"
 	install -d $(DESTDIR)$(UNITDIR)
 	for unit in packaging/systemd/*.service packaging/systemd/*.socket; do \
-	  sed 's#^ExecStart=/usr/bin/#ExecStart=$(BINDIR)/#' $$unit > $(DESTDIR)$(UNITDIR)/$$(basename $$unit); done
+	  sed 's#^\(Exec[A-Za-z]*\)=/usr/bin/#\1=$(BINDIR)/#' $$unit > $(DESTDIR)$(UNITDIR)/$$(basename $$unit); done
 	[ -e $(DESTDIR)/etc/pycache-d/pycache-d.toml ] || \
 	  install -D -m 644 packaging/pycache-d.toml $(DESTDIR)/etc/pycache-d/pycache-d.toml
 	install -d $(DESTDIR)$(BINDIR)
