@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard client/pyproject.toml)
 # Rebuild the extension in place whenever a C, Cython or build file changed.
 EXTENSIONS = $(foreach m,store/_native protocol/_csession net/_cconnection net/_cstream,pycache_d/$(m)$(EXT_SUFFIX))
 ext: $(STAMP)
-	@if [ -z "$$PYCACHE_D_NO_EXTENSIONS" ]; then $(MAKE) --no-print-directory $(EXTENSIONS); fi
+	@if [ -z "$$PYCACHE_D_NO_EXTENSIONS" ]; then $(MAKE) -s --no-print-directory $(EXTENSIONS); fi
 
 $(EXTENSIONS) &: $(NATIVE_SRC) | $(STAMP)
 	@echo "make: compiling the native extension (30-60 s)"

@@ -106,6 +106,8 @@ def extensions() -> list:
 
 
 setup(
+    # The man page lands in <prefix>/share/man/man1 (packaging/manpage.py writes it from the parser).
+    data_files=[("share/man/man1", ["packaging/man/pycache-d.1"])],
     ext_modules=extensions(),
     libraries=[]
     if NO_EXTENSIONS
