@@ -148,7 +148,7 @@ debs: dist
 # compiler; the .deb of each Debian release built, installed, used, restarted and purged under
 # that release's systemd (tests/packages/). Needs root and the network (PyPI, Debian's mirror).
 test-packages: venv
-	@start=$$(date +%s); $(BIN)/pytest -q -p no:cacheprovider tests/packages; rc=$$?; \
+	@start=$$(date +%s); $(BIN)/pytest -q -s -p no:cacheprovider tests/packages; rc=$$?; \
 	  echo "make test-packages: $$(( $$(date +%s) - start )) s"; exit $$rc
 
 # By hand, as root: the daemon and the HTTP API into a venv at $(PREFIX) made from $(INSTALL_PYTHON),
