@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 EXT_SUFFIX := $(shell $(if $(wildcard $(PY)),$(PY),$(PYTHON)) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))' 2>/dev/null)
 NATIVE_SRC := $(wildcard csrc/*.c csrc/*.h pycache_d/*/*.pyx pycache_d/*/*.pxd) setup.py
 APT_PACKAGES := memcached libmemcached-tools libmemcached-dev libsasl2-modules php-cli php-memcached curl wrk \
-  nutcracker libfaketime chromium chromium-driver prometheus
+  nutcracker libfaketime chromium chromium-driver prometheus debootstrap
 
 .PHONY: venv ext test lint test-asan fuzz bench loadtest dist deb debs test-packages install clean run apt pylibmc
 
@@ -37,7 +37,8 @@ $(EXTENSIONS) &: $(NATIVE_SRC) | $(STAMP)
 # Debian packages some tests and benchmarks use (memcached as an oracle, memcaslap, wrk, twemproxy
 # for the cluster test, libfaketime to step the daemon's wall clock, libmemcached-dev to build
 # pylibmc, libsasl2-modules for the clients' SASL PLAIN, PHP's Memcached extension as a client,
-# Chromium for the dashboard's browser test, prometheus for promtool). Installed when we are root;
+# Chromium for the dashboard's browser test, prometheus for promtool, debootstrap for the Debian
+# roots of make test-packages). Installed when we are root;
 # otherwise those tests skip and say why.
 apt:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
