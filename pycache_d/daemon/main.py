@@ -21,7 +21,7 @@ from .. import log as logmod
 from .._version import __version__
 from ..log import log, notice
 from ..net import streams
-from ..store import store_class
+from ..store import NO_EXTENSIONS, NativeStore, store_class
 from . import config as configmod
 from . import snapshot, systemd
 from .config import Config, ConfigError, ConfigSource, describe_size
@@ -67,6 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pycache-d: config OK{f': {source.path}' if source.path else ' (no config file)'}")
         return EXIT_OK
     logmod.setup(cfg.verbose)
+    if cfg.backend == "auto" and NativeStore is None and not NO_EXTENSIONS:
+        # NOTE: pip hides the build's own warning (setup.py) unless run with -v: the first
+        # start says it once more, where the operator looks.
+        log.warning(
+            "the native backend is not built into this installation (no C compiler when it was "
+            "installed): serving with the slower python backend"
+        )
     store = store_cls(cfg.memory_limit, max_items=cfg.max_items, max_item_size=cfg.max_item_size)
     factory, loop_name = _loop_factory()
     with asyncio.Runner(loop_factory=factory) as runner:
