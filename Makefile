@@ -70,7 +70,7 @@ lint: venv
 # The daemon's suite, the client distribution's suite (its own pytest config), then the
 # store and compiled session under AddressSanitizer.
 test: venv apt pylibmc lint
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q tests --ignore=tests/packages
 	cd client && ../$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-asan
 

@@ -132,3 +132,11 @@ def test_sdist_without_a_compiler_installs_the_python_backend(
     assert got["daemon"] == repr(b"STORED\r\nVALUE w 0 5\r\nwheel\r\nEND\r\n"), got
     # The daemon says it once more at start, where an operator looks: pip hid the build's warning.
     assert got["warned"] == "1", got
+
+
+def test_client_wheel_is_pure_and_both_sdists_are_there(dist: Path) -> None:
+    assert [p.name for p in dist.glob("pycache_client-*.whl")] == ["pycache_client-0.1.0-py3-none-any.whl"]
+    assert sorted(p.name for p in dist.glob("*.tar.gz")) == ["pycache_client-0.1.0.tar.gz", "pycache_d-0.1.0.tar.gz"]
+    names = zipfile.ZipFile(dist / "pycache_client-0.1.0-py3-none-any.whl").namelist()
+    for page in ("pycache-cli.1", "pycache-http.1"):
+        assert f"pycache_client-0.1.0.data/data/share/man/man1/{page}" in names, names
