@@ -78,7 +78,7 @@ def deb(dist: Path) -> Path:
 
 def test_daemon_wheel_is_repaired_to_manylinux(dist: Path) -> None:
     # One wheel per supported CPython found (tests/packages checks each); this one's is checked here.
-    tag = "cp%d%d" % sys.version_info[:2]
+    tag = f"cp{sys.version_info[0]}{sys.version_info[1]}"
     wheels = sorted(p.name for p in dist.glob("pycache_d-*.whl"))
     assert not any("-linux_x86_64" in w for w in wheels), f"linux_* wheels must be replaced: {wheels}"
     (wheel,) = [w for w in wheels if f"-{tag}-{tag}-" in w]
@@ -106,7 +106,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(dist: Path, tmp_path: Path
             python = str(DEBIAN_PYTHON)
     venv = tmp_path / "venv"
     run(python, "-m", "venv", "--without-pip", venv)
-    tag = "cp%d%d" % sys.version_info[:2]
+    tag = f"cp{sys.version_info[0]}{sys.version_info[1]}"
     (wheel,) = dist.glob(f"pycache_d-*-{tag}-{tag}-*.whl")
     run(sys.executable, "-m", "pip", "--disable-pip-version-check", "--python", venv / "bin" / "python",
         "install", "--quiet", wheel)  # fmt: skip
