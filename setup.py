@@ -49,7 +49,8 @@ BUILDS = {"build", "build_ext", "build_clib", "bdist_wheel", "install", "develop
 if not NO_EXTENSIONS and BUILDS & set(sys.argv[1:]) and not compiler_works():
     print(
         f"WARNING: pycache-d: no working C compiler (CC={os.environ.get('CC', 'cc')}): installing the "
-        "pure-Python backend only (slower; install gcc and python3-dev, then reinstall, for the native one)",
+        "pure-Python backend only (slower; for the native one install gcc and python3-dev, then reinstall "
+        "with pip's --no-cache-dir)",
         file=sys.stderr,
     )
     NO_EXTENSIONS = True

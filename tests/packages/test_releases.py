@@ -165,7 +165,8 @@ def test_sdist_without_a_compiler_installs_the_python_backend(
     run(pythons[version], "-m", "venv", venv)
     start = time.monotonic()
     env = dict(os.environ, CC="/nonexistent/cc")
-    r = run(venv / "bin" / "python", "-m", "pip", "install", "-v", sdist, env=env)
+    # --no-cache-dir: a pure wheel pip cached from an earlier run would skip the build and its warning.
+    r = run(venv / "bin" / "python", "-m", "pip", "install", "-v", "--no-cache-dir", sdist, env=env)
     timed("sdist without a compiler", start)
     warnings = [line for line in (r.stdout + r.stderr).splitlines() if "WARNING: pycache-d:" in line]
     assert len(warnings) == 1, warnings
