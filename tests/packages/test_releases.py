@@ -204,7 +204,8 @@ def rootfs_and_deb(release: str, dist: Path, pythons: dict[str, Path]) -> tuple[
     if pyver not in pythons:
         pytest.skip(f"no cp{pyver.replace('.', '')} wheel: CPython {pyver} not found")
     start = time.monotonic()
-    deb = Path(run(tool, release, "build", dist, timeout=1200).stdout.split()[-1])
+    # build.sh names the file as the build root sees DIST (/dist/...): the same file in ours.
+    deb = dist / Path(run(tool, release, "build", dist, timeout=1200).stdout.split()[-1]).name
     timed(f"{release} .deb build in its root", start)
     assert deb.name == f"pycache-d_0.1.0+deb{number}_amd64.deb", deb
     return rootfs, deb
