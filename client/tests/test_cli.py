@@ -124,3 +124,65 @@ def test_format_table_several_servers() -> None:
         "pid         7    10",
         "uptime  12345",
     ]
+
+
+def test_options_go_anywhere_on_the_line(server: str) -> None:
+    run = [str(SCRIPT)]
+    after = subprocess.run([*run, "set", "where", "after", "-s", server], capture_output=True, timeout=30)
+    assert after.returncode == 0, after.stderr
+    got = subprocess.run(
+        [*run, "get", "--timeout", "5", "where", "--server", server], capture_output=True, timeout=30
+    )
+    assert (got.returncode, got.stdout) == (0, b"after\n"), got.stderr
+    # Before the command still works, and an option after it wins over one before it.
+    dead = f"127.0.0.1:{free_port()}"
+    both = subprocess.run([*run, "-s", dead, "get", "where", "-s", server], capture_output=True, timeout=30)
+    assert (both.returncode, both.stdout) == (0, b"after\n"), both.stderr
+
+
+BINARY = bytes(range(256)) * 4 + b"\r\nEND\r\n\x00"
+
+
+def test_set_from_stdin_keeps_every_byte(server: str, tmp_path: Path) -> None:
+    r = subprocess.run(
+        [str(SCRIPT), "-s", server, "set", "bin", "-"], input=BINARY, capture_output=True, timeout=30
+    )
+    assert r.returncode == 0, r.stderr
+    with Client(server) as c:
+        assert c.get("bin") == BINARY  # stored as bytes (flags 0), not text
+    out = tmp_path / "out.bin"
+    r = subprocess.run(
+        [str(SCRIPT), "-s", server, "get", "bin", "-o", str(out)], capture_output=True, timeout=30
+    )
+    assert r.returncode == 0 and r.stdout == b"", r.stderr
+    assert out.read_bytes() == BINARY
+
+
+def test_set_from_a_file_keeps_every_byte(server: str, tmp_path: Path) -> None:
+    src = tmp_path / "in.bin"
+    src.write_bytes(BINARY)
+    r = subprocess.run(
+        [str(SCRIPT), "set", "f", "--file", str(src), "-s", server], capture_output=True, timeout=30
+    )
+    assert r.returncode == 0, r.stderr
+    got = subprocess.run([str(SCRIPT), "-s", server, "get", "f"], capture_output=True, timeout=30)
+    assert got.stdout == BINARY + b"\n"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["set", "k"], "set needs exactly one of VALUE, - (stdin) or --file FILE"),
+        (["set", "k", "v", "--file", "/etc/hostname"], "set needs exactly one of VALUE"),
+        (["set", "k", "--file", "/nonexistent/value"], "cannot read /nonexistent/value: No such file"),
+    ],
+)
+def test_value_source_errors_are_one_line(args: list[str], message: str) -> None:
+    out = cli(f"127.0.0.1:{free_port()}", *args)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out
+    assert out.stderr.startswith(f"pycache-cli: error: {message}"), out.stderr
+
+
+def test_version() -> None:
+    out = subprocess.run([str(SCRIPT), "--version"], capture_output=True, text=True, timeout=30)
+    assert (out.returncode, out.stdout) == (0, "pycache-cli 0.1.0\n")

@@ -34,7 +34,13 @@ def test_wheel_is_pure_python_with_only_the_package(wheel: Path) -> None:
     assert wheel.name == "pycache_client-0.1.0-py3-none-any.whl"
     names = zipfile.ZipFile(wheel).namelist()
     packages = {n.split("/")[0] for n in names}
-    assert packages == {"pycache_client", "pycache_client-0.1.0.dist-info"}
+    # The .data directory holds only the man pages (share/man/man1, from packaging/manpage.py).
+    assert packages == {"pycache_client", "pycache_client-0.1.0.dist-info", "pycache_client-0.1.0.data"}
+    data = sorted(n for n in names if n.startswith("pycache_client-0.1.0.data/") and not n.endswith("/"))
+    assert data == [
+        "pycache_client-0.1.0.data/data/share/man/man1/pycache-cli.1",
+        "pycache_client-0.1.0.data/data/share/man/man1/pycache-http.1",
+    ], data
     assert "pycache_client/py.typed" in names and "pycache_client/http/app.py" in names
     metadata = zipfile.ZipFile(wheel).read("pycache_client-0.1.0.dist-info/METADATA").decode()
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]

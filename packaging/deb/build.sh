@@ -1,7 +1,8 @@
 #!/bin/bash
 # build.sh -- build DIST/pycache-d_<version>_amd64.deb from the wheels `make dist` left in DIST.
 #
-# Usage: packaging/deb/build.sh [DIST]        (DIST defaults to ./dist; `make deb` runs it)
+# Usage: packaging/deb/build.sh [DIST]        (DIST defaults to ./dist; `make deb` runs it, and
+#        packaging/deb/in_release.sh runs it inside a debootstrapped root of each Debian release)
 # Env:   DEB_PYTHON     the interpreter the package runs with (/usr/bin/python3: Debian's, never pyenv)
 #        DEB_WHEELHOUSE where the dependency wheels are downloaded (a temporary dir unless set;
 #                       set it to keep them between builds)
@@ -21,8 +22,9 @@
 # scratch dir on /opt/pycache-d in `unshare -m` and build in place, root only). The build fails if
 # the staging path is left anywhere in the tree.
 #
-# The venv is tied to the interpreter's minor version (lib/python3.X, a cp3X wheel), hence
-# Depends: python3 (>= 3.X), python3 (<< 3.X+1).
+# The venv is tied to the interpreter's minor version (lib/python3.X, the cp3X wheel), hence
+# Depends: python3 (>= 3.X), python3 (<< 3.X+1), and one package per Debian release: built on
+# Debian N (/etc/os-release), the version gets "+debN" (0.1.0+deb12, 0.1.0+deb13).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -37,11 +39,16 @@ command -v dpkg-deb >/dev/null || die "dpkg-deb not found"
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || die "$PYTHON has no venv/ensurepip (apt-get install python3-venv)"
 
 shopt -s nullglob
-daemon=("$DIST"/pycache_d-*-manylinux*.whl)
+tag=$("$PYTHON" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
+daemon=("$DIST"/pycache_d-*-$tag-$tag-manylinux*.whl)
 client=("$DIST"/pycache_client-*-py3-none-any.whl)
-[ ${#daemon[@]} = 1 ] || die "want one manylinux pycache_d wheel in $DIST (run make dist): ${daemon[*]:-none}"
+[ ${#daemon[@]} = 1 ] || die "want one manylinux $tag pycache_d wheel in $DIST (run make dist with that CPython): ${daemon[*]:-none}"
 [ ${#client[@]} = 1 ] || die "want one pycache_client wheel in $DIST (run make dist): ${client[*]:-none}"
 version=$(basename "${daemon[0]}" | cut -d- -f2)
+if [ -r /etc/os-release ] && [ "$(. /etc/os-release; echo "${ID:-}")" = debian ]; then
+    release=$(. /etc/os-release; echo "${VERSION_ID:-}")
+    [ -n "$release" ] && version="$version+deb$release"
+fi
 pyver=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 pynext=$("$PYTHON" -c 'import sys; print("%d.%d" % (sys.version_info[0], sys.version_info[1] + 1))')
 
@@ -78,6 +85,35 @@ for unit in "$ROOT"/packaging/systemd/*.service "$ROOT"/packaging/systemd/*.sock
     install -D -m 644 "$unit" "$STAGE/lib/systemd/system/$(basename "$unit")"
 done
 install -D -m 644 "$ROOT/packaging/pycache-d.toml" "$STAGE/etc/pycache-d/pycache-d.toml"
+
+# Man pages (from the wheels' share/man, written by packaging/manpage.py), bash completion, and
+# what Debian puts in /usr/share/doc/<package>: the copyright (the MIT license) and the changelog.
+# The wheels' share/ lands in the venv (data files); moved to /usr/share/man where man finds it.
+install -d "$STAGE/usr/share/man/man1"
+for cmd in pycache-d pycache-cli pycache-http; do
+    page="$VENV/share/man/man1/$cmd.1"
+    [ -f "$page" ] || die "$page missing (the wheels carry the man pages)"
+    gzip -9n -c "$page" > "$STAGE/usr/share/man/man1/$cmd.1.gz"
+done
+rm -rf "$VENV/share/man"
+rmdir "$VENV/share" 2>/dev/null || true
+install -D -m 644 "$ROOT/packaging/completion/pycache.bash" "$STAGE/usr/share/bash-completion/completions/pycache-d"
+ln -s pycache-d "$STAGE/usr/share/bash-completion/completions/pycache-cli"
+ln -s pycache-d "$STAGE/usr/share/bash-completion/completions/pycache-http"
+DOC=$STAGE/usr/share/doc/pycache-d
+install -d "$DOC"
+{
+    echo "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/"
+    echo "Upstream-Name: pycache-d"
+    echo "Source: packaging/deb/build.sh of the pycache-d source"
+    echo
+    echo "Files: *"
+    echo "Copyright: $(grep -m1 '^Copyright' "$ROOT/LICENSE" | sed 's/^Copyright (c) //')"
+    echo "License: MIT"
+    sed -e '1,/^Copyright/d' -e 's/^$/./' -e 's/^/ /' "$ROOT/LICENSE"
+} > "$DOC/copyright"
+gzip -9n -c "$ROOT/CHANGELOG.md" > "$DOC/changelog.gz"
+chmod 644 "$DOC/copyright" "$DOC/changelog.gz"
 
 install -d "$STAGE/DEBIAN"
 install -m 644 "$HERE/conffiles" "$STAGE/DEBIAN/conffiles"

@@ -43,6 +43,9 @@ flag                        TOML key / environment     meaning (default)
                                                        it is systemd's LoadCredential= directory
                                                        (none: no authentication)
 ``--config``                (environment only)         the TOML file (none)
+``--check-config``          (flag only)                validate everything (flags, environment,
+                                                       file, TLS and auth files, backend), print
+                                                       one line and exit: 0 valid, 2 not
 ==========================  =========================  ===========================================
 
 Environment variables are ``PYCACHE_D_`` + the upper-case key (``PYCACHE_D_MEMORY_LIMIT``,
@@ -355,8 +358,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="user:password lines (memcached's -Y): clients must authenticate (default: none)",
     )
+    p.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the settings (flags, environment, --config FILE) and exit: 0 valid, 2 not",
+    )
     p.add_argument("-V", "--version", action="version", version=f"pycache-d {__version__}")
     return p
+
+
+#: Flags that are actions, not settings: from_flags leaves them out of the options.
+ACTIONS = ("check_config",)
 
 
 def from_flags(argv: Sequence[str]) -> dict[str, object]:
@@ -366,7 +378,16 @@ def from_flags(argv: Sequence[str]) -> dict[str, object]:
         ConfigError: unknown flag, missing value or stray argument.
     """
     ns = build_parser().parse_args(list(argv))
-    return dict(vars(ns))
+    return {k: v for k, v in vars(ns).items() if k not in ACTIONS}
+
+
+def wants_check(argv: Sequence[str]) -> bool:
+    """True when the command line asks for ``--check-config`` (parsed, so a value never counts).
+
+    Raises:
+        ConfigError: the command line itself is invalid.
+    """
+    return bool(getattr(build_parser().parse_args(list(argv)), "check_config", False))
 
 
 def from_env(environ: Mapping[str, str]) -> dict[str, object]:
@@ -392,6 +413,8 @@ def from_file(path: str) -> dict[str, object]:
         raise ConfigError(f"{path}: cannot read config file: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except UnicodeDecodeError as e:  # TOML is UTF-8 only; tomllib lets the decode error through
+        raise ConfigError(f"{path}: not UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
     for key in data:
         if key not in PARSERS or key == "config":
             hint = key.replace("-", "_")

@@ -2,9 +2,11 @@
 
 Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when a listener cannot be opened (or
 a loaded snapshot cannot be consumed, see :mod:`.warmstart`), 2 for an invalid flag, environment
-variable or config value (one line on stderr, no traceback). A snapshot that cannot be written
-at shutdown (full disk) is logged as an error but still exits 0: the shutdown itself was clean,
-and the next start is empty.
+variable or config value (one line on stderr, no traceback). ``--check-config`` validates
+everything a start would (file, TLS and auth files, backend) without opening a listener or
+touching the snapshot: one line, exit 0 or 2 (the unit's ExecReload= runs it first). A
+snapshot that cannot be written at shutdown (full disk) is logged as an error but still exits
+0: the shutdown itself was clean, and the next start is empty.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from .. import log as logmod
 from .._version import __version__
 from ..log import log, notice
 from ..net import streams
-from ..store import store_class
+from ..store import NO_EXTENSIONS, NativeStore, store_class
 from . import config as configmod
 from . import snapshot, systemd
 from .config import Config, ConfigError, ConfigSource, describe_size
@@ -49,8 +51,10 @@ def _fail(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the daemon until it is told to stop; return the exit status."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        source, cfg = configmod.load(sys.argv[1:] if argv is None else argv)
+        check = configmod.wants_check(args)
+        source, cfg = configmod.load(args)
     except ConfigError as e:
         _fail(str(e))
         return EXIT_USAGE
@@ -59,7 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:  # e.g. --backend native where the extension is not built
         _fail(f"--backend: {e}")
         return EXIT_USAGE
+    if check:
+        print(f"pycache-d: config OK{f': {source.path}' if source.path else ' (no config file)'}")
+        return EXIT_OK
     logmod.setup(cfg.verbose)
+    if cfg.backend == "auto" and NativeStore is None and not NO_EXTENSIONS:
+        # NOTE: pip hides the build's own warning (setup.py) unless run with -v: the first
+        # start says it once more, where the operator looks.
+        log.warning(
+            "the native backend is not built into this installation (no C compiler when it was "
+            "installed): serving with the slower python backend"
+        )
     store = store_cls(cfg.memory_limit, max_items=cfg.max_items, max_item_size=cfg.max_item_size)
     factory, loop_name = _loop_factory()
     with asyncio.Runner(loop_factory=factory) as runner:

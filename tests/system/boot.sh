@@ -62,7 +62,7 @@ _inner() {
     mkdir -p $S/rw $R
     mount -t tmpfs -o mode=755 rw $S/rw
     mkdir -p $S/rw/upper $S/rw/work
-    mount -t overlay root -o lowerdir=/,upperdir=$S/rw/upper,workdir=$S/rw/work $R
+    mount -t overlay root -o lowerdir=${PYCACHE_SYSTEST_ROOTFS:-/},upperdir=$S/rw/upper,workdir=$S/rw/work $R
     # API file systems as systemd-nspawn sets them up; /proc/sys and /sys read-only so nothing in
     # the container can change the host kernel's settings.
     mount -t proc -o nosuid,nodev,noexec proc $R/proc

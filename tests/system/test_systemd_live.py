@@ -42,8 +42,8 @@ def installed(container: Container) -> Container:
     system = container.root / "etc" / "systemd" / "system"
     for unit in UNITS.iterdir():
         text = unit.read_text()
-        text = text.replace("ExecStart=/usr/bin/pycache-d ", f"ExecStart={BIN}/pycache-d ")
-        text = text.replace("ExecStart=/usr/bin/pycache-http ", f"ExecStart={BIN}/pycache-http ")
+        text = text.replace("=/usr/bin/pycache-d ", f"={BIN}/pycache-d ")
+        text = text.replace("=/usr/bin/pycache-http ", f"={BIN}/pycache-http ")
         (system / unit.name).write_text(text)
     hidden = hidden_by_protect_home()
     if hidden:
@@ -332,3 +332,55 @@ def test_restart_behind_the_socket_refuses_and_loses_nothing(sd: Container) -> N
     assert counts["errors"] == 0, (counts, result.get("err"))
     assert counts["ok"] > 50, counts
     assert sd.show("pycache-d.service", "MainPID")["MainPID"] not in ("0", pid)
+
+
+def test_reload_of_a_broken_config_fails_visibly_and_keeps_the_settings(sd: Container) -> None:
+    config = sd.root / "etc" / "pycache-d" / "pycache-d.toml"
+    shipped = config.read_text()
+    start(sd)
+    pid = sd.show("pycache-d.service", "MainPID")["MainPID"]
+    try:
+        config.write_text(shipped + "\nmemory_limit = 32\nmax_itemz = 3\n")
+        r = sd.systemctl("reload", "pycache-d.service", timeout=60)
+        assert r.returncode != 0, r
+        # The check's one line is in the journal of the reload, and the daemon never got SIGHUP.
+        messages = [e["MESSAGE"] for e in sd.journal("pycache-d.service")]
+        assert "pycache-d: error: /etc/pycache-d/pycache-d.toml: unknown key 'max_itemz'" in messages, (
+            messages
+        )
+        props = sd.show("pycache-d.service", "MainPID", "ActiveState")
+        assert props == {"MainPID": pid, "ActiveState": "active"}, props
+        assert stat(sd, "limit_maxbytes") == str(64 << 20)
+    finally:
+        config.write_text(shipped)
+
+
+@pytest.mark.parametrize(
+    "bad, line",
+    [
+        (b"memory_limit = 0\n", "pycache-d: error: /etc/pycache-d/pycache-d.toml: memory_limit: "),
+        (b"# caf\xe9\n", "pycache-d: error: /etc/pycache-d/pycache-d.toml: not UTF-8 (byte 0xe9 at offset "),
+    ],
+)
+def test_a_config_error_at_start_stops_without_restarting(sd: Container, bad: bytes, line: str) -> None:
+    config = sd.root / "etc" / "pycache-d" / "pycache-d.toml"
+    shipped = config.read_bytes()
+    try:
+        config.write_bytes(shipped + b"\n" + bad)
+        r = sd.systemctl("start", "pycache-d.service", timeout=60)
+        assert r.returncode != 0
+        props = sd.show("pycache-d.service", "ActiveState", "Result", "ExecMainStatus", "NRestarts")
+        assert props == {
+            "ActiveState": "failed",
+            "Result": "exit-code",
+            "ExecMainStatus": "2",
+            "NRestarts": "0",
+        }, props
+        messages = [
+            e["MESSAGE"] for e in sd.journal("pycache-d.service") if e.get("SYSLOG_IDENTIFIER") == "pycache-d"
+        ]
+        errors = [m for m in messages if m.startswith("pycache-d: error: ")]
+        assert errors and errors[-1].startswith(line), messages
+        assert not any("Traceback" in m for m in messages), messages
+    finally:
+        config.write_bytes(shipped)
