@@ -73,7 +73,7 @@ cdef class ConnectionBase:
     """State the hot path reads, and the hot path itself (see the module docstring).
 
     Its attributes are declared in _cconnection.pxd; ``written`` counts the reply bytes
-    handed to the transport. Set by the subclass: ``feed_slice``,
+    handed to the transport, ``read_bytes`` the bytes read (``stats``: bytes_written, bytes_read). Set by the subclass: ``feed_slice``,
     ``max_lines``, ``small_reply`` and ``high_water`` (its limits) and ``write``
     (transport.write, looked up once).
     """
@@ -88,6 +88,7 @@ cdef class ConnectionBase:
         (the compiled stream transport's buffer: a bytes object is made only where needed)."""
         cdef Py_ssize_t lines, n
         cdef bint native, closing
+        self.read_bytes += size  # PERF: one add per read (stats bytes_read)
         if self._closing:
             return 0
         self.last_active = monotonic()
@@ -130,7 +131,8 @@ cdef class ConnectionBase:
         closing = (<NativeSession>session)._closing if native else session.closing
         if closing:
             self.close()
-        elif n >= REPLY_BUDGET and session.more:  # only a large reply stops early
+        elif (n >= REPLY_BUDGET or not native or (<NativeSession>session).slow_active) and session.more:
+            # PERF: a large reply, or a Python session's (a dump goes a slice at a time).
             self._continue_later()
         elif self._eof:
             self.close()

@@ -33,6 +33,7 @@ cdef class NativeSession:
     cdef bint chosen    # the first byte has chosen text or binary (see _choose)
     cdef bint gated     # ... binary, or text with credentials wanted: the Python session's at first
     cdef size_t done    # commands answered here (the Python session counts its own)
+    cdef public int cfd  # the client's socket, for watch lines (-1: unknown)
 
     cdef object feed_ptr(self, const char *data, size_t size)
     cdef object _feed_ptr(self, const char *data, size_t size)
