@@ -120,7 +120,7 @@ def slabs(session: Any, toks: list[bytes]) -> bytes | None:
         if src is None or dst is None:
             return wire.BAD_FORMAT
         top = len(SLAB_SIZES)
-        if not (src == -1 or 1 <= src <= top) or not 1 <= dst <= top:
+        if not 1 <= src <= top or not 1 <= dst <= top:
             return wire.REASSIGN_BADCLASS
         if src == dst:
             return wire.REASSIGN_SAME
