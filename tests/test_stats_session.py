@@ -88,7 +88,9 @@ def exchange(port: int, lines: list[bytes]) -> list[bytes]:
                 with socket.create_connection(("127.0.0.1", port), timeout=10) as d:
                     d.sendall(line)
                     reply = d.recv(65536)
-                    while not reply.endswith(b"\r\n") or (reply.startswith(b"key=") and not reply.endswith(b"END\r\n")):
+                    while not reply.endswith(b"\r\n") or (
+                        reply.startswith(b"key=") and not reply.endswith(b"END\r\n")
+                    ):
                         chunk = d.recv(65536)
                         assert chunk, reply
                         reply += chunk
@@ -177,7 +179,7 @@ ADMIN = [
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_admin_replies_are_memcacheds(memcached: int, backend: str) -> None:
     ours, theirs = session_exchange(backend, ADMIN), exchange(memcached, ADMIN)
-    assert list(zip(ADMIN, ours)) == list(zip(ADMIN, theirs))
+    assert list(zip(ADMIN, ours, strict=True)) == list(zip(ADMIN, theirs, strict=True))
 
 
 @needs_memcached
@@ -331,10 +333,14 @@ def test_watch_lines(backend: str) -> None:
     client.feed(b"set k 0 0 2\r\nhi\r\nget k nope\r\nadd k 0 0 1\r\nx\r\n")
     lines = watcher.feed(b"").decode().splitlines()
     head = r"ts=\d+\.\d+ gid=\d+ "
-    assert re.fullmatch(head + r"type=item_store key=k status=stored cmd=set ttl=0 clsid=1 cfd=-1 size=2", lines[0])
+    assert re.fullmatch(
+        head + r"type=item_store key=k status=stored cmd=set ttl=0 clsid=1 cfd=-1 size=2", lines[0]
+    )
     assert re.fullmatch(head + r"type=item_get key=k status=found clsid=1 cfd=-1 size=2", lines[1])
     assert re.fullmatch(head + r"type=item_get key=nope status=not_found clsid=0 cfd=-1 size=0", lines[2])
-    assert re.fullmatch(head + r"type=item_store key=k status=not_stored cmd=add ttl=0 clsid=0 cfd=-1 size=1", lines[3])
+    assert re.fullmatch(
+        head + r"type=item_store key=k status=not_stored cmd=add ttl=0 clsid=0 cfd=-1 size=1", lines[3]
+    )
     assert len(lines) == 4 and watcher.feed(b"") == b""
     gids = [int(m.group(1)) for m in (re.search(r"gid=(\d+)", line) for line in lines) if m]
     assert gids == sorted(set(gids)) and len(gids) == 4

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import ipaddress
 import os
 import signal
@@ -97,12 +98,12 @@ class DaemonContext(ServerContext):
         self._server.verbosity = value
         logmod.set_verbosity(value)
 
-    @property  # type: ignore[override]
-    def dump_enabled(self) -> bool:
+    @property
+    def dump_enabled(self) -> bool:  # type: ignore[override]
         return not self._server.config.disable_dumping
 
-    @property  # type: ignore[override]
-    def shutdown_enabled(self) -> bool:
+    @property
+    def shutdown_enabled(self) -> bool:  # type: ignore[override]
         return self._server.config.enable_shutdown
 
     def traffic(self) -> tuple[int, int, int]:
@@ -117,8 +118,7 @@ class DaemonContext(ServerContext):
         for conn in s.connections:
             if conn.session is session or getattr(conn.session, "slow", None) is session:
                 conn.watching = True
-                loop = s.loop
-                watcher.wake = lambda: loop.call_soon(conn.send_watched)
+                watcher.wake = functools.partial(s.loop.call_soon, conn.send_watched)
                 return
 
     def shutdown(self, graceful: bool) -> bool:

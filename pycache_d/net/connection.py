@@ -26,7 +26,8 @@ returns, and it is where the per-client bounds are enforced:
   ``session.more`` when complete input is left (a long multi-get): we stop reading, let the
   loop serve everyone else (``call_soon``), and feed it again once the reply went out, so
   ``get k k k ...`` with a 1 MiB value per key streams at the client's pace instead of being
-  built in memory, and never monopolises the loop.
+  built in memory, and never monopolises the loop. A key dump (``lru_crawler metadump``) goes
+  the same way, a slice per feed.
 * Input held back while paused or continuing is at most one read (the transport stops reading
   at once); the session bounds its own buffer (line length, item size).
 
@@ -59,7 +60,6 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..log import log, notice
-from ..protocol.session import REPLY_BUDGET
 from ..store import NO_EXTENSIONS
 from .listeners import Endpoint
 

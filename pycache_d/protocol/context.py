@@ -69,6 +69,7 @@ def _observe(delta: int) -> None:
         for hook in OBSERVE_HOOKS:
             hook(_observing > 0)
 
+
 #: Bytes a ``watch`` client's lines may wait to be sent before new ones are skipped
 #: (memcached's watcher_logbuf_size, 256 KiB).
 WATCHER_BUFFER = 256 * 1024

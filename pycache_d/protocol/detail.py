@@ -68,7 +68,7 @@ class PrefixStats:
 
     def dump(self) -> bytes:
         lines = [
-            b"PREFIX %s get %d hit %d set %d del %d\r\n" % (escape(prefix), *row)
+            b"PREFIX %s get %d hit %d set %d del %d\r\n" % (escape(prefix), row[0], row[1], row[2], row[3])
             for prefix, row in self._table.items()
         ]
         return b"".join(lines) + wire.END

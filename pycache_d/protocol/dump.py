@@ -132,7 +132,11 @@ class Dump:
                 else:
                     if bits & BINARY_KEY:
                         continue
-                    line = b"ITEM %s [%d b; %d s]\r\n" % (_plain(key), nbytes, exptime + skew if exptime else 0)
+                    line = b"ITEM %s [%d b; %d s]\r\n" % (
+                        _plain(key),
+                        nbytes,
+                        exptime + skew if exptime else 0,
+                    )
                     if self._bytes + len(line) + 5 > CACHEDUMP_MAX:
                         done = True
                         break

@@ -164,4 +164,3 @@ def reply(store: Any, ctx: ServerContext, toks: list[bytes], session: Any = None
     if sub == b"cachedump":
         return dump.cachedump(session, toks)
     return wire.ERROR
-

@@ -152,7 +152,12 @@ def item_get(ctx: Any, key: bytes, found: tuple[bytes, int, int] | None, cfd: in
             w.push(line)
 
 
-_STORE_STATUS = {"STORED": b"stored", "NOT_STORED": b"not_stored", "EXISTS": b"exists", "NOT_FOUND": b"not_found"}
+_STORE_STATUS = {
+    "STORED": b"stored",
+    "NOT_STORED": b"not_stored",
+    "EXISTS": b"exists",
+    "NOT_FOUND": b"not_found",
+}
 
 
 def item_store(
@@ -164,14 +169,18 @@ def item_store(
         if w.kinds & MUTATIONS:
             if line is None:
                 cls = report_class(chunk_size(len(key), nbytes, flags)) if status == b"stored" else 0
-                line = _head() + b"type=item_store key=%s status=%s cmd=%s ttl=%d clsid=%d cfd=%d size=%d\n" % (
-                    uriencode(key),
-                    status,
-                    cmd,
-                    max(exptime, 0),
-                    cls,
-                    cfd,
-                    nbytes,
+                line = (
+                    _head()
+                    + b"type=item_store key=%s status=%s cmd=%s ttl=%d clsid=%d cfd=%d size=%d\n"
+                    % (
+                        uriencode(key),
+                        status,
+                        cmd,
+                        max(exptime, 0),
+                        cls,
+                        cfd,
+                        nbytes,
+                    )
                 )
             w.push(line)
 
