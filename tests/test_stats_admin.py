@@ -247,6 +247,67 @@ def test_bytes_read_and_written_count_as_memcached_does(oracle: Memcached) -> No
     assert after[b"bytes_written"] - before[b"bytes_written"] == len(reply) + len(first)
 
 
+@needs_memcached
+def test_stats_reset_clears_traffic_as_memcached(daemon: Daemon, oracle: Memcached) -> None:
+    names = (b"bytes_read", b"bytes_written", b"total_connections", b"conn_yields", b"lru_crawler_starts")
+    seen = []
+    for server in (daemon, oracle):
+        fill(server, SIZES)
+        exchange(server, b"lru_crawler crawl all\r\n")
+        with server.connect() as sock:
+            sock.sendall(b"stats reset\r\n")
+            assert read_until(sock, b"\r\n") == b"RESET\r\n"
+            sock.sendall(b"stats\r\n")
+            reply = read_until(sock, b"END\r\n")
+        got = dict(re.findall(rb"STAT (\w+) (\d+)\r\n", reply))
+        seen.append({name: got[name] for name in names})
+    # "stats reset\r\n" read after the reset, "RESET\r\n" written: 7 and 7, as memcached.
+    assert (
+        seen[0]
+        == seen[1]
+        == {
+            b"bytes_read": b"7",
+            b"bytes_written": b"7",
+            b"total_connections": b"0",
+            b"conn_yields": b"0",
+            b"lru_crawler_starts": b"0",
+        }
+    )
+
+
+def _binary_stat(server: Server, group: bytes) -> list[tuple[int, bytes, bytes]]:
+    """``stat <group>`` over the binary protocol: (status, key, value) per packet, the last
+    (empty key) one included."""
+    from binproto import SYNC_NOOP, ends_with_sync, packets
+
+    from pycache_d.protocol import binary as b
+
+    with server.connect() as sock:
+        sock.sendall(b.request(b.STAT, key=group) + SYNC_NOOP)
+        buf = b""
+        while not ends_with_sync(buf):
+            chunk = sock.recv(65536)
+            assert chunk, buf
+            buf += chunk
+    got, _ = packets(buf)
+    return [(p.status, p.key, p.value) for p in got[:-1]]  # the NOOP's answer left out
+
+
+@needs_memcached
+def test_binary_stat_groups_agree_with_text_and_memcached(daemon: Daemon, oracle: Memcached) -> None:
+    for server in (daemon, oracle):
+        fill(server, SIZES)
+    for group in (b"", b"settings", b"items", b"slabs"):
+        ours = _binary_stat(daemon, group)
+        assert ours[-1] == (0, b"", b"")  # the group ends with an empty stat, as memcached's
+        names = [k.decode() for _, k, _ in ours[:-1]]
+        assert names == [n for n, _ in stat_pairs(daemon, group)], group  # the text reply's names
+        if group in (b"items", b"slabs"):
+            assert names == [k.decode() for _, k, _ in _binary_stat(oracle, group)[:-1]], group
+    for group in (b"sizes", b"detail dump", b"detail on", b"detail", b"cachedump 1 0", b"bogus", b"reset"):
+        assert _binary_stat(daemon, group) == _binary_stat(oracle, group), group
+
+
 # -- stats items, slabs, sizes --------------------------------------------------------------------
 
 
@@ -419,6 +480,10 @@ def test_metadump_and_cachedump_list_every_key(
             sorted((m[1], m[2] == b"-1", m[3], m[4]) for m in map(METADUMP_LINE.fullmatch, lines) if m)
         )
     assert dumps[0] == dumps[1]
+    hashed = exchange(daemon, b"lru_crawler metadump hash\r\n", b"END\r\n")
+    assert sorted(
+        m[1] for m in map(METADUMP_LINE.fullmatch, hashed[:-5].splitlines(keepends=True)) if m
+    ) == sorted(k for k, *_ in dumps[0])
     assert (b"odd%01key", True, b"no", b"1") in dumps[0]  # %-encoded as memcached does
     assert (b"tiny", True, b"yes", b"1") in dumps[0]
     # cachedump: class 1 holds tiny, tiny:2 and odd\x01key in both.
