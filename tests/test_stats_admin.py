@@ -780,3 +780,48 @@ def test_pymemcache_stats_groups(daemon: Daemon) -> None:
         assert general[b"bytes_read"] > 0 and general[b"accepting_conns"] == 1
     finally:
         client.close()
+
+
+MEMCACHED_TOOL = "/usr/share/memcached/scripts/memcached-tool"
+
+
+@pytest.mark.skipif(
+    not (os.path.exists(MEMCACHED_TOOL) and shutil.which("perl")),
+    reason="memcached's memcached-tool not installed",
+)
+@pytest.mark.parametrize("backend", backend_params())
+def test_memcached_tool_display_dump_and_keys(
+    daemon_factory: Factory, backend: str, memcached_factory: Callable[..., Memcached]
+) -> None:
+    # memcached's own admin script (Debian's memcached package): display reads stats slabs and
+    # items, dump walks metadump then gets each key, keys prints metadump's lines.
+    servers: list[Server] = [daemon_factory(backend=backend)]
+    if MEMCACHED is not None:
+        servers.append(memcached_factory("-o", "no_lru_maintainer"))
+    seen = []
+    for server in servers:
+        fill(server, SIZES)
+
+        def run(mode: str, server: Server = server) -> str:
+            r = subprocess.run(
+                ["perl", MEMCACHED_TOOL, f"127.0.0.1:{server.port}", mode], capture_output=True, timeout=60
+            )
+            assert r.returncode == 0, r.stderr
+            return r.stdout.decode()
+
+        display = [line.split() for line in run("display").splitlines()[1:]]
+        dumped = re.findall(r"^add (\S+) 0 0 (\d+)\r?$", run("dump"), re.M)
+        keys = re.findall(r"^key=(\S+) ", run("keys"), re.M)
+        seen.append(
+            (
+                sorted((row[0], row[1], row[4]) for row in display),  # class, chunk size, count
+                sorted(dumped),
+                sorted(keys),
+            )
+        )
+    ours = seen[0]
+    assert ours[1] == sorted((k.decode(), str(n)) for k, n in SIZES.items())
+    assert ours[2] == sorted(k.decode().replace(":", "%3A") for k in SIZES)
+    assert sum(int(count) for _, _, count in ours[0]) == len(SIZES)
+    if len(seen) > 1:
+        assert ours == seen[1]
