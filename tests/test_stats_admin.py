@@ -470,12 +470,13 @@ def test_disable_dumping_answers_as_memcached_x(
     assert dict(stat_pairs(d, b"settings"))["dump_enabled"] == "no"
 
 
-def test_shutdown_needs_enable_shutdown(daemon_factory: Factory, daemon_backend: str) -> None:
+@pytest.mark.parametrize("command", [b"shutdown\r\n", b"shutdown graceful\r\n"])
+def test_shutdown_needs_enable_shutdown(daemon_factory: Factory, daemon_backend: str, command: bytes) -> None:
     d = daemon_factory("--enable-shutdown", backend=daemon_backend)
     assert dict(stat_pairs(d, b"settings"))["shutdown_command"] == "yes"
     assert exchange(d, b"shutdown foo\r\n") == b"CLIENT_ERROR invalid shutdown mode\r\n"
     # memcached closes the asking connection and exits; nothing is answered.
-    assert exchange(d, b"shutdown\r\n", None) == b""
+    assert exchange(d, command, None) == b""
     assert d.proc is not None
     d.proc.wait(60)
     assert d.returncode == 0, d.log
