@@ -328,7 +328,7 @@ cdef class NativeSession:
             return b""
         if not self.chosen and data:
             self._choose(<uint8_t>PyBytes_AS_STRING(data)[0])
-        if self.slow_active or (OBSERVED and self.pending.len == 0):
+        if self.slow_active or (OBSERVED and self.chosen and self.pending.len == 0):
             return self._to_slow(data)  # PERF: before feed_ptr, which would copy ``data``
         reply = self.feed_ptr(PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data))
         return self._take_out() if reply is None else reply
@@ -343,7 +343,7 @@ cdef class NativeSession:
             return b""
         if not self.chosen and size:
             self._choose(<uint8_t>data[0])
-        if self.slow_active or (OBSERVED and self.pending.len == 0):
+        if self.slow_active or (OBSERVED and self.chosen and self.pending.len == 0):
             return self._to_slow(PyBytes_FromStringAndSize(data, size))
         self.store._tick()
         self._borrow_out()

@@ -13,6 +13,7 @@ import os
 import resource
 import struct
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -131,6 +132,7 @@ class ServerContext:
         #: The ``watch`` connections' buffers (:class:`~.watch.Watcher`).
         self.watchers: list[Any] = []
         self._observed = False
+        self._unobserve: Any = None
 
     def set_observed(self) -> None:
         """Tell the compiled sessions whether this server's commands must all be seen by the
@@ -138,7 +140,14 @@ class ServerContext:
         observed = bool(self.watchers) or self.detail is not None
         if observed != self._observed:
             self._observed = observed
-            _observe(1 if observed else -1)
+            if observed:
+                _observe(1)
+                # A context dropped while observing (a test's) must not keep every compiled
+                # session on the slow path: its count goes with it.
+                self._unobserve = weakref.finalize(self, _observe, -1)
+            else:
+                self._unobserve.detach()
+                _observe(-1)
 
     def traffic(self) -> tuple[int, int, int]:
         """Return ``(bytes_read, bytes_written, conn_yields)`` since start or ``stats reset``
