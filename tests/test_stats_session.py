@@ -249,6 +249,7 @@ def test_stats_items_and_slabs_have_memcacheds_shape(memcached: int, backend: st
             assert SLAB_SIZES[int(cls) - 1] == int(size)
 
 
+@pytest.mark.asan
 def test_both_backends_report_the_same_classes() -> None:
     if len(BACKENDS) < 2:
         pytest.skip("the native backend is not built")
@@ -287,6 +288,7 @@ def test_dump_lines(backend: str) -> None:
     assert replies[5].count(b"ITEM ") == 1 and replies[6] == b"END\r\n"
 
 
+@pytest.mark.asan
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_dump_goes_a_slice_per_feed_and_pipelined_input_waits(backend: str) -> None:
     store = BACKENDS[backend]()
@@ -362,6 +364,7 @@ def test_a_slow_watcher_skips_lines_and_says_how_many() -> None:
     assert ctx.counters["log_watcher_skipped"] > 0
 
 
+@pytest.mark.asan
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_dump_cursor_survives_writes_and_growth(backend: str) -> None:
     store = BACKENDS[backend]()
