@@ -73,9 +73,9 @@ cdef class ConnectionBase:
     """State the hot path reads, and the hot path itself (see the module docstring).
 
     Its attributes are declared in _cconnection.pxd; ``written`` counts the reply bytes
-    handed to the transport, ``read_bytes`` the bytes read (``stats``: bytes_written, bytes_read). Set by the subclass: ``feed_slice``,
-    ``max_lines``, ``small_reply`` and ``high_water`` (its limits) and ``write``
-    (transport.write, looked up once).
+    handed to the transport and ``read_bytes`` the bytes read (``stats``: bytes_written,
+    bytes_read). Set by the subclass: ``feed_slice``, ``max_lines``, ``small_reply`` and
+    ``high_water`` (its limits) and ``write`` (transport.write, looked up once).
     """
 
     def data_received(self, data):
