@@ -230,6 +230,29 @@ def test_bytes_read_and_written_are_exact(daemon_factory: Factory, daemon_backen
     assert after[b"bytes_written"] - before[b"bytes_written"] == len(reply) + len(first)
 
 
+def test_bytes_read_and_written_count_binary_requests(daemon: Daemon) -> None:
+    from pycache_d.protocol import binary as b
+
+    with daemon.connect() as watcher:
+        watcher.sendall(b"stats\r\n")
+        first = read_until(watcher, b"END\r\n")
+        before = {k: int(v) for k, v in re.findall(rb"STAT (bytes_read|bytes_written) (\d+)", first)}
+        request = b.request(b.SET, key=b"k", value=b"hello", extras=bytes(8)) + b.request(b.NOOP)
+        with daemon.connect() as client:
+            client.sendall(request)
+            reply = b""
+            while len(reply) < 48:  # the set's and the noop's 24-byte headers, no bodies
+                chunk = client.recv(65536)
+                assert chunk, reply
+                reply += chunk
+        watcher.sendall(b"stats\r\n")
+        second = read_until(watcher, b"END\r\n")
+    after = {k: int(v) for k, v in re.findall(rb"STAT (bytes_read|bytes_written) (\d+)", second)}
+    assert len(reply) == 48
+    assert after[b"bytes_read"] - before[b"bytes_read"] == len(request) + len(b"stats\r\n")
+    assert after[b"bytes_written"] - before[b"bytes_written"] == len(reply) + len(first)
+
+
 @needs_memcached
 def test_bytes_read_and_written_count_as_memcached_does(oracle: Memcached) -> None:
     # The arithmetic of the test above, held against the oracle.
