@@ -153,6 +153,8 @@ ADMIN = [
     b"slabs reassign x 2\r\n",
     b"slabs reassign 1 1\r\n",
     b"slabs reassign 1 99\r\n",
+    b"slabs reassign 99 99\r\n",
+    b"slabs reassign 0 1\r\n",
     b"slabs foo\r\n",
     b"shutdown\r\n",
     b"shutdown graceful\r\n",

@@ -120,10 +120,10 @@ def slabs(session: Any, toks: list[bytes]) -> bytes | None:
         if src is None or dst is None:
             return wire.BAD_FORMAT
         top = len(SLAB_SIZES)
-        if not 1 <= src <= top or not 1 <= dst <= top:
-            return wire.REASSIGN_BADCLASS
-        if src == dst:
+        if src == dst:  # memcached looks at this first
             return wire.REASSIGN_SAME
+        if not 0 <= src <= top or not 0 <= dst <= top:  # 0: the global page pool
+            return wire.REASSIGN_BADCLASS
         # NOTE: pages here are 64 KiB and go back to the system once empty (compaction empties
         # the ones a class does not need), so no class ever has a spare page to hand over.
         return wire.REASSIGN_NOSPARE
