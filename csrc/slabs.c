@@ -174,15 +174,49 @@ static slab_ref large_alloc(slabs *a, size_t size) {
     }
     a->large[idx] = mem;
     a->bytes_held += size;
+    uint32_t r = slabs_report_class(size);
+    a->large_live[r]++;
+    a->large_bytes[r] += size;
     return SLAB_LARGE_BIT | idx;
 }
 
 static void large_free(slabs *a, slab_ref ref, size_t size) {
     uint32_t idx = ref & ~SLAB_LARGE_BIT;
+    uint32_t r = slabs_report_class(size);
+    a->large_live[r]--;
+    a->large_bytes[r] -= size;
     free(a->large[idx]);
     a->large[idx] = (void *)((uintptr_t)a->free_large * 2 + 1);
     a->free_large = idx + 1;
     a->bytes_held -= size;
+}
+
+/* ---- reported classes (slabs.h) ---------------------------------------------------------- */
+
+/* memcached's slabs_init() with its defaults (-n 48 plus its 48-byte header, -f 1.25, 8-byte
+ * alignment, slab_chunk_max 512 KiB), written out; semantics.py's SLAB_SIZES runs that loop and
+ * a test holds the two equal. */
+static const uint32_t report_sizes[SLAB_REPORT_CLASSES + 1] = {
+    0,      96,     120,    152,    192,    240,    304,    384,    480,    600,
+    752,    944,    1184,   1480,   1856,   2320,   2904,   3632,   4544,   5680,
+    7104,   8880,   11104,  13880,  17352,  21696,  27120,  33904,  42384,  52984,
+    66232,  82792,  103496, 129376, 161720, 202152, 252696, 315872, 394840, 524288,
+};
+
+uint32_t slabs_report_size(uint32_t cls) {
+    return cls >= 1 && cls <= SLAB_REPORT_CLASSES ? report_sizes[cls] : 0;
+}
+
+uint32_t slabs_report_class(size_t size) {
+    uint32_t lo = 1, hi = SLAB_REPORT_CLASSES;
+    while (lo < hi) { /* the first class whose chunk holds `size` */
+        uint32_t mid = (lo + hi) / 2;
+        if (report_sizes[mid] >= size)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
 }
 
 /* ---- public ------------------------------------------------------------------------------ */

@@ -30,6 +30,14 @@
  *   - cls_pages[c] and cls_live[c] count the pages of class c and their live chunks.
  *   - live counts the chunks handed out and not freed; for a page, 0 < live <= capacity.
  *   - Chunks are 8-byte aligned, so an item's 64-bit CAS is aligned.
+ *   - large_live[r] and large_bytes[r] count the large chunks whose size falls in reported
+ *     class r (see below) and the bytes they take.
+ *
+ * Reported classes: `stats items` / `stats slabs` name memcached's default size classes
+ * (factor 1.25 from 96 bytes, 8-byte aligned, the last one 512 KiB: ids 1..39), because the
+ * tools that walk them (libmemcached's memcdump asks `stats cachedump` for ids 0..63) know no
+ * more. Each 8-byte class here falls wholly inside one of them; large chunks are counted by
+ * the reported class of their size. pycache_d/store/semantics.py computes the same table.
  */
 #ifndef PYCACHE_SLABS_H
 #define PYCACHE_SLABS_H
@@ -45,6 +53,7 @@
 #define SLAB_MAX_SMALL 4096u /* larger chunks are malloc()ed one by one */
 #define SLAB_CLASSES (SLAB_MAX_SMALL / SLAB_UNIT)
 #define SLAB_LARGE_BIT 0x80000000u
+#define SLAB_REPORT_CLASSES 39 /* memcached's default classes: 96 ... 524288 bytes */
 
 typedef uint32_t slab_ref;
 
@@ -73,6 +82,8 @@ typedef struct slabs {
     uint64_t compact_marks[SLAB_CLASSES / 64]; /* classes that may need compacting */
     uint32_t compact_pending;                  /* how many marks are set */
     slab_ref *scratch;                         /* live chunks of the page being evacuated */
+    uint32_t large_live[SLAB_REPORT_CLASSES + 1];  /* by reported class (index 0 unused) */
+    uint64_t large_bytes[SLAB_REPORT_CLASSES + 1];
 } slabs;
 
 int slabs_init(slabs *a);
@@ -91,6 +102,11 @@ uint32_t slabs_evacuate_begin(slabs *a, uint32_t cls, uint32_t *n);
 /* Give the page back to its class if it still holds chunks (a move failed). */
 void slabs_evacuate_end(slabs *a, uint32_t id);
 void slabs_compact_unmark(slabs *a, uint32_t cls);
+
+/* Reported classes (see above): the chunk size of class 1..SLAB_REPORT_CLASSES, and the class
+ * a chunk of `size` bytes is reported in (the last one for anything larger). */
+uint32_t slabs_report_size(uint32_t cls);
+uint32_t slabs_report_class(size_t size);
 
 static inline void *slabs_ptr(const slabs *a, slab_ref ref) {
     if (ref & SLAB_LARGE_BIT)

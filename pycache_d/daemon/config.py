@@ -42,6 +42,10 @@ flag                        TOML key / environment     meaning (default)
                                                        on SIGHUP; ``$CREDENTIALS_DIRECTORY`` in
                                                        it is systemd's LoadCredential= directory
                                                        (none: no authentication)
+``-X/--disable-dumping``    ``disable_dumping``        memcached's -X: ``stats cachedump`` and
+                            (true/false)               ``lru_crawler metadump`` refused (off)
+``-A/--enable-shutdown``    ``enable_shutdown``        memcached's -A: the ``shutdown`` command
+                            (true/false)               stops the daemon (off)
 ``--config``                (environment only)         the TOML file (none)
 ``--check-config``          (flag only)                validate everything (flags, environment,
                                                        file, TLS and auth files, backend), print
@@ -116,6 +120,8 @@ class Config:
     tls_ca: str | None = None
     #: memcached's -Y file; authentication is on when it is set (see :mod:`pycache_d.protocol.auth`).
     auth_file: str | None = None
+    disable_dumping: bool = False
+    enable_shutdown: bool = False
 
     @property
     def tls(self) -> bool:
@@ -265,6 +271,19 @@ def _auth_file(value: object) -> str | None:
     return value
 
 
+def _boolean(value: object) -> bool:
+    """A switch: true/false in TOML, 1/0, yes/no, true/false or on/off in the environment."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("1", "yes", "true", "on"):
+            return True
+        if word in ("0", "no", "false", "off"):
+            return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
 def _snapshot(value: object) -> str | bool:
     if value is False or (isinstance(value, str) and value):
         return value
@@ -290,6 +309,8 @@ PARSERS: dict[str, Callable[[object], Any]] = {
     "tls_key": _tls_file,
     "tls_ca": _tls_file,
     "auth_file": _auth_file,
+    "disable_dumping": lambda v: _boolean(v),
+    "enable_shutdown": lambda v: _boolean(v),
 }
 
 
@@ -362,6 +383,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--check-config",
         action="store_true",
         help="validate the settings (flags, environment, --config FILE) and exit: 0 valid, 2 not",
+    )
+    p.add_argument(
+        "-X",
+        "--disable-dumping",
+        action="store_true",
+        help="refuse stats cachedump and lru_crawler metadump (memcached's -X)",
+    )
+    p.add_argument(
+        "-A",
+        "--enable-shutdown",
+        action="store_true",
+        help="let clients stop the daemon with the shutdown command (memcached's -A)",
     )
     p.add_argument("-V", "--version", action="version", version=f"pycache-d {__version__}")
     return p

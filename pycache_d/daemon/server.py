@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import ipaddress
 import os
 import signal
@@ -97,6 +98,35 @@ class DaemonContext(ServerContext):
         self._server.verbosity = value
         logmod.set_verbosity(value)
 
+    @property
+    def dump_enabled(self) -> bool:  # type: ignore[override]
+        return not self._server.config.disable_dumping
+
+    @property
+    def shutdown_enabled(self) -> bool:  # type: ignore[override]
+        return self._server.config.enable_shutdown
+
+    def traffic(self) -> tuple[int, int, int]:
+        s = self._server
+        read = s.closed_read + sum(c.read_bytes for c in s.connections)
+        written = s.closed_written + sum(c.written for c in s.connections)
+        base_read, base_written, base_yields = s.traffic_base
+        return read - base_read, written - base_written, s.conn_yields - base_yields
+
+    def attach_watcher(self, session: Any, watcher: Any) -> None:
+        s = self._server
+        for conn in s.connections:
+            if conn.session is session or getattr(conn.session, "slow", None) is session:
+                conn.watching = True
+                watcher.wake = functools.partial(s.loop.call_soon, conn.send_watched)
+                return
+
+    def shutdown(self, graceful: bool) -> bool:
+        # memcached: SIGINT, or SIGUSR1 for graceful; both stop this daemon the way SIGTERM does.
+        notice("shutdown requested by a client%s", " (graceful)" if graceful else "")
+        self._server.loop.call_soon(self._server.stop, "shutdown command")
+        return True
+
     def general_stats(self) -> list[tuple[str, object]]:
         s = self._server
         ours: list[tuple[str, object]] = [
@@ -106,6 +136,7 @@ class DaemonContext(ServerContext):
             ("rejected_connections", s.rejected_connections),
             ("connection_structures", len(s.connections) + len(s.handshakes)),
             ("idle_kicks", s.idle_kicks),
+            ("accepting_conns", 0 if s._stopping.is_set() else 1),
         ]
         if s.tls_context is not None:
             ours.append(("ssl_handshake_errors", s.handshake_errors))
@@ -163,6 +194,9 @@ class DaemonContext(ServerContext):
         self._server.rejected_connections = 0
         self._server.idle_kicks = 0
         self._server.handshake_errors = 0
+        read, written, _ = self.traffic()
+        base_read, base_written, _ = self._server.traffic_base
+        self._server.traffic_base = (base_read + read, base_written + written, self._server.conn_yields)
 
 
 def _endpoint_of(sock: socket.socket) -> Endpoint:
@@ -231,6 +265,11 @@ class Server:
         self.handshake_errors = 0
         self.total_connections = 0
         self.rejected_connections = 0
+        self.closed_read = 0
+        self.closed_written = 0
+        self.conn_yields = 0
+        #: The traffic counts at the last ``stats reset`` (bytes_read, bytes_written, conn_yields).
+        self.traffic_base = (0, 0, 0)
         self.bound: list[Endpoint] = []
         #: The bound addresses that speak TLS (a subset of ``bound``).
         self.tls_bound: list[Endpoint] = []

@@ -14,6 +14,7 @@ cdef class ConnectionBase:
     cdef public Py_ssize_t _lines
     cdef public double last_active
     cdef public Py_ssize_t written
+    cdef public Py_ssize_t read_bytes
     cdef public Py_ssize_t feed_slice
     cdef public Py_ssize_t max_lines
     cdef public Py_ssize_t small_reply

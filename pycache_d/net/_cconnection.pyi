@@ -12,6 +12,7 @@ class ConnectionBase:
     _lines: int
     last_active: float
     written: int
+    read_bytes: int
     feed_slice: int
     max_lines: int
     small_reply: int

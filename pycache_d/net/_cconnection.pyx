@@ -77,9 +77,10 @@ cdef class ConnectionBase:
     """State the hot path reads, and the hot path itself (see the module docstring).
 
     Its attributes are declared in _cconnection.pxd; ``written`` counts the reply bytes
-    handed to the transport. Set by the subclass: ``feed_slice``,
-    ``max_lines``, ``small_reply`` and ``high_water`` (its limits), ``write``
-    (transport.write, looked up once) and ``writev`` (the transport's write_parts, or None).
+    handed to the transport and ``read_bytes`` the bytes read (``stats``: bytes_written,
+    bytes_read). Set by the subclass: ``feed_slice``, ``max_lines``, ``small_reply`` and
+    ``high_water`` (its limits), ``write`` (transport.write, looked up once) and ``writev`` (the
+    transport's write_parts, or None).
     """
 
     def data_received(self, data):
@@ -93,6 +94,7 @@ cdef class ConnectionBase:
         cdef Py_ssize_t lines, n
         cdef bint native, closing
         cdef NativeSession ns
+        self.read_bytes += size  # PERF: one add per read (stats bytes_read)
         if self._closing:
             return 0
         self.last_active = monotonic()
@@ -144,7 +146,8 @@ cdef class ConnectionBase:
         closing = (<NativeSession>session)._closing if native else session.closing
         if closing:
             self.close()
-        elif n >= REPLY_BUDGET and session.more:  # only a large reply stops early
+        elif (n >= REPLY_BUDGET or not native or (<NativeSession>session).slow_active) and session.more:
+            # PERF: a large reply, or a Python session's (a dump goes a slice at a time).
             self._continue_later()
         elif self._eof:
             self.close()
@@ -161,6 +164,7 @@ cdef class ConnectionBase:
 
     cdef int block_received(self, Py_ssize_t n) except -1:
         """``n`` bytes were read to block_room(): answer as for any read."""
+        self.read_bytes += n  # read straight into the set's buffer: received() sees 0 of them
         (<NativeSession>self.session).block_filled(n)
         return self.received(<const char *>b"", 0, None)
 

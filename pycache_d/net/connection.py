@@ -26,7 +26,8 @@ returns, and it is where the per-client bounds are enforced:
   ``session.more`` when complete input is left (a long multi-get): we stop reading, let the
   loop serve everyone else (``call_soon``), and feed it again once the reply went out, so
   ``get k k k ...`` with a 1 MiB value per key streams at the client's pace instead of being
-  built in memory, and never monopolises the loop.
+  built in memory, and never monopolises the loop. A key dump (``lru_crawler metadump``) goes
+  the same way, a slice per feed.
 * Input held back while paused or continuing is at most one read (the transport stops reading
   at once); the session bounds its own buffer (line length, item size).
 
@@ -59,7 +60,6 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..log import log, notice
-from ..protocol.session import REPLY_BUDGET
 from ..store import NO_EXTENSIONS
 from .listeners import Endpoint
 
@@ -80,6 +80,11 @@ class Host(Protocol):
     connections: set[Any]
     max_connections: int
     total_connections: int
+    #: What closed connections read and wrote, and how often one stopped to let the others
+    #: in (``stats``: bytes_read, bytes_written, conn_yields; the open ones count their own).
+    closed_read: int
+    closed_written: int
+    conn_yields: int
     #: TLS clients still in their handshake, each with the task that runs it
     #: (:mod:`pycache_d.net.handshake`): they count against the limit too; and the count of
     #: handshakes that failed or ran out of time.
@@ -138,8 +143,10 @@ class _ConnectionBase:
     _lines: int
     last_active: float
     written: int
+    read_bytes: int
 
     def data_received(self, data: bytes) -> None:
+        self.read_bytes += len(data)  # stats bytes_read
         if self._closing:
             return
         self.last_active = time.monotonic()
@@ -167,7 +174,7 @@ class _ConnectionBase:
             self._lines = MAX_LINES  # what _learn() makes of small replies
         if self.session.closing:
             self.close()  # type: ignore[attr-defined]
-        elif len(reply) >= REPLY_BUDGET and self.session.more:  # only a large reply stops early
+        elif self.session.more:  # a large reply, or a dump's slice
             self._continue_later()  # type: ignore[attr-defined]
         elif self._eof:
             self.close()  # type: ignore[attr-defined]
@@ -198,6 +205,7 @@ class Connection(ConnectionBase, asyncio.Protocol):
             "_sock",
             "_stall_drained",
             "_stall_since",
+            "watching",
         )
 
     def __init__(self, server: Host, listener: Endpoint) -> None:
@@ -218,6 +226,8 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self._closing = False
         self._stopping = False  # shutting down: nothing more is read (stop_reading)
         self.written = 0  # reply bytes handed to the transport
+        self.read_bytes = 0  # bytes read from the client
+        self.watching = False  # a watch client: the server sends it event lines (send_watched)
         self._sock: Any = None
         # The client's progress at the stall check that last saw it move, and when (0: no reply
         # of ours was waiting then).
@@ -272,6 +282,10 @@ class Connection(ConnectionBase, asyncio.Protocol):
         transport = self.transport
         transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
         self.session = server.new_session()
+        try:
+            self.session.cfd = self.fd  # named in watch lines
+        except AttributeError:  # a test's stand-in session
+            pass
         if log.isEnabledFor(logging.INFO):  # PERF: the peer's name is made only to be logged
             log.info("conn %d: opened from %s", self.fd, self.peer)
 
@@ -284,7 +298,14 @@ class Connection(ConnectionBase, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         if self.session is not None:
-            self.server.connections.discard(self)
+            server = self.server
+            if self in server.connections:
+                server.connections.discard(self)
+                server.closed_read += self.read_bytes
+                server.closed_written += self.written
+            close = getattr(self.session, "close", None)
+            if close is not None:
+                close()  # a dump or a watch it runs ends with it
             log.info("conn %d: closed%s", self.fd, f" ({exc})" if exc else "")
 
     def pause_writing(self) -> None:
@@ -298,11 +319,23 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self._paused = False
         log.info("conn %d: resumed", self.fd)
         self._go_on()
+        if self.watching:
+            self.send_watched()
+
+    def send_watched(self) -> None:
+        """Send the lines waiting for this ``watch`` client (the loop calls it soon after an
+        event; while the client is slow, its buffer fills and drops lines instead)."""
+        if self._closing or self._paused:
+            return  # resume_writing() goes on; meanwhile the watcher's bound holds
+        reply = self.session.feed(b"")
+        if reply:
+            self._write_all([reply])
 
     def _continue_later(self) -> None:
         """The session stopped at its reply budget: go on in a later loop iteration."""
         if not self._continuing:
             self._continuing = True
+            self.server.conn_yields += 1
             if not self._paused:
                 self.transport.pause_reading()  # bounds _pending to the read in flight
             self.server.loop.call_soon(self._continue)

@@ -37,6 +37,7 @@ cdef class NativeSession:
     cdef readonly size_t pinned  # ... and their bytes (counted in the reply budget)
     cdef size_t want_end  # where the data block of the command being parsed ends (in its input)
     cdef size_t want      # bytes the kept input must reach to complete its command (0: unknown)
+    cdef public int cfd  # the client's socket, for watch lines (-1: unknown)
 
     cdef object feed_ptr(self, const char *data, size_t size)
     cdef object _feed_ptr(self, const char *data, size_t size)

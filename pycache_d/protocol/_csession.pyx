@@ -41,6 +41,7 @@ from pycache_d.store._native cimport PinnedValue, Store, pin_value
 from pycache_d.store._store_c cimport *
 
 from . import binary as _binary
+from . import context as _context
 from . import session as _session
 from .context import ServerContext
 from pycache_d.store.errors import ItemTooLarge, NonNumericValue, OutOfMemory
@@ -294,6 +295,18 @@ cdef int bin_header(buffer *out, const char *request, uint16_t keylen, uint8_t e
     return 0
 
 
+# True while some server has watchers or ``stats detail on`` (context.OBSERVE_HOOKS): every
+# command then goes to the Python session, which reports them. PERF: a C global, read per feed.
+cdef bint OBSERVED = False
+
+
+def _set_observed(bint on):
+    global OBSERVED
+    OBSERVED = on
+
+
+_context.OBSERVE_HOOKS.append(_set_observed)
+
 # The reply buffer every session builds its replies in (see the module docstring), and the
 # session whose feed has it now (NULL: nobody's).
 cdef buffer SHARED_OUT
@@ -307,6 +320,7 @@ cdef class NativeSession:
 
     def __cinit__(self, *args, **kwargs):
         self.out = &self.own
+        self.cfd = -1
 
     def __init__(self, Store store not None, ctx=None):
         self.store = store
@@ -361,6 +375,11 @@ cdef class NativeSession:
             return self.ctx.auth is None
         return self.slow.loggable
 
+    def close(self):
+        """The connection is gone: end what the Python session ran for it (dump, watch)."""
+        if self.slow is not None:
+            self.slow.close()
+
     def feed(self, data):
         """Consume bytes read from the client; return the reply bytes to send (possibly b"")."""
         if type(data) is not bytes:
@@ -369,7 +388,7 @@ cdef class NativeSession:
             return b""
         if not self.chosen and data:
             self._choose(<uint8_t>PyBytes_AS_STRING(data)[0])
-        if self.slow_active:
+        if self.slow_active or (OBSERVED and self.chosen and self.pending.len == 0):
             return self._to_slow(data)  # PERF: before feed_ptr, which would copy ``data``
         reply = self.feed_ptr(PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data))
         return self._take_out() if reply is None else reply
@@ -384,7 +403,7 @@ cdef class NativeSession:
             return b""
         if not self.chosen and size:
             self._choose(<uint8_t>data[0])
-        if self.slow_active:
+        if self.slow_active or (OBSERVED and self.chosen and self.pending.len == 0):
             return self._to_slow(PyBytes_FromStringAndSize(data, size))
         self.store._tick()
         self._borrow_out()
@@ -560,6 +579,7 @@ cdef class NativeSession:
         """The Python session that lines the fast path does not take go to (made at first use)."""
         if self.slow is None:
             self.slow = _session.Session(self.store, self.ctx)
+            self.slow.cfd = self.cfd
             if not self.gated:
                 # Text, chosen here with no credentials wanted: what reaches the Python session
                 # is a command line, never a first byte to choose by.

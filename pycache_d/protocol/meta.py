@@ -48,6 +48,8 @@ from ..store.semantics import (
     STALE,
     WON,
     absolute_expiry,
+    chunk_size,
+    report_class,
 )
 from . import wire
 from .context import ServerContext
@@ -551,13 +553,14 @@ def _me(session: Session, toks: list[bytes], out: list[bytes]) -> None:
     # they are 0, key + NUL, value + CRLF).
     size = len(key) + len(value) + 59 + (4 if flags else 0)
     out.append(
-        b"ME %s exp=%d la=%d cas=%d fetch=%s cls=1 size=%d\r\n"
+        b"ME %s exp=%d la=%d cas=%d fetch=%s cls=%d size=%d\r\n"
         % (
             shown,
             -1 if exptime == 0 else now - exptime,
             now - atime,
             cas,
             b"yes" if bits & FETCHED else b"no",
+            report_class(chunk_size(len(key), len(value), flags)),  # stats items' class
             size,
         )
     )

@@ -47,7 +47,7 @@ from typing import Any, NoReturn
 
 from ..store.errors import InvalidKey, ItemTooLarge, OutOfMemory, Result, StoreError
 from ..store.semantics import ITEM_OVERHEAD, MAX_KEY_LENGTH
-from . import auth, binary, meta, stats, wire
+from . import admin, auth, binary, meta, stats, watch, wire
 from .context import ServerContext
 from .wire import parse_i32, parse_u32, parse_u64
 
@@ -62,6 +62,10 @@ REPLY_BUDGET = 256 * 1024
 #: Replies of fewer value bytes than this are not counted against the budget (PERF: nothing
 #: to count on the usual get); a feed is at most 32 lines, so they stay small together.
 _BIG_REPLY = 16 * 1024
+
+
+class _Yield(Exception):
+    """Raised by a command that started a dump: the feed ends with its first slice (args[0])."""
 
 
 class _BudgetSpent(Exception):
@@ -125,6 +129,13 @@ class Session:
         self.gated = True
         self._binary: binary.BinarySession | None = None
         self._auth: auth.TextAuth | None = None
+        #: A key dump in progress (stats cachedump, lru_crawler metadump): answered a slice per
+        #: feed, with ``more`` set until it is done (see dump.py).
+        self._dump: Any = None
+        #: Set by ``watch``: from then on the session reads nothing and answers the event lines.
+        self.watcher: watch.Watcher | None = None
+        #: The client's socket, for watch lines (cfd=); -1 when unknown.
+        self.cfd = -1
 
     # -- framing ------------------------------------------------------------------------------
 
@@ -135,7 +146,31 @@ class Session:
             return self._binary.idle
         if self._auth is not None and not self._auth.idle:
             return False
-        return not self._buf and self._pending is None and not self._swallow
+        return (
+            not self._buf
+            and self._pending is None
+            and not self._swallow
+            and self._dump is None
+            and self.watcher is None
+        )
+
+    def close(self) -> None:
+        """The connection is gone: end what the session ran for it (a dump, a watch)."""
+        if self._dump is not None:
+            self._dump.close()
+            self._dump = None
+        if self.watcher is not None:
+            self.watcher.close()
+        self.more = False
+
+    def start_dump(self, dump: Any) -> bytes:
+        """Run a key dump: its first slice now, the rest in later feeds (see dump.py)."""
+        chunk, done = dump.slice()
+        if not done:
+            self._dump = dump
+            self.more = True
+            raise _Yield(chunk)
+        return chunk
 
     @property
     def authenticated(self) -> bool:
@@ -164,6 +199,11 @@ class Session:
             return b""
         if self.gated:
             return self._gated_feed(data)
+        if self.watcher is not None:
+            # memcached reads nothing more from a watching client; the lines are the reply.
+            return self.watcher.take()
+        if self._dump is not None:
+            return self._dump_feed(data)
         if type(data) is not bytes:
             data = bytes(data)  # a bytearray or memoryview from the transport
         if self._buf:
@@ -219,6 +259,11 @@ class Session:
                 self._command(line, out)
                 if self._pending is None:  # else it completes with its data block
                     done += 1
+        except _Yield as stop:
+            # A dump started: its first slice is this feed's last reply; what follows waits.
+            out.append(stop.args[0])
+            done += 1
+            self.more = self._dump is not None and not self.closing
         except _BudgetSpent:
             # The budget is spent: keep the rest, the multi-get's unanswered keys first.
             if self._rest is not None:
@@ -231,6 +276,23 @@ class Session:
         if pos < end and not self.closing:
             self._buf = bytearray(memoryview(buf)[pos:])
         return b"".join(out)
+
+    def _dump_feed(self, data: bytes) -> bytes:
+        """feed() while a dump runs: its next slice; input waits behind it (the connection
+        reads little meanwhile: it feeds b"" while ``more`` is set)."""
+        if data:
+            self._buf += data
+        chunk, done = self._dump.slice()
+        if not done:
+            self.more = True
+            return chunk
+        self._dump = None
+        self.more = False
+        if not self._buf:
+            return chunk
+        rest = bytes(self._buf)
+        self._buf = bytearray()
+        return chunk + self.feed(rest)
 
     def _gated_feed(self, data: bytes) -> bytes:
         """feed() while gated: choose the protocol on the first byte, as memcached does, then
@@ -327,8 +389,8 @@ class Session:
     def _get(self, toks: list[bytes], out: list[bytes], with_cas: bool = False) -> None:
         """Answer get, or gets (``with_cas``): the hot path, over a store with ``get_values``."""
         get_values = self._get_values
-        if get_values is None or len(toks) < 2:
-            self._retrieve(toks, 1, out, with_cas, None)
+        if get_values is None or len(toks) < 2 or self.ctx.watchers or self.ctx.detail is not None:
+            self._retrieve(toks, 1, out, with_cas, None)  # it reports each key (watch, detail)
             return
         keys = toks[1:]
         mark = len(out)
@@ -392,6 +454,8 @@ class Session:
             out.append(wire.ERROR)
             return
         store = self.store
+        ctx = self.ctx
+        observed = ctx.watchers or ctx.detail is not None
         # memcached stops at a key that is too long and drops what it had gathered for this
         # command; so nothing is answered before every key is known to be good.
         bad = max(map(len, toks[first:]), default=0) > MAX_KEY_LENGTH
@@ -401,6 +465,8 @@ class Session:
                 out.append(wire.BAD_FORMAT)
                 return
             item = store.get_item(key) if exptime is None else store.gat(key, exptime)
+            if observed:
+                self._observe_get(key, item)
             if item is not None:
                 if bad:
                     continue
@@ -414,6 +480,14 @@ class Session:
                 if self._spent >= REPLY_BUDGET:
                     self._stop(toks[:first], toks[i + 1 :], out)
         out.append(wire.END)
+
+    def _observe_get(self, key: bytes, item: tuple[bytes, int, int] | None) -> None:
+        """Report a fetch to ``stats detail`` and the watchers."""
+        ctx = self.ctx
+        if ctx.detail is not None:
+            ctx.detail.get(key, item is not None)
+        if ctx.watchers:
+            watch.item_get(ctx, key, item, self.cfd)
 
     # -- storage ------------------------------------------------------------------------------
 
@@ -490,7 +564,15 @@ class Session:
                 reply = _RESULT_WIRE[result]
             except StoreError as exc:
                 self.count_error(exc)
+                result = exc
                 reply = exc.wire
+            ctx = self.ctx
+            if ctx.detail is not None:
+                ctx.detail.set(key)
+            if ctx.watchers:
+                cmd = (b"set", b"add", b"replace", b"append", b"prepend", b"cas")[mode]
+                status = watch.store_status(result)
+                watch.item_store(ctx, key, cmd, status, exptime, flags, len(value), self.cfd)
         if not noreply:
             out.append(reply)
 
@@ -521,6 +603,8 @@ class Session:
             reply = wire.BAD_FORMAT
         else:
             reply = self.store.delete(key).wire
+            if self.ctx.detail is not None:
+                self.ctx.detail.delete(key)
         if not noreply:
             out.append(reply)
 
@@ -624,11 +708,33 @@ class Session:
             out.append(reply)
 
     def _shutdown(self, toks: list[bytes], out: list[bytes]) -> None:
-        # memcached's default (no -A): a client may not stop the server.
-        out.append(wire.SHUTDOWN_DISABLED)
+        out.append(admin.shutdown(self, toks))
 
     def _stats(self, toks: list[bytes], out: list[bytes]) -> None:
-        out.append(stats.reply(self.store, self.ctx, toks))
+        out.append(stats.reply(self.store, self.ctx, toks, self))
+
+    def _lru_crawler(self, toks: list[bytes], out: list[bytes]) -> None:
+        out.append(admin.lru_crawler(self, toks))
+
+    def _lru(self, toks: list[bytes], out: list[bytes]) -> None:
+        if len(toks) < 2:
+            out.append(wire.ERROR)
+            return
+        reply = admin.lru(self, toks)
+        if reply is not None:
+            out.append(reply)
+
+    def _slabs(self, toks: list[bytes], out: list[bytes]) -> None:
+        reply = admin.slabs(self, toks)
+        if reply is not None:
+            out.append(reply)
+
+    def _watch(self, toks: list[bytes], out: list[bytes]) -> None:
+        reply, watcher = watch.command(self, toks)
+        if watcher is not None:
+            self.watcher = watcher
+            raise _Yield(reply)  # nothing after it is read, as in memcached
+        out.append(reply)
 
     def _meta(self, toks: list[bytes], out: list[bytes]) -> None:
         meta.dispatch(self, toks, out)
@@ -657,6 +763,10 @@ _DISPATCH: dict[bytes, Callable[[Session, list[bytes], list[bytes]], None]] = {
     b"cache_memlimit": Session._cache_memlimit,
     b"shutdown": Session._shutdown,
     b"stats": Session._stats,
+    b"lru_crawler": Session._lru_crawler,
+    b"lru": Session._lru,
+    b"slabs": Session._slabs,
+    b"watch": Session._watch,
     b"mg": Session._meta,
     b"ms": Session._meta,
     b"md": Session._meta,

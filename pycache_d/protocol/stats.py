@@ -1,40 +1,61 @@
 """The ``stats`` command and its subcommands, as memcached 1.6 words them.
 
-``stats`` merges three sources into memcached's order: the server (:class:`ServerContext`), the
-store's counters, and the server-wide counters sessions keep in the context. Names memcached does
-not know (``limit_maxitems``) follow in the order they came. memcached's slab allocator has no
-counterpart here: ``stats items`` and ``stats slabs`` describe the whole cache as one class, so
-tools that read them see plausible totals.
+``stats`` merges the server (:class:`ServerContext`), the store's counters and the server-wide
+counters sessions keep in the context into memcached 1.6.18's order (:data:`GENERAL_ORDER`);
+names memcached does not know (``limit_maxitems``) follow in the order they came. A field with
+no counterpart here (libevent's version, memcached's response objects and read buffers, its
+segmented LRU's moves) is left out rather than shown as a made-up zero.
+
+``stats items`` and ``stats slabs`` name memcached's default size classes (ids 1..39, factor
+1.25 from 96 bytes: what ``stats cachedump`` tools walk), each holding the native allocator's
+8-byte classes that fall in it (csrc/slabs.h); the python backend derives the same figures
+from its items' sizes. There is one LRU, not one per class: every class's ``age`` is the LRU
+tail's, and its items count as cold (memcached's ``lru mode flat``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import wire
+from ..store.semantics import PAGE_SIZE, SLAB_SIZES, SMALL_CHUNK_MAX
+from . import detail, dump, wire
 from .context import ServerContext
 
-#: The order of memcached 1.6.18's ``stats`` (the names we have).
+#: The order of memcached 1.6.18's ``stats`` (server_stats(), then the slab and LRU totals).
 GENERAL_ORDER = (
     "pid uptime time version libevent pointer_size rusage_user rusage_system max_connections "
-    "curr_connections total_connections rejected_connections connection_structures reserved_fds "
+    "curr_connections total_connections rejected_connections connection_structures "
+    "response_obj_oom response_obj_count response_obj_bytes read_buf_count read_buf_bytes "
+    "read_buf_bytes_free read_buf_oom reserved_fds "
     "cmd_get cmd_set cmd_flush cmd_touch cmd_meta get_hits get_misses get_expired get_flushed "
     "delete_misses delete_hits incr_misses incr_hits decr_misses decr_hits cas_misses cas_hits "
     "cas_badval touch_hits touch_misses store_too_large store_no_memory auth_cmds auth_errors "
     "idle_kicks bytes_read bytes_written limit_maxbytes accepting_conns listen_disabled_num "
     "time_in_listen_disabled_us threads conn_yields hash_power_level hash_bytes hash_is_expanding "
-    "ssl_handshake_errors time_since_server_cert_refresh bytes curr_items total_items "
-    "expired_unfetched evicted_unfetched evicted_active evictions reclaimed"
+    "slab_reassign_rescues slab_reassign_chunk_rescues slab_reassign_evictions_nomem "
+    "slab_reassign_inline_reclaim slab_reassign_busy_items slab_reassign_busy_deletes "
+    "slab_reassign_running slabs_moved lru_crawler_running lru_crawler_starts "
+    "lru_maintainer_juggles malloc_fails log_worker_dropped log_worker_written "
+    "log_watcher_skipped log_watcher_sent log_watchers "
+    "ssl_handshake_errors time_since_server_cert_refresh unexpected_napi_ids round_robin_fallback "
+    "bytes curr_items total_items slab_global_page_pool expired_unfetched evicted_unfetched "
+    "evicted_active evictions reclaimed crawler_reclaimed crawler_items_checked lrutail_reflocked "
+    "moves_to_cold moves_to_warm moves_within_lru direct_reclaims lru_bumps_dropped"
 ).split()
 _RANK = {name: i for i, name in enumerate(GENERAL_ORDER)}
 
-# The per-class counters of ``stats items``, after number (memcached 1.6.18's list).
-_ITEMS_ZERO = (
-    "number_hot number_warm number_cold age_hot age_warm age mem_requested evicted evicted_nonzero "
-    "evicted_time outofmemory tailrepairs reclaimed expired_unfetched evicted_unfetched evicted_active "
-    "crawler_reclaimed crawler_items_checked lrutail_reflocked moves_to_cold moves_to_warm "
-    "moves_within_lru direct_reclaims hits_to_hot hits_to_warm hits_to_cold hits_to_temp"
+# The per-class counters of ``stats items`` after number, age and mem_requested (memcached
+# 1.6.18's list): kept for the whole cache only (``stats``), so 0 per class.
+_ITEMS_ORDER = (
+    "number number_hot number_warm number_cold age_hot age_warm age mem_requested evicted "
+    "evicted_nonzero evicted_time outofmemory tailrepairs reclaimed expired_unfetched "
+    "evicted_unfetched evicted_active crawler_reclaimed crawler_items_checked lrutail_reflocked "
+    "moves_to_cold moves_to_warm moves_within_lru direct_reclaims hits_to_hot hits_to_warm "
+    "hits_to_cold hits_to_temp"
 ).split()
+
+# Per-class counters of ``stats slabs`` memcached keeps per class and we for the whole cache.
+_SLAB_COUNTERS = "get_hits cmd_set delete_hits incr_hits decr_hits cas_hits cas_badval touch_hits".split()
 
 
 def _lines(pairs: list[tuple[str, object]]) -> bytes:
@@ -46,58 +67,81 @@ def general(store: Any, ctx: ServerContext) -> list[tuple[str, object]]:
     """Return the ``stats`` pairs in memcached's order."""
     merged: dict[str, object] = dict(ctx.general_stats())
     merged.update(store.stats())
-    merged.update(ctx.counters)
+    counters = ctx.counters
+    merged.update(counters)
+    bytes_read, bytes_written, yields = ctx.traffic()
+    memory = getattr(store, "memory", None)
+    merged.update(
+        bytes_read=bytes_read,
+        bytes_written=bytes_written,
+        conn_yields=yields,
+        # The slab mover: native compaction empties pages by moving their items (slabs.h).
+        slab_reassign_rescues=0,
+        slab_reassign_chunk_rescues=0,
+        slab_reassign_evictions_nomem=0,
+        slab_reassign_inline_reclaim=0,
+        slab_reassign_busy_items=0,
+        slab_reassign_busy_deletes=0,
+        slab_reassign_running=0,
+        slabs_moved=memory()["pages_compacted"] if memory is not None else 0,
+        lru_crawler_running=int(ctx.dumps > 0),
+        log_worker_dropped=0,
+        log_worker_written=counters["log_watcher_sent"],
+        log_watchers=len(ctx.watchers),
+        slab_global_page_pool=0,  # emptied pages go back to the system at once
+        evicted_active=0,
+        crawler_reclaimed=0,
+    )
     ranked = sorted(merged, key=lambda name: _RANK.get(name, len(_RANK)))
     return [(name, merged[name]) for name in ranked]
 
 
+def _age(store: Any) -> int:
+    oldest = store.oldest_atime()
+    return 0 if oldest is None else max(0, store.now - oldest)
+
+
 def items(store: Any) -> list[tuple[str, object]]:
-    """Return ``stats items``: the whole cache as slab class 1 (nothing when it is empty)."""
-    st = store.stats()
-    if not st["curr_items"]:
-        return []
-    values: dict[str, object] = dict.fromkeys(_ITEMS_ZERO, 0)
-    values.update(
-        number_cold=st["curr_items"],
-        mem_requested=st["bytes"],
-        evicted=st["evictions"],
-        reclaimed=st["reclaimed"],
-        expired_unfetched=st["expired_unfetched"],
-        evicted_unfetched=st["evicted_unfetched"],
-    )
-    return [("items:1:number", st["curr_items"])] + [(f"items:1:{k}", v) for k, v in values.items()]
+    """Return ``stats items``: one block per size class holding items."""
+    age = _age(store)
+    out: list[tuple[str, object]] = []
+    for cls, (used, _chunks, _pages, mem) in store.size_classes().items():
+        if not used:
+            continue
+        values: dict[str, object] = dict.fromkeys(_ITEMS_ORDER, 0)
+        values.update(number=used, number_cold=used, age=age, mem_requested=mem)
+        out += [(f"items:{cls}:{name}", value) for name, value in values.items()]
+    return out
 
 
 def slabs(store: Any) -> list[tuple[str, object]]:
-    """Return ``stats slabs``: one class holding every item, sized by their average."""
-    st = store.stats()
-    n = st["curr_items"]
-    if not n:
-        return [("active_slabs", 0), ("total_malloced", 0)]
-    chunk = -(-st["bytes"] // n)
-    return [
-        ("1:chunk_size", chunk),
-        ("1:chunks_per_page", max(1, (1024 * 1024) // chunk)),
-        ("1:total_pages", -(-st["bytes"] // (1024 * 1024))),
-        ("1:total_chunks", n),
-        ("1:used_chunks", n),
-        ("1:free_chunks", 0),
-        ("1:free_chunks_end", 0),
-        ("1:get_hits", st["get_hits"]),
-        ("1:cmd_set", st["cmd_set"]),
-        ("1:delete_hits", st["delete_hits"]),
-        ("1:incr_hits", st["incr_hits"]),
-        ("1:decr_hits", st["decr_hits"]),
-        ("1:cas_hits", st["cas_hits"]),
-        ("1:cas_badval", st["cas_badval"]),
-        ("1:touch_hits", st["touch_hits"]),
-        ("active_slabs", 1),
-        ("total_malloced", st["bytes"]),
-    ]
+    """Return ``stats slabs``: the pages and chunks of each size class that holds memory."""
+    out: list[tuple[str, object]] = []
+    total = 0
+    classes = store.size_classes()
+    for cls, (used, chunks, pages, mem) in classes.items():
+        size = SLAB_SIZES[cls - 1]
+        per_page = PAGE_SIZE // size if size <= SMALL_CHUNK_MAX else 1
+        out += [
+            (f"{cls}:chunk_size", size),
+            (f"{cls}:chunks_per_page", per_page),
+            (f"{cls}:total_pages", pages),
+            (f"{cls}:total_chunks", chunks),
+            (f"{cls}:used_chunks", used),
+            (f"{cls}:free_chunks", chunks - used),
+            (f"{cls}:free_chunks_end", 0),
+        ]
+        out += [(f"{cls}:{name}", 0) for name in _SLAB_COUNTERS]
+        total += pages * PAGE_SIZE if size <= SMALL_CHUNK_MAX else mem
+    out += [("active_slabs", len(classes)), ("total_malloced", total)]
+    return out
 
 
-def reply(store: Any, ctx: ServerContext, toks: list[bytes]) -> bytes:
-    """Answer ``stats [<subcommand> ...]``; unknown subcommands get ``ERROR`` as in memcached."""
+def reply(store: Any, ctx: ServerContext, toks: list[bytes], session: Any = None) -> bytes:
+    """Answer ``stats [<subcommand> ...]``; unknown subcommands get ``ERROR`` as in memcached.
+
+    ``stats cachedump`` starts a sliced dump on ``session`` (see :mod:`.dump`) and answers b"".
+    """
     if len(toks) == 1:
         return _lines(general(store, ctx))
     sub = toks[1]
@@ -116,8 +160,7 @@ def reply(store: Any, ctx: ServerContext, toks: list[bytes]) -> bytes:
     if sub == b"conns":
         return _lines(ctx.conns_stats())
     if sub == b"detail":
-        # We keep no per-prefix statistics: on/off are accepted, and a dump is empty.
-        if len(toks) < 3 or toks[2] not in (b"on", b"off", b"dump"):
-            return wire.DETAIL_USAGE
-        return wire.END if toks[2] == b"dump" else wire.OK
+        return detail.command(ctx, toks)
+    if sub == b"cachedump":
+        return dump.cachedump(session, toks)
     return wire.ERROR

@@ -451,6 +451,52 @@ cdef class Store:
         """Zero the counters that memcached's ``stats reset`` clears."""
         store_reset_stats(&self._s)
 
+    def size_classes(self):
+        """Return the allocator's use per reported size class (csrc/slabs.h), for ``stats
+        slabs`` and ``stats items``: ``{class id: [used chunks, chunks, pages, bytes]}``, the
+        classes holding memory only. Small chunks sit in 64 KiB pages; a large chunk is a page
+        of its own; bytes are the chunks' sizes."""
+        cdef slabs *m = &self._s.mem
+        cdef int c, r
+        cdef uint32_t chunk
+        out = {}
+        for c in range(SLAB_CLASSES):
+            if m.cls_pages[c] == 0:
+                continue
+            chunk = (c + 1) * SLAB_UNIT
+            r = slabs_report_class(chunk)
+            row = out.setdefault(r, [0, 0, 0, 0])
+            row[0] += m.cls_live[c]
+            row[1] += m.cls_pages[c] * (SLAB_PAGE_SIZE // chunk)
+            row[2] += m.cls_pages[c]
+            row[3] += <uint64_t>m.cls_live[c] * chunk
+        for r in range(1, SLAB_REPORT_CLASSES + 1):
+            if m.large_live[r]:
+                row = out.setdefault(r, [0, 0, 0, 0])
+                row[0] += m.large_live[r]
+                row[1] += m.large_live[r]
+                row[2] += m.large_live[r]
+                row[3] += m.large_bytes[r]
+        return dict(sorted(out.items()))
+
+    def oldest_atime(self):
+        """The last access (store clock) of the LRU tail, or None when empty."""
+        cdef item *it = store_oldest(&self._s)
+        return None if it == NULL else it.atime
+
+    def dump_cursor(self):
+        """Return a cursor over every item for ``lru_crawler metadump`` and ``stats
+        cachedump``: ``next(count)`` gives the next entries, each ``(key, exptime, atime, cas,
+        bits, size, value length, class)`` (times on the store clock, ``size`` the chunk's,
+        ``class`` the reported one), an empty list at the end.
+
+        The store may change between calls: the cursor is a hash bucket, so an item present for
+        the whole walk is listed once, or twice if the table grew meanwhile; one stored or
+        deleted during it may or may not be.
+        """
+        return _DumpCursor(self)
+
+
     def __len__(self):
         return self._s.curr_items
 
@@ -575,3 +621,53 @@ cdef PinnedValue pin_value(Store store, item *it):
     v.ptr = item_value(it)
     v.size = it.nbytes
     return v
+
+
+cdef class _DumpCursor:
+    """A walk of the native hash table, bucket by bucket (see Store.dump_cursor)."""
+
+    cdef Store owner
+    cdef uint64_t bucket
+    cdef bint done
+
+    def __init__(self, Store owner):
+        self.owner = owner
+
+    def next(self, Py_ssize_t count):
+        """Return up to about ``count`` entries (whole buckets): [] once the walk is over, None
+        when there is nothing to give yet (the table is growing: call again later)."""
+        cdef store *s = &self.owner._s
+        cdef uint64_t size
+        cdef item_ref ref
+        cdef item *it
+        cdef size_t chunk
+        cdef uint64_t stop
+        out = []
+        if self.done:
+            return out
+        self.owner._tick()
+        if s.table.old != NULL and assoc_step(&s.table, 65536):
+            # NOTE: growing; buckets move between the tables. PERF: each call moves a bounded
+            # share, the walk goes on once the table is whole again (at most a few calls).
+            return None
+        size = (<uint64_t>1) << s.table.hashpower
+        # PERF: a sparse table is walked a bounded stretch at a time too.
+        stop = self.bucket + 4 * <uint64_t>count + 1024
+        while self.bucket < size and self.bucket < stop and len(out) < count:
+            ref = s.table.primary[self.bucket]
+            self.bucket += 1
+            while ref != 0:
+                it = <item *>slabs_ptr(&s.mem, ref)
+                ref = it.h_next
+                if store_item_dead(s, it):
+                    continue
+                chunk = item_size(it)
+                if chunk <= 4096:
+                    chunk = (chunk + 7) & ~(<size_t>7)
+                out.append((PyBytes_FromStringAndSize(item_key(it), it.nkey), it.exptime, it.atime,
+                            it.cas, it.iflags & ITEM_STATE_BITS, chunk, it.nbytes,
+                            slabs_report_class(chunk)))
+        if self.bucket >= size:
+            self.done = True
+            return out
+        return out or None

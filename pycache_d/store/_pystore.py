@@ -62,6 +62,7 @@ from .semantics import (
     EXPTIME_MAX,
     EXPTIME_MIN,
     FETCHED,
+    ITEM_HEADER,
     ITEM_OVERHEAD,
     MAX_KEY_LENGTH,
     MODE_ADD,
@@ -70,7 +71,10 @@ from .semantics import (
     MODE_PREPEND,
     MODE_REPLACE,
     MODE_SET,
+    PAGE_SIZE,
     SHRINK_SLICE,
+    SLAB_SIZES,
+    SMALL_CHUNK_MAX,
     STALE,
     STATE_BITS,
     U32_MAX,
@@ -80,6 +84,7 @@ from .semantics import (
     counter_bytes,
     is_valid_key,
     parse_counter,
+    report_class,
 )
 
 _HEADER = struct.Struct("<QIIIB")
@@ -204,6 +209,11 @@ class Store:
         self._flush_at = 0  # pending delayed flush_all: its second (oldest_live), 0 for none
         self._wall_skew = 0  # see the wall_skew property
         self._bytes = 0
+        # Items per size class of the native allocator (see size_classes): per 8-byte chunk
+        # size up to SMALL_CHUNK_MAX, then count and bytes per reported class.
+        self._small = [0] * (SMALL_CHUNK_MAX // 8)
+        self._large_n = [0] * (len(SLAB_SIZES) + 1)
+        self._large_b = [0] * (len(SLAB_SIZES) + 1)
         self._max_items = 0
         self._room_bytes = self._room_items = 0  # see the module's invariants
         self.max_bytes = max_bytes
@@ -306,10 +316,22 @@ class Store:
 
     # -- linking ------------------------------------------------------------------------------
 
+    def _count(self, nkey: int, nbytes: int, flags: int, n: int) -> None:
+        """Count an item in (n=1) or out of (n=-1) its native size class."""
+        size = ITEM_HEADER + (4 if flags else 0) + nkey + nbytes
+        if size <= SMALL_CHUNK_MAX:
+            self._small[(size + 7) // 8 - 1] += n
+        else:
+            r = report_class(size)
+            self._large_n[r] += n
+            self._large_b[r] += n * size
+
     def _unlink(self, key: bytes, rec: bytes, *, reclaimed: bool = False, evicted: bool = False) -> None:
         del self._data[key]
         self._bytes -= len(key) + len(rec) - _HSIZE + ITEM_OVERHEAD
-        if _unpack(rec)[2]:
+        _c, flags, exptime, _a, _b = _unpack(rec)
+        self._count(len(key), len(rec) - _HSIZE, flags, -1)
+        if exptime:
             self._ttl_items -= 1
         if reclaimed or evicted:
             unfetched = not rec[_HSIZE - 1] & FETCHED
@@ -367,6 +389,7 @@ class Store:
         cas = self._cas
         data[key] = _pack(cas, flags, exptime, now, bits) + value
         self._bytes += size
+        self._count(len(key), len(value), flags, 1)
         if exptime:
             self._ttl_items += 1
             self._push_expiry(exptime, cas, key)
@@ -1076,6 +1099,44 @@ class Store:
         """Zero the counters that memcached's ``stats reset`` clears."""
         self._stats = dict.fromkeys(_RESETTABLE, 0)
 
+    def size_classes(self) -> dict[int, list[int]]:
+        """Return what the native allocator would hold per reported size class (see the
+        native twin): ``{class id: [used chunks, chunks, pages, bytes]}``, derived from the
+        items' sizes as if its pages were filled in order."""
+        out: dict[int, list[int]] = {}
+        for i, n in enumerate(self._small):
+            if n:
+                chunk = (i + 1) * 8
+                per_page = PAGE_SIZE // chunk
+                pages = -(-n // per_page)
+                row = out.setdefault(report_class(chunk), [0, 0, 0, 0])
+                row[0] += n
+                row[1] += pages * per_page
+                row[2] += pages
+                row[3] += n * chunk
+        for r, n in enumerate(self._large_n):
+            if n:
+                row = out.setdefault(r, [0, 0, 0, 0])
+                row[0] += n
+                row[1] += n
+                row[2] += n
+                row[3] += self._large_b[r]
+        return dict(sorted(out.items()))
+
+    def oldest_atime(self) -> int | None:
+        """The last access (store clock) of the LRU tail, or None when empty."""
+        for rec in self._data.values():
+            return int(_unpack(rec)[3])
+        return None
+
+    def dump_cursor(self) -> _DumpCursor:
+        """Return a cursor over every item, as the native twin's (see there).
+
+        It walks a copy of the keys taken now (8 bytes per item, for the walk's length): an
+        item deleted meanwhile is skipped, one stored meanwhile is not listed.
+        """
+        return _DumpCursor(self)
+
     def __len__(self) -> int:
         return len(self._data)
 
@@ -1140,6 +1201,7 @@ class Store:
             self._shrink(size, 1, now)
             self._data[key] = _pack(cas, flags, exptime, atime, bits) + value
             self._bytes += size
+            self._count(len(key), len(value), flags, 1)
             if exptime:
                 self._ttl_items += 1
                 self._push_expiry(exptime, cas, key)
@@ -1149,3 +1211,38 @@ class Store:
         _check_range("cas_counter", cas_counter, 0, CAS_MAX)
         self._cas = max(self._cas, cas_counter)
         return kept
+
+
+class _DumpCursor:
+    """A walk of a copy of the python store's keys (see Store.dump_cursor)."""
+
+    def __init__(self, owner: Store) -> None:
+        self._owner = owner
+        self._keys: list[bytes] | None = list(owner._data)
+        self._pos = 0
+
+    def next(self, count: int) -> list[tuple[bytes, int, int, int, int, int, int, int]] | None:
+        """Return up to ``count`` entries, [] once the walk is over (never None here)."""
+        keys = self._keys
+        if keys is None:
+            return []
+        owner = self._owner
+        data = owner._data
+        now = owner._now()
+        out = []
+        end = min(len(keys), self._pos + count)
+        for i in range(self._pos, end):
+            key = keys[i]
+            rec = data.get(key)
+            if rec is None or owner._alive(rec, now):
+                continue
+            cas, flags, exptime, atime, bits = _unpack(rec)
+            size = ITEM_HEADER + (4 if flags else 0) + len(key) + len(rec) - _HSIZE
+            if size <= SMALL_CHUNK_MAX:
+                size += -size % 8
+            out.append((key, exptime, atime, cas, bits, size, len(rec) - _HSIZE, report_class(size)))
+        self._pos = end
+        if end >= len(keys):
+            self._keys = None  # the copy goes as soon as the walk is over
+            return out
+        return out or None

@@ -8,6 +8,7 @@ cdef extern from "item.h":
     int ITEM_STATE_BITS
 
     ctypedef struct item:
+        item_ref h_next
         uint64_t cas
         uint32_t exptime
         uint32_t atime
@@ -17,20 +18,34 @@ cdef extern from "item.h":
     uint32_t item_flags(const item *it)
     const char *item_key(const item *it)
     char *item_value(item *it)
+    size_t item_size(const item *it)
 
 
 cdef extern from "slabs.h":
+    int SLAB_CLASSES
+    int SLAB_PAGE_SIZE
+    int SLAB_UNIT
+    int SLAB_REPORT_CLASSES
     ctypedef struct slabs:
         uint64_t bytes_held
+        uint32_t *cls_pages
+        uint32_t *cls_live
+        uint32_t *large_live
+        uint64_t *large_bytes
+    void *slabs_ptr(const slabs *a, uint32_t ref)
+    uint32_t slabs_report_size(uint32_t cls)
+    uint32_t slabs_report_class(size_t size)
 
 
 cdef extern from "assoc.h":
     ctypedef struct assoc:
+        item_ref *primary
         item_ref *old
         uint64_t count
         unsigned hashpower
     uint64_t assoc_bytes(const assoc *t)
     int assoc_reserve(assoc *t, uint64_t n)
+    int assoc_step(assoc *t, uint64_t buckets)
 
 
 cdef extern from "store.h":
@@ -65,6 +80,7 @@ cdef extern from "store.h":
 
     ctypedef struct store:
         slabs mem
+        item_ref tail
         assoc table
         uint64_t pages_compacted
         int64_t wall_skew

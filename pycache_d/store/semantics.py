@@ -6,6 +6,8 @@ hold the two to identical results, so change both together.
 
 from __future__ import annotations
 
+import bisect
+
 #: The longest key memcached accepts.
 MAX_KEY_LENGTH = 250
 
@@ -136,3 +138,44 @@ def counter_bytes(number: int, old_length: int) -> bytes:
     if len(digits) < old_length:
         return digits + b" " * (old_length - len(digits))
     return digits
+
+
+# -- size classes (the native allocator's, csrc/slabs.h; the python backend derives the same) --
+
+#: The native item's header before its key (csrc/item.h, offsetof(item, data)); client flags
+#: other than 0 take 4 more bytes.
+ITEM_HEADER = 38
+#: The native allocator's chunks: 8-byte steps up to SMALL_CHUNK_MAX in 64 KiB pages; larger
+#: items are one allocation each, of their exact size.
+CHUNK_UNIT = 8
+SMALL_CHUNK_MAX = 4096
+PAGE_SIZE = 64 * 1024
+
+
+def _report_sizes() -> tuple[int, ...]:
+    """memcached's default size classes (-n 48 plus its 48-byte header, -f 1.25, 8-byte
+    alignment, slab_chunk_max 512 KiB): the classes ``stats items`` and ``stats slabs`` name,
+    the same table as csrc/slabs.c's."""
+    sizes = []
+    size = 96
+    while size <= 524288 / 1.25:
+        sizes.append(size)
+        size = int(size * 1.25)
+        size += -size % 8
+    sizes.append(524288)
+    return tuple(sizes)
+
+
+#: Class id (1-based) - 1 -> its chunk size.
+SLAB_SIZES = _report_sizes()
+
+
+def chunk_size(nkey: int, nbytes: int, flags: int) -> int:
+    """The bytes the native allocator gives an item of these key and value lengths."""
+    size = ITEM_HEADER + (4 if flags else 0) + nkey + nbytes
+    return size + (-size % CHUNK_UNIT) if size <= SMALL_CHUNK_MAX else size
+
+
+def report_class(chunk: int) -> int:
+    """The reported size class (1..len(SLAB_SIZES)) of a chunk of ``chunk`` bytes."""
+    return min(bisect.bisect_left(SLAB_SIZES, chunk), len(SLAB_SIZES) - 1) + 1
