@@ -131,15 +131,17 @@ class ServerContext:
         self.dumps = 0
         #: The ``watch`` connections' buffers (:class:`~.watch.Watcher`).
         self.watchers: list[Any] = []
-        self._observed = False
+        #: True while a client watches or ``stats detail`` is on (set_observed keeps it): the
+        #: Python session then reports every command it answers.
+        self.observed = False
         self._unobserve: Any = None
 
     def set_observed(self) -> None:
         """Tell the compiled sessions whether this server's commands must all be seen by the
         Python session: while a client watches, or ``stats detail`` is on."""
         observed = bool(self.watchers) or self.detail is not None
-        if observed != self._observed:
-            self._observed = observed
+        if observed != self.observed:
+            self.observed = observed
             if observed:
                 _observe(1)
                 # A context dropped while observing (a test's) must not keep every compiled

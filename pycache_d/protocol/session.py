@@ -389,7 +389,7 @@ class Session:
     def _get(self, toks: list[bytes], out: list[bytes], with_cas: bool = False) -> None:
         """Answer get, or gets (``with_cas``): the hot path, over a store with ``get_values``."""
         get_values = self._get_values
-        if get_values is None or len(toks) < 2 or self.ctx.watchers or self.ctx.detail is not None:
+        if get_values is None or len(toks) < 2 or self.ctx.observed:
             self._retrieve(toks, 1, out, with_cas, None)  # it reports each key (watch, detail)
             return
         keys = toks[1:]
@@ -454,8 +454,7 @@ class Session:
             out.append(wire.ERROR)
             return
         store = self.store
-        ctx = self.ctx
-        observed = ctx.watchers or ctx.detail is not None
+        observed = self.ctx.observed
         # memcached stops at a key that is too long and drops what it had gathered for this
         # command; so nothing is answered before every key is known to be good.
         bad = max(map(len, toks[first:]), default=0) > MAX_KEY_LENGTH
@@ -480,6 +479,16 @@ class Session:
                 if self._spent >= REPLY_BUDGET:
                     self._stop(toks[:first], toks[i + 1 :], out)
         out.append(wire.END)
+
+    def _observe_store(self, key: bytes, mode: int, result: Any, exptime: int, flags: int, size: int) -> None:
+        """Report a store command to ``stats detail`` and the watchers."""
+        ctx = self.ctx
+        if ctx.detail is not None:
+            ctx.detail.set(key)
+        if ctx.watchers:
+            cmd = (b"set", b"add", b"replace", b"append", b"prepend", b"cas")[mode]
+            status = watch.store_status(result)
+            watch.item_store(ctx, key, cmd, status, exptime, flags, size, self.cfd)
 
     def _observe_get(self, key: bytes, item: tuple[bytes, int, int] | None) -> None:
         """Report a fetch to ``stats detail`` and the watchers."""
@@ -566,13 +575,8 @@ class Session:
                 self.count_error(exc)
                 result = exc
                 reply = exc.wire
-            ctx = self.ctx
-            if ctx.detail is not None:
-                ctx.detail.set(key)
-            if ctx.watchers:
-                cmd = (b"set", b"add", b"replace", b"append", b"prepend", b"cas")[mode]
-                status = watch.store_status(result)
-                watch.item_store(ctx, key, cmd, status, exptime, flags, len(value), self.cfd)
+            if self.ctx.observed:
+                self._observe_store(key, mode, result, exptime, flags, len(value))
         if not noreply:
             out.append(reply)
 
