@@ -25,8 +25,10 @@ as a dict), :func:`backend_params` (``pytest.param`` per backend for your own pa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -246,6 +248,39 @@ class Daemon:
         with self.connect(timeout) as sock:
             sock.sendall(data)
             return read_until(sock, until)
+
+
+#: Debian's memcached, the oracle the tests compare with (None: not installed; make apt).
+MEMCACHED = shutil.which("memcached")
+
+
+@contextlib.contextmanager
+def memcached(*extra: str) -> Iterator[int]:
+    """Run memcached on an ephemeral loopback port with ``extra`` flags; yield the port and kill
+    it afterwards. Skips the test when it is not installed or does not start."""
+    if MEMCACHED is None:
+        pytest.skip("memcached is not installed (make apt)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    cmd = [MEMCACHED, "-p", str(port), "-U", "0", "-l", "127.0.0.1", *extra]
+    if os.geteuid() == 0:
+        cmd += ["-u", "nobody"]  # memcached refuses to run as root otherwise
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30  # generous: a busy machine
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.skip(f"memcached did not start on port {port}")
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def _entry(patch: dict[str, object]) -> list[str]:

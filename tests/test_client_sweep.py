@@ -37,9 +37,8 @@ import pytest
 pytest.register_assert_rewrite("daemon")
 pytest_plugins = ["daemon"]
 
-from daemon import Daemon, backend_params, read_until  # noqa: E402
+from daemon import MEMCACHED, Daemon, backend_params, memcached, read_until  # noqa: E402
 
-MEMCACHED = shutil.which("memcached")
 pytestmark = pytest.mark.skipif(MEMCACHED is None, reason="memcached is not installed (make apt)")
 
 CLIENTS_DIR = Path(__file__).resolve().parent / "clients"
@@ -70,32 +69,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_memcached(*extra: str) -> Iterator[int]:
-    assert MEMCACHED is not None
-    port = _free_port()
-    cmd = [MEMCACHED, "-p", str(port), "-U", "0", "-l", "127.0.0.1", *extra]
-    if os.geteuid() == 0:
-        cmd += ["-u", "nobody"]  # memcached refuses to run as root otherwise
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.skip(f"memcached did not start on port {port}")
-                time.sleep(0.05)
-        yield port
-    finally:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture(scope="module")
 def memcached_port() -> Iterator[int]:
-    yield from _start_memcached()
+    with memcached() as port:
+        yield port
 
 
 @pytest.fixture(scope="module")

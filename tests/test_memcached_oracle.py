@@ -24,9 +24,7 @@ from __future__ import annotations
 import base64
 import os
 import re
-import shutil
 import socket
-import subprocess
 import time
 
 import pytest
@@ -37,7 +35,9 @@ from pycache_d.protocol.context import ServerContext
 from pycache_d.protocol.session import Session
 from pycache_d.store import BACKENDS
 
-MEMCACHED = shutil.which("memcached")
+pytest.register_assert_rewrite("daemon")
+from daemon import MEMCACHED, memcached  # noqa: E402
+
 pytestmark = pytest.mark.skipif(MEMCACHED is None, reason="memcached is not installed (make apt installs it)")
 
 #: Examples per backend; about 5 ms each. Raise it to hunt for differences.
@@ -52,34 +52,10 @@ KEYS = [b"a", b"b", b"foo", b"k1", b"c\x10\x7f\td"]  # memaslap sends control by
 VALUES = [b"", b"x", b"0", b"10", b"99", b"abc", b"18446744073709551615", b"hello1", b"\t7", b"7 "]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _memcached(*extra: str):
-    """Run memcached on an ephemeral loopback port, yield the port, kill it afterwards."""
-    assert MEMCACHED is not None
-    port = _free_port()
-    cmd = [MEMCACHED, "-p", str(port), "-U", "0", "-t", "1", "-m", "64", "-l", "127.0.0.1", *extra]
-    if os.geteuid() == 0:
-        cmd += ["-u", "nobody"]  # memcached refuses to run as root otherwise
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.skip(f"memcached did not start on port {port}")
-                time.sleep(0.05)
+    """memcached with one thread and 64 MB, as the sessions here are compared with."""
+    with memcached("-t", "1", "-m", "64", *extra) as port:
         yield port
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 # NOTE: memcached rewrites a shrinking counter in place (space padded) only while no other thread

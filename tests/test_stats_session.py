@@ -9,12 +9,8 @@ test_stats_admin.py.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -25,14 +21,11 @@ from pycache_d.protocol.stats import GENERAL_ORDER
 from pycache_d.store import BACKENDS
 from pycache_d.store.semantics import SLAB_SIZES
 
-MEMCACHED = shutil.which("memcached")
+pytest.register_assert_rewrite("daemon")
+from daemon import MEMCACHED  # noqa: E402
+from daemon import memcached as run_memcached  # noqa: E402
+
 needs_memcached = pytest.mark.skipif(MEMCACHED is None, reason="memcached is not installed (make apt)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def read_until(s: socket.socket, suffix: bytes) -> bytes:
@@ -47,27 +40,8 @@ def read_until(s: socket.socket, suffix: bytes) -> bytes:
 @pytest.fixture
 def memcached() -> Iterator[int]:
     """A fresh memcached on an ephemeral port (its port)."""
-    if MEMCACHED is None:
-        pytest.skip("memcached is not installed")
-    port = _free_port()
-    cmd = [MEMCACHED, "-p", str(port), "-U", "0", "-l", "127.0.0.1"]
-    if os.geteuid() == 0:
-        cmd += ["-u", "nobody"]  # memcached refuses to run as root otherwise
-    proc = subprocess.Popen(cmd)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    with run_memcached() as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _alone(line: bytes) -> bool:
