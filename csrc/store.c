@@ -182,6 +182,21 @@ void store_unpin(store *s, item *it) {
 
 enum unlink_reason { UNLINK_PLAIN, UNLINK_DEAD, UNLINK_EVICTED };
 
+static void log_eviction(store *s, const item *it) {
+    if (s->evlog_n == STORE_EVLOG_SIZE) {
+        s->evlog_dropped++;
+        return;
+    }
+    store_evicted *e = &s->evlog[s->evlog_n++];
+    e->nbytes = it->nbytes;
+    e->flags = item_flags(it);
+    e->exptime = it->exptime;
+    e->atime = it->atime;
+    e->nkey = it->nkey;
+    e->fetched = (it->iflags & ITEM_FETCHED) != 0;
+    memcpy(e->key, item_key(it), it->nkey);
+}
+
 static void unlink_item(store *s, item_ref ref, int reason) {
     item *it = ITEM(s, ref);
     assoc_remove(&s->table, ref, assoc_hash(&s->table, item_key(it), it->nkey));
@@ -197,6 +212,8 @@ static void unlink_item(store *s, item_ref ref, int reason) {
     } else if (reason == UNLINK_EVICTED) {
         s->stats.evictions++;
         s->stats.evicted_unfetched += unfetched;
+        if (s->evlog)
+            log_eviction(s, it);
     }
     if (it->iflags & ITEM_PINNED) {
         pin_entry *pin = pin_find(s, it);
@@ -293,7 +310,22 @@ int store_init(store *s, uint64_t max_bytes, uint64_t max_items, uint32_t max_it
     return 0;
 }
 
+int store_evlog_enable(store *s, int on) {
+    if (on && !s->evlog) {
+        s->evlog = malloc(STORE_EVLOG_SIZE * sizeof(*s->evlog));
+        if (!s->evlog)
+            return -1;
+    } else if (!on) {
+        free(s->evlog);
+        s->evlog = NULL;
+    }
+    s->evlog_n = 0;
+    s->evlog_dropped = 0;
+    return 0;
+}
+
 void store_destroy(store *s) {
+    store_evlog_enable(s, 0);
     assoc_destroy(&s->table);
     expiry_destroy(&s->expiry);
     slabs_destroy(&s->mem); /* frees every item with its page, detached ones too */

@@ -45,6 +45,13 @@
  *   - pinned_bytes sums the chunk sizes of the pinned items (linked or detached) and never
  *     passes pin_limit: store_pin refuses past it, and the caller copies the value instead.
  *     So at most pin_limit bytes of detached items sit beyond the memory limit.
+ *
+ * Eviction log (memcached's `watch evictions`): NULL unless someone watches; then
+ *
+ *   evlog[0..evlog_n)   what the last evictions freed, oldest first (a copy, not the item)
+ *
+ *   - evlog_n <= STORE_EVLOG_SIZE: an eviction past it is only counted in evlog_dropped, so a
+ *     burst of evictions costs at most STORE_EVLOG_SIZE entries until the log is taken.
  */
 #ifndef PYCACHE_STORE_H
 #define PYCACHE_STORE_H
@@ -97,6 +104,13 @@ typedef struct pin_entry {
     uint32_t detached; /* unlinked while pinned: the last unpin frees the chunk */
 } pin_entry;
 
+#define STORE_EVLOG_SIZE 1024
+typedef struct store_evicted {
+    uint32_t nbytes, flags, exptime, atime; /* the item's, exptime/atime on the store clock */
+    uint8_t nkey, fetched;
+    char key[STORE_MAX_KEY];
+} store_evicted;
+
 typedef struct store {
     slabs mem; /* every item lives here; assoc and expiry resolve handles through it */
     assoc table;
@@ -117,11 +131,17 @@ typedef struct store {
     uint32_t npins, pins_cap;
     uint64_t pinned_bytes, pin_limit;
     uint64_t pin_refused; /* store_pin calls refused at pin_limit (the value was copied) */
+    store_evicted *evlog; /* see "Eviction log" above */
+    uint32_t evlog_n;
+    uint64_t evlog_dropped;
 } store;
 
 int store_init(store *s, uint64_t max_bytes, uint64_t max_items, uint32_t max_item_size,
                const uint8_t seed[16]);
 void store_destroy(store *s);
+/* Start (on != 0) or stop keeping the eviction log; -1 if its memory cannot be had. Stopping
+ * drops what it holds. */
+int store_evlog_enable(store *s, int on);
 void store_set_time(store *s, uint32_t now);
 void store_set_limits(store *s, uint64_t max_bytes, uint64_t max_items);
 uint32_t store_absolute_expiry(const store *s, int64_t exptime);

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import socket
+import struct
 from collections.abc import Iterator
 
 import pytest
@@ -311,20 +312,107 @@ def test_watch_lines(backend: str) -> None:
     client.feed(b"set k 0 0 2\r\nhi\r\nget k nope\r\nadd k 0 0 1\r\nx\r\n")
     lines = watcher.feed(b"").decode().splitlines()
     head = r"ts=\d+\.\d+ gid=\d+ "
-    assert re.fullmatch(
-        head + r"type=item_store key=k status=stored cmd=set ttl=0 clsid=1 cfd=-1 size=2", lines[0]
-    )
-    assert re.fullmatch(head + r"type=item_get key=k status=found clsid=1 cfd=-1 size=2", lines[1])
-    assert re.fullmatch(head + r"type=item_get key=nope status=not_found clsid=0 cfd=-1 size=0", lines[2])
-    assert re.fullmatch(
-        head + r"type=item_store key=k status=not_stored cmd=add ttl=0 clsid=0 cfd=-1 size=1", lines[3]
-    )
-    assert len(lines) == 4 and watcher.feed(b"") == b""
+    expected = [
+        r"type=item_get key=k status=not_found clsid=0 cfd=-1 size=0",  # the set's lookup
+        r"type=item_store key=k status=stored cmd=set ttl=0 clsid=1 cfd=-1 size=2",
+        r"type=item_get key=k status=found clsid=1 cfd=-1 size=2",
+        r"type=item_get key=nope status=not_found clsid=0 cfd=-1 size=0",
+        r"type=item_get key=k status=found clsid=1 cfd=-1 size=2",  # the add's lookup
+        # as memcached: the class of the item the add would have made
+        r"type=item_store key=k status=not_stored cmd=add ttl=0 clsid=1 cfd=-1 size=1",
+    ]
+    assert len(lines) == len(expected), lines
+    for line, pattern in zip(lines, expected, strict=True):
+        assert re.fullmatch(head + pattern, line), (line, pattern)
+    assert watcher.feed(b"") == b""
     gids = [int(m.group(1)) for m in (re.search(r"gid=(\d+)", line) for line in lines) if m]
-    assert gids == sorted(set(gids)) and len(gids) == 4
+    assert gids == sorted(set(gids)) and len(gids) == len(expected)
     watcher.close()
     client.feed(b"get k\r\n")
     assert watcher.feed(b"") == b"" and not ctx.watchers
+
+
+# Every command memcached logs to its fetchers and mutations watchers, in the text, meta and
+# binary protocols: the fetches, the lookup inside stores, touch, deltas and deletes, and the
+# stores themselves (before: only the classic text get and store were reported).
+WATCH_TEXT = (
+    b"set a 0 0 1\r\nx\r\nget a zz\r\ntouch a 10\r\nincr a 1\r\nset n 0 100 1\r\n5\r\n"
+    b"incr n 2\r\ndecr nope 1\r\ndelete a\r\ndelete a\r\nadd n 0 0 1\r\nx\r\n"
+    b"append n 0 0 1\r\nx\r\nprepend none 0 0 1\r\nx\r\ncas n 0 0 1 1\r\nx\r\n"
+    b"replace none 3 0 2\r\nab\r\ngets n\r\ngat 50 n\r\ngats 50 none\r\n"
+    b"mg n v t\r\nmg q v\r\nms m 2 T5\r\nab\r\nms m 1 MA\r\nc\r\nms none 1 ME F7\r\nz\r\n"
+    b"md m\r\nmd m q\r\nma n\r\nma ctr N0 J5\r\nmn\r\nme n\r\nget __text_done__\r\n"
+)
+
+
+def _frame(opcode: int, key: bytes, extras: bytes = b"", value: bytes = b"", cas: int = 0) -> bytes:
+    body = extras + key + value
+    return struct.pack(">BBHBBHIIQ", 0x80, opcode, len(key), len(extras), 0, 0, len(body), 0, cas) + body
+
+
+WATCH_BINARY = b"".join(
+    (
+        _frame(0x00, b"n"),  # get
+        _frame(0x0C, b"zz"),  # getk, a miss
+        _frame(0x01, b"bs", struct.pack(">II", 3, 100), b"vv"),  # set
+        _frame(0x02, b"bs", struct.pack(">II", 0, 0), b"no"),  # add, not stored
+        _frame(0x01, b"bs", struct.pack(">II", 0, 0), b"no", cas=12345),  # set with a wrong CAS
+        _frame(0x0E, b"bs", b"", b"++"),  # append
+        _frame(0x03, b"none", struct.pack(">II", 0, 0), b"x"),  # replace, not found
+        _frame(0x05, b"n", struct.pack(">QQI", 1, 0, 0)),  # increment
+        _frame(0x05, b"bctr", struct.pack(">QQI", 1, 10, 0)),  # increment creating the counter
+        _frame(0x1C, b"bs", struct.pack(">I", 60)),  # touch
+        _frame(0x1D, b"bs", struct.pack(">I", 60)),  # gat
+        _frame(0x04, b"bs"),  # delete
+        _frame(0x04, b"bs"),  # delete, not found
+        _frame(0x0A, b""),  # noop: nothing logged
+        _frame(0x00, b"__binary_done__"),
+    )
+)
+_WATCH_VARYING = re.compile(rb"^ts=\S+ gid=\d+ | cfd=-?\d+", re.M)
+
+
+def _watch_events(lines: bytes) -> list[bytes]:
+    """The lines without what differs between runs (time, gid, socket number)."""
+    return _WATCH_VARYING.sub(b"", lines).splitlines()
+
+
+def _oracle_watch(port: int) -> list[bytes]:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as w,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as c,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as b,
+    ):
+        w.sendall(b"watch fetchers mutations\r\n")
+        assert read_until(w, b"OK\r\n") == b"OK\r\n"
+        got = b""
+        for traffic, done in ((c, b"key=__text_done__"), (b, b"key=__binary_done__")):
+            traffic.sendall(WATCH_TEXT if traffic is c else WATCH_BINARY)
+            while done not in got or not got.endswith(b"\n"):
+                chunk = w.recv(65536)
+                assert chunk, got
+                got += chunk
+    return _watch_events(got)
+
+
+@needs_memcached
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_watch_reports_every_protocol_as_memcached(memcached: int, backend: str) -> None:
+    expected = _oracle_watch(memcached)
+    store = BACKENDS[backend]()
+    ctx = ServerContext(store)
+    watcher, text, binary = Session(store, ctx), Session(store, ctx), Session(store, ctx)
+    assert watcher.feed(b"watch fetchers mutations\r\n") == b"OK\r\n"
+    text.feed(WATCH_TEXT)
+    binary.feed(WATCH_BINARY)
+    got = _watch_events(watcher.feed(b""))
+    assert got == expected[: len(got)] and len(got) == len(expected)
+    # Lines that were missing before, one per kind:
+    assert b"type=item_get key=m status=not_found clsid=0 size=0" in got  # inside ms
+    assert b"type=item_store key=m status=stored cmd=set ttl=5 clsid=1 size=2" in got
+    assert b"type=item_store key=m status=stored cmd=append ttl=5 clsid=1 size=3" in got
+    assert b"type=item_store key=bs status=exists cmd=cas ttl=0 clsid=1 size=2" in got
+    assert b"type=item_store key=bctr status=stored cmd=add ttl=0 clsid=1 size=2" in got
 
 
 def test_a_slow_watcher_skips_lines_and_says_how_many() -> None:

@@ -47,7 +47,7 @@ from ..net.connection import Connection
 from ..net.handshake import TLSServer
 from ..net.listeners import Endpoint, ListenError, bind_tcp, bind_unix, raise_fd_limit
 from ..net.streams import READ_SIZE, PlainServer, Poller
-from ..protocol import auth, new_session
+from ..protocol import auth, new_session, watch
 from ..protocol.context import ServerContext
 from . import systemd
 from .config import LIVE_SETTINGS, TLS_SETTINGS, Config, ConfigError, ConfigSource, describe_size
@@ -512,6 +512,7 @@ class Server:
                 continue
             if c.state() == "conn_parse_cmd" and not c.transport.get_write_buffer_size():
                 self.idle_kicks += 1
+                c.close_reason = watch.REASON_IDLE
                 log.info("conn %d: closing %s: idle for %d s (idle_timeout)", c.fd, c.peer, now - last)
                 c.close()
                 if self._secure(c.listener):

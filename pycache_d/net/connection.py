@@ -60,6 +60,7 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..log import log, notice
+from ..protocol import watch
 from ..store import NO_EXTENSIONS
 from .listeners import Endpoint
 
@@ -206,6 +207,8 @@ class Connection(ConnectionBase, asyncio.Protocol):
             "_stall_drained",
             "_stall_since",
             "watching",
+            "close_reason",
+            "_peer",
         )
 
     def __init__(self, server: Host, listener: Endpoint) -> None:
@@ -228,6 +231,11 @@ class Connection(ConnectionBase, asyncio.Protocol):
         self.written = 0  # reply bytes handed to the transport
         self.read_bytes = 0  # bytes read from the client
         self.watching = False  # a watch client: the server sends it event lines (send_watched)
+        #: Why it closes, for ``watch connevents`` (watch.REASON_*): normal unless told.
+        self.close_reason = watch.REASON_NORMAL
+        # The peer's address, kept for watch's conn_close only while someone watches
+        # connections (the transport forgets it once closed).
+        self._peer: Any = None
         self._sock: Any = None
         # The client's progress at the stall check that last saw it move, and when (0: no reply
         # of ours was waiting then).
@@ -288,14 +296,27 @@ class Connection(ConnectionBase, asyncio.Protocol):
             pass
         if log.isEnabledFor(logging.INFO):  # PERF: the peer's name is made only to be logged
             log.info("conn %d: opened from %s", self.fd, self.peer)
+        ctx = getattr(self.session, "ctx", None)
+        if ctx is not None and ctx.watchers:
+            self._peer = transport.get_extra_info("peername")
+            watch.conn_new(ctx, self._peer, self.fd)
+
+    def _keep_peer(self) -> None:
+        """Closing: keep the peer's address for the conn_close line if someone may want it."""
+        if self._peer is None and self.transport is not None:
+            ctx = getattr(self.session, "ctx", None)
+            if ctx is not None and ctx.watchers:
+                self._peer = self.transport.get_extra_info("peername")
 
     def eof_received(self) -> bool:
+        self._keep_peer()
         self._eof = True
         # Keep the transport open while input is waiting to be fed or answered; _feed() closes
         # it after.
         return bool(self._pending) or self._continuing
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._keep_peer()
         self._closing = True
         if self.session is not None:
             server = self.server
@@ -307,6 +328,12 @@ class Connection(ConnectionBase, asyncio.Protocol):
             if close is not None:
                 close()  # a dump or a watch it runs ends with it
             log.info("conn %d: closed%s", self.fd, f" ({exc})" if exc else "")
+            ctx = getattr(self.session, "ctx", None)
+            if ctx is not None and ctx.watchers:
+                reason = self.close_reason
+                if exc is not None and reason == watch.REASON_NORMAL:
+                    reason = watch.REASON_ERROR
+                watch.conn_close(ctx, self._peer, reason, self.fd)
 
     def pause_writing(self) -> None:
         # The transport's buffer passed HIGH_WATER: stop reading until the client catches up.
@@ -456,12 +483,15 @@ class Connection(ConnectionBase, asyncio.Protocol):
 
     def close(self) -> None:
         """Close after the buffered replies are written (the transport flushes first)."""
+        self._keep_peer()
         self._closing = True
         self._pending = b""
         self.transport.close()
 
     def _disconnect(self, why: str) -> None:
         notice("conn %d: disconnecting %s: %s", self.fd, self.peer, why)
+        self.close_reason = watch.REASON_SHUTDOWN if self._stopping else watch.REASON_ERROR
+        self._keep_peer()
         self._closing = True
         self._pending = b""
         self.transport.abort()
@@ -560,6 +590,7 @@ class Connection(ConnectionBase, asyncio.Protocol):
             except OSError:
                 unsent = 0
             if not unsent:
+                self.close_reason = watch.REASON_SHUTDOWN
                 self.close()
                 return
         if self._stalled(now, SHUTDOWN_STALL):

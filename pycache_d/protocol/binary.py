@@ -46,8 +46,18 @@ from collections.abc import Callable
 from typing import Any
 
 from ..store.errors import ItemTooLarge, NonNumericValue, OutOfMemory, Result, StoreError
-from ..store.semantics import EXPTIME_MAX, ITEM_OVERHEAD, MAX_KEY_LENGTH
-from . import auth, stats, wire
+from ..store.semantics import (
+    EXPTIME_MAX,
+    ITEM_OVERHEAD,
+    MAX_KEY_LENGTH,
+    MODE_ADD,
+    MODE_APPEND,
+    MODE_CAS,
+    MODE_PREPEND,
+    MODE_REPLACE,
+    MODE_SET,
+)
+from . import auth, stats, watch, wire
 from .context import ServerContext
 
 #: The 24-byte header of a request and of a response (``protocol_binary.h``).
@@ -191,6 +201,8 @@ class BinarySession:
         self._pending: tuple[Any, ...] | None = None
         self._swallow = 0  # bytes of a refused value still to discard
         self._close_after = False  # close once this feed's reply is out
+        #: The client's socket, for watch lines (cfd=); -1 when unknown.
+        self.cfd = -1
 
     @property
     def idle(self) -> bool:
@@ -338,6 +350,11 @@ class BinarySession:
         else:
             exptime = _exptime(_I32.unpack(extras)[0])
             item = self.store.gat(key, exptime)
+        ctx = self.ctx
+        if ctx.observed:
+            if ctx.detail is not None:
+                ctx.detail.get(key, item is not None)
+            watch.item_get(ctx, key, item, self.cfd)
         if item is None:
             if quiet:
                 return
@@ -369,6 +386,8 @@ class BinarySession:
     ) -> None:
         """set, add, replace, append, prepend (process_bin_update, process_bin_append_prepend):
         check the size, then wait for the value."""
+        if self.ctx.detail is not None:
+            self.ctx.detail.set(key)  # memcached counts it here, before the value arrives
         if len(key) + vlen + ITEM_OVERHEAD > self.store.max_item_size:
             self.ctx.counters["store_too_large"] += 1
             if cmd == SET:
@@ -386,33 +405,45 @@ class BinarySession:
         """Store a complete value (complete_update_bin)."""
         _h, cmd, quiet, opcode, opaque, cas, extras, key, _vlen = pending
         store = self.store
+        ctx = self.ctx
+        flags, exptime = 0, 0
+        if cmd == APPEND or cmd == PREPEND:
+            mode = MODE_APPEND if cmd == APPEND else MODE_PREPEND
+        else:
+            flags, raw_exptime = _FLAGS_EXPTIME.unpack(extras)
+            exptime = _exptime(raw_exptime)
+            # any of set, add and replace with a CAS is a cas (NREAD_CAS)
+            mode = MODE_CAS if cas else MODE_SET if cmd == SET else MODE_ADD if cmd == ADD else MODE_REPLACE
+        if ctx.observed and ctx.watchers:
+            watch.lookup(ctx, store, key, self.cfd)
         try:
-            if cmd == APPEND or cmd == PREPEND:
+            if mode == MODE_APPEND or mode == MODE_PREPEND:
                 if cas:
                     item = store.get_item(key)
                     if item is not None and item[2] != cas:
                         self._error(out, opcode, opaque, KEY_EEXISTS)
+                        self._observe_store(key, mode, Result.EXISTS, exptime, flags, len(value))
                         return
                 result = store.append(key, value) if cmd == APPEND else store.prepend(key, value)
+            elif mode == MODE_CAS:
+                result = store.cas(key, value, flags, exptime, cas)
+            elif mode == MODE_SET:
+                result = store.set(key, value, flags, exptime)
+            elif mode == MODE_ADD:
+                result = store.add(key, value, flags, exptime)
             else:
-                flags, raw_exptime = _FLAGS_EXPTIME.unpack(extras)
-                exptime = _exptime(raw_exptime)
-                if cas:  # any of set, add and replace with a CAS is a cas (NREAD_CAS)
-                    result = store.cas(key, value, flags, exptime, cas)
-                elif cmd == SET:
-                    result = store.set(key, value, flags, exptime)
-                elif cmd == ADD:
-                    result = store.add(key, value, flags, exptime)
-                else:
-                    result = store.replace(key, value, flags, exptime)
-        except OutOfMemory:
+                result = store.replace(key, value, flags, exptime)
+        except OutOfMemory as exc:
             self.ctx.counters["store_no_memory"] += 1
             self._error(out, opcode, opaque, ENOMEM, NO_MEMORY_ITEM)
+            self._observe_store(key, mode, exc, exptime, flags, len(value))
             return
-        except ItemTooLarge:
+        except ItemTooLarge as exc:
             self.ctx.counters["store_too_large"] += 1
             self._error(out, opcode, opaque, E2BIG)
+            self._observe_store(key, mode, exc, exptime, flags, len(value))
             return
+        self._observe_store(key, mode, result, exptime, flags, len(value))
         if result is Result.STORED:
             if not quiet:
                 out.append(response(opcode, SUCCESS, opaque, store.cas_counter))
@@ -426,6 +457,16 @@ class BinarySession:
             self._error(out, opcode, opaque, KEY_ENOENT)
         else:
             self._error(out, opcode, opaque, NOT_STORED)
+
+    def _observe_store(self, key: bytes, mode: int, result: Any, exptime: int, flags: int, size: int) -> None:
+        ctx = self.ctx
+        if ctx.observed and ctx.watchers:
+            watch.item_store(ctx, self.store, key, mode, result, exptime, flags, size, self.cfd)
+
+    def _observe_lookup(self, key: bytes) -> None:
+        ctx = self.ctx
+        if ctx.observed and ctx.watchers:
+            watch.lookup(ctx, self.store, key, self.cfd)
 
     # -- other item commands -----------------------------------------------------------------
 
@@ -441,6 +482,9 @@ class BinarySession:
         vlen: int,
         out: list[bytes],
     ) -> None:
+        if self.ctx.detail is not None:
+            self.ctx.detail.delete(key)
+        self._observe_lookup(key)
         if cas:
             item = self.store.get_item(key)
             if item is not None and item[2] != cas:
@@ -467,6 +511,7 @@ class BinarySession:
         """increment, decrement (complete_incr_bin)."""
         delta, initial, raw_exptime = _INCR.unpack(extras)
         store = self.store
+        self._observe_lookup(key)
         if cas:
             item = store.get_item(key)
             if item is not None and item[2] != cas:
@@ -487,11 +532,16 @@ class BinarySession:
             if raw_exptime == NO_CREATE:
                 self._error(out, opcode, opaque, KEY_ENOENT)
                 return
+            self._observe_lookup(key)  # memcached stores the new counter as an add
+            exptime = _exptime(raw_exptime)
+            initial_value = b"%d" % initial
             try:
-                result = store.add(key, b"%d" % initial, 0, _exptime(raw_exptime))
-            except StoreError:
+                result = store.add(key, initial_value, 0, exptime)
+            except StoreError as exc:
                 self._error(out, opcode, opaque, ENOMEM, NO_MEMORY_NEW_ITEM)
+                self._observe_store(key, MODE_ADD, exc, exptime, 0, len(initial_value))
                 return
+            self._observe_store(key, MODE_ADD, result, exptime, 0, len(initial_value))
             if result is not Result.STORED:
                 self._error(out, opcode, opaque, NOT_STORED)
                 return

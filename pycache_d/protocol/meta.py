@@ -51,7 +51,7 @@ from ..store.semantics import (
     chunk_size,
     report_class,
 )
-from . import wire
+from . import watch, wire
 from .context import ServerContext
 from .wire import decode_base64_key, parse_i32, parse_u32, parse_u64
 
@@ -67,6 +67,7 @@ class Session(Protocol):
 
     store: Any
     ctx: ServerContext
+    cfd: int
     _need: int
     _swallow: int
     _pending: Any
@@ -74,6 +75,8 @@ class Session(Protocol):
     def _drop(self, key: bytes) -> None: ...
 
     def count_error(self, exc: StoreError) -> None: ...
+
+    def observe_lookup(self, key: bytes) -> None: ...
 
 
 #: Marker in ``Session._pending`` for an ms awaiting its data block.
@@ -262,6 +265,9 @@ def _mg(session: Session, toks: list[bytes], out: list[bytes]) -> None:
         got = store.meta_get(key, ttl, _u not in args, vivify)
     except InvalidKey:
         got = None
+    if session.ctx.observed:
+        # memcached logs its lookup: a miss even when N then makes the item
+        watch.item_get(session.ctx, key, None if got is None or got[6] else got, session.cfd)
     if got is None:
         if _q not in args:
             out.append(b"EN" + _echo(fl) + b"\r\n")
@@ -399,6 +405,9 @@ def complete_ms(session: Session, pending: tuple[Any, ...], block: bytes, out: l
     if _C in args and mode in (MODE_SET, MODE_REPLACE):
         mode = MODE_CAS  # C makes set and replace a cas; add ignores it; append compares it
     stale = _I in args and mode == MODE_CAS
+    observed = session.ctx.observed
+    if observed:
+        session.observe_lookup(fl.key)
     try:
         result, cas = session.store.meta_update(
             mode, fl.key, block[:-2], flags, exptime, compare, binary=fl.binary, stale=stale
@@ -406,7 +415,15 @@ def complete_ms(session: Session, pending: tuple[Any, ...], block: bytes, out: l
     except StoreError as exc:
         session.count_error(exc)
         out.append(exc.wire)
+        if observed:
+            watch.item_store(
+                session.ctx, session.store, fl.key, mode, exc, exptime, flags, len(block) - 2, session.cfd
+            )
         return
+    if observed:
+        watch.item_store(
+            session.ctx, session.store, fl.key, mode, result, exptime, flags, len(block) - 2, session.cfd
+        )
     if result is Result.STORED and _q in args:
         return
     parts = [_MS_CODES[result]]
@@ -435,6 +452,8 @@ def _md(session: Session, toks: list[bytes], out: list[bytes]) -> None:
         return
     args = fl.tok
     # I: keep the item but make it stale under a new CAS (and T's TTL); the next mg wins it
+    if session.ctx.observed:
+        session.observe_lookup(fl.key)
     try:
         result = session.store.meta_delete(
             fl.key,
@@ -474,6 +493,8 @@ def _ma(session: Session, toks: list[bytes], out: list[bytes]) -> None:
     upto = fl.long_opaque
     ttl = _ttl_of(fl, b"T", upto)
     created = False
+    if session.ctx.observed:
+        session.observe_lookup(key)
     try:
         try:
             result, number, cas, exptime = store.meta_delta(key, incr, delta, compare, _N not in args, ttl)
@@ -482,11 +503,31 @@ def _ma(session: Session, toks: list[bytes], out: list[bytes]) -> None:
         if result is Result.NOT_FOUND and _N in args:
             initial = parse_u64(args[_J]) if _J in args else 0
             assert initial is not None
+            number_bytes = b"%d" % initial
+            vivify_ttl = _ttl_of(fl, b"NT", upto) or 0
+            if session.ctx.observed:
+                session.observe_lookup(key)  # memcached stores the new counter as an add
             try:
-                cas = store.vivify(key, b"%d" % initial, _ttl_of(fl, b"NT", upto) or 0)
-            except (ItemTooLarge, OutOfMemory):
+                cas = store.vivify(key, number_bytes, vivify_ttl)
+            except (ItemTooLarge, OutOfMemory) as exc:
+                if session.ctx.observed:
+                    watch.item_store(
+                        session.ctx, store, key, MODE_ADD, exc, vivify_ttl, 0, len(number_bytes), session.cfd
+                    )
                 out.append(wire.META_VIVIFY_NO_MEMORY)  # reported even under q
                 return
+            if session.ctx.observed:
+                watch.item_store(
+                    session.ctx,
+                    store,
+                    key,
+                    MODE_ADD,
+                    Result.STORED,
+                    vivify_ttl,
+                    0,
+                    len(number_bytes),
+                    session.cfd,
+                )
             result, number, exptime, created = Result.STORED, initial, 0, True
     except NonNumericValue:
         out.append(_NON_NUMERIC)
@@ -541,6 +582,8 @@ def _me(session: Session, toks: list[bytes], out: list[bytes]) -> None:
         got = session.store.peek(key)
     except InvalidKey:
         got = None
+    if session.ctx.observed:
+        watch.item_get(session.ctx, key, got, session.cfd)
     session.ctx.counters["cmd_meta"] += 1  # memcached's meta_cmds counts me only
     if got is None:
         out.append(wire.EN)

@@ -275,6 +275,8 @@ class Session:
         self.commands += done
         if pos < end and not self.closing:
             self._buf = bytearray(memoryview(buf)[pos:])
+        if self.ctx.observed:
+            self.observe_feed()
         return b"".join(out)
 
     def _dump_feed(self, data: bytes) -> bytes:
@@ -302,6 +304,8 @@ class Session:
             reply = b.feed(data)
             self.closing = b.closing
             self.more = b.more
+            if self.ctx.observed:
+                self.observe_feed()
             return reply
         gate = self._auth
         if gate is None:
@@ -309,6 +313,7 @@ class Session:
                 return b""
             if data[0] == binary.REQUEST_MAGIC:
                 self._binary = binary.BinarySession(self.store, self.ctx, REPLY_BUDGET)
+                self._binary.cfd = self.cfd
                 return self._gated_feed(data)
             if self.ctx.auth is None:
                 self.gated = False
@@ -481,14 +486,21 @@ class Session:
         out.append(wire.END)
 
     def _observe_store(self, key: bytes, mode: int, result: Any, exptime: int, flags: int, size: int) -> None:
-        """Report a store command to ``stats detail`` and the watchers."""
+        """Report a store command to the watchers (``stats detail`` counted it before)."""
         ctx = self.ctx
-        if ctx.detail is not None:
-            ctx.detail.set(key)
         if ctx.watchers:
-            cmd = (b"set", b"add", b"replace", b"append", b"prepend", b"cas")[mode]
-            status = watch.store_status(result)
-            watch.item_store(ctx, key, cmd, status, exptime, flags, size, self.cfd)
+            watch.item_store(ctx, self.store, key, mode, result, exptime, flags, size, self.cfd)
+
+    def observe_lookup(self, key: bytes) -> None:
+        """Report the item lookup inside a store, touch, delta or delete to the watchers of
+        fetchers, as memcached logs it (call it before the command changes the item)."""
+        if self.ctx.watchers:
+            watch.lookup(self.ctx, self.store, key, self.cfd)
+
+    def observe_feed(self) -> None:
+        """After a feed while observed: report what the store evicted meanwhile."""
+        if self.ctx.watchers:
+            watch.evictions(self.ctx, self.store)
 
     def _observe_get(self, key: bytes, item: tuple[bytes, int, int] | None) -> None:
         """Report a fetch to ``stats detail`` and the watchers."""
@@ -527,6 +539,8 @@ class Session:
             if not noreply:
                 out.append(wire.BAD_FORMAT)
             return
+        if self.ctx.detail is not None:
+            self.ctx.detail.set(key)  # memcached counts it here, before the value arrives
         if len(key) + vlen + ITEM_OVERHEAD > self.store.max_item_size:
             self.ctx.counters["store_too_large"] += 1
             if mode == _SET:
@@ -557,6 +571,9 @@ class Session:
         else:
             value = buf[start : stop - 2]
             store = self.store
+            observed = self.ctx.observed
+            if observed:
+                self.observe_lookup(key)
             try:
                 if mode == _SET:
                     result = store.set(key, value, flags, exptime)
@@ -575,7 +592,7 @@ class Session:
                 self.count_error(exc)
                 result = exc
                 reply = exc.wire
-            if self.ctx.observed:
+            if observed:
                 self._observe_store(key, mode, result, exptime, flags, len(value))
         if not noreply:
             out.append(reply)
@@ -606,9 +623,11 @@ class Session:
         if len(key) > MAX_KEY_LENGTH:
             reply = wire.BAD_FORMAT
         else:
+            if self.ctx.observed:
+                if self.ctx.detail is not None:
+                    self.ctx.detail.delete(key)
+                self.observe_lookup(key)
             reply = self.store.delete(key).wire
-            if self.ctx.detail is not None:
-                self.ctx.detail.delete(key)
         if not noreply:
             out.append(reply)
 
@@ -624,6 +643,8 @@ class Session:
         elif delta is None:
             reply = wire.BAD_DELTA
         else:
+            if self.ctx.observed:
+                self.observe_lookup(key)
             try:
                 number = self.store.incr(key, delta) if toks[0] == b"incr" else self.store.decr(key, delta)
                 reply = _NOT_FOUND if number is None else b"%d\r\n" % number
@@ -647,6 +668,8 @@ class Session:
         elif exptime is None:
             reply = wire.BAD_EXPTIME
         else:
+            if self.ctx.observed:
+                self.observe_lookup(key)
             reply = self.store.touch(key, exptime).wire
         if not noreply:
             out.append(reply)

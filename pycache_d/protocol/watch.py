@@ -12,13 +12,21 @@ A watching connection reads nothing more (memcached stops reading it too); its s
 is woken (``wake``) to do the same when it can write. Lines, in memcached 1.6.18's format:
 
 * ``ts=<s>.<us> gid=<n> type=item_get key=<%-encoded> status=<found|not_found> clsid=<class>
-  cfd=<fd> size=<value bytes>`` (fetchers: get, gets, gat, gats)
+  cfd=<fd> size=<value bytes>`` (fetchers): every lookup memcached's ``do_item_get`` logs, in
+  every protocol: the fetches of get/gets/gat/gats, mg and the binary gets, and the lookup
+  inside a store (set, add, ..., ms and the binary stores), touch, incr/decr, delete, md and ma.
 * ``ts=<s>.<us> gid=<n> type=item_store key=<%-encoded> status=<stored|not_stored|exists|
-  not_found|too_large|no_memory> cmd=<set|add|...> ttl=<s> clsid=<class> cfd=<fd>
-  size=<value bytes>`` (mutations: the classic storage commands)
+  not_found|too_large|no_memory> cmd=<set|add|replace|append|prepend|cas> ttl=<s left>
+  clsid=<class> cfd=<fd> size=<value bytes>`` (mutations: classic, meta and binary stores; a
+  stored append shows the whole new value, as memcached's new item)
+* ``ts=<s>.<us> gid=<n> type=eviction key=<%-encoded> fetch=<yes|no> ttl=<s left|-1>
+  la=<s since last access> clsid=<class> size=<value bytes>`` (evictions: the store keeps a
+  bounded log of what it evicted while someone watches; sessions drain it)
+* ``ts=<s>.<us> gid=<n> type=conn_new rip=<ip|unix> rport=<port> transport=<tcp|local>
+  cfd=<fd>`` and ``type=conn_close ... reason=<normal|error|idle_timeout|shutdown> cfd=<fd>``
+  (connevents, from the server's connections)
 
-``evictions``, ``connevents``, ``sysevents`` and ``rawcmds`` are accepted; no event of theirs
-is reported here (the store evicts in C without telling anyone, see the README).
+``sysevents`` and ``rawcmds`` are accepted; no event of theirs is reported here.
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..store.semantics import chunk_size, report_class
+from ..store.errors import StoreError
+from ..store.semantics import absolute_expiry, chunk_size, report_class
 from . import wire
 from .context import WATCHER_BUFFER
 from .dump import uriencode
@@ -59,9 +68,10 @@ _gid = 0
 class Watcher:
     """One watching connection's buffer of lines."""
 
-    def __init__(self, ctx: Any, kinds: int) -> None:
+    def __init__(self, ctx: Any, kinds: int, store: Any = None) -> None:
         self.ctx = ctx
         self.kinds = kinds
+        self.store = store
         self._lines: list[bytes] = []
         self._size = 0
         self._skipped = 0
@@ -86,6 +96,12 @@ class Watcher:
             self._woken = True
             self.wake()
 
+    def skip(self, n: int) -> None:
+        """Count ``n`` lines lost before they reached this watcher (told as ``skipped=``)."""
+        if n:
+            self._skipped += n
+            self.ctx.counters["log_watcher_skipped"] += n
+
     @property
     def waiting(self) -> bool:
         return bool(self._lines)
@@ -102,6 +118,7 @@ class Watcher:
         if self in self.ctx.watchers:
             self.ctx.watchers.remove(self)
             self.ctx.set_observed()
+            _log_evictions(self.ctx, self.store)
 
 
 def command(session: Any, toks: list[bytes]) -> tuple[bytes, Watcher | None]:
@@ -115,11 +132,19 @@ def command(session: Any, toks: list[bytes]) -> tuple[bytes, Watcher | None]:
     ctx = session.ctx
     if len(ctx.watchers) >= MAX_WATCHERS:
         return wire.WATCHER_TOO_MANY, None
-    watcher = Watcher(ctx, kinds or FETCHERS)
+    watcher = Watcher(ctx, kinds or FETCHERS, session.store)
     ctx.watchers.append(watcher)
     ctx.set_observed()
+    _log_evictions(ctx, session.store)
     ctx.attach_watcher(session, watcher)
     return wire.OK, watcher
+
+
+def _log_evictions(ctx: Any, store: Any) -> None:
+    """Have the store log its evictions exactly while someone watches them."""
+    on = wants(ctx, EVICTIONS)
+    if store is not None and store.eviction_log != on:
+        store.eviction_log = on
 
 
 def _head() -> bytes:
@@ -131,25 +156,49 @@ def _head() -> bytes:
     return b"ts=%d.%d gid=%d " % (whole, int((now - whole) * 1_000_000), _gid)
 
 
-def item_get(ctx: Any, key: bytes, found: tuple[bytes, int, int] | None, cfd: int) -> None:
-    """Report a fetch to the watchers of fetchers (``found``: the item's value, flags, cas)."""
-    line = None
+def wants(ctx: Any, kind: int) -> bool:
+    """True if some watcher of ``ctx`` takes lines of ``kind``."""
     for w in ctx.watchers:
-        if w.kinds & FETCHERS:
-            if line is None:
-                if found is None:
-                    status, cls, size = b"not_found", 0, 0
-                else:
-                    size = len(found[0])
-                    status, cls = b"found", report_class(chunk_size(len(key), size, found[1]))
-                line = _head() + b"type=item_get key=%s status=%s clsid=%d cfd=%d size=%d\n" % (
-                    uriencode(key),
-                    status,
-                    cls,
-                    cfd,
-                    size,
-                )
+        if w.kinds & kind:
+            return True
+    return False
+
+
+def _push(ctx: Any, kind: int, line: bytes) -> None:
+    for w in ctx.watchers:
+        if w.kinds & kind:
             w.push(line)
+
+
+def item_get(ctx: Any, key: bytes, found: tuple[bytes, int, int] | None, cfd: int) -> None:
+    """Report a fetch to the watchers of fetchers (``found``: the item's value and flags first)."""
+    if not wants(ctx, FETCHERS):
+        return
+    if found is None:
+        status, cls, size = b"not_found", 0, 0
+    else:
+        size = len(found[0])
+        status, cls = b"found", report_class(chunk_size(len(key), size, found[1]))
+    _push(
+        ctx,
+        FETCHERS,
+        _head()
+        + b"type=item_get key=%s status=%s clsid=%d cfd=%d size=%d\n"
+        % (uriencode(key), status, cls, cfd, size),
+    )
+
+
+def lookup(ctx: Any, store: Any, key: bytes, cfd: int) -> None:
+    """Report the lookup memcached logs inside a store, touch, delta or delete command (its
+    ``do_item_get`` with DONT_UPDATE): the item as it is before the command, seen without a
+    fetch (nothing counted, marked or moved)."""
+    if not wants(ctx, FETCHERS):
+        return
+    try:
+        got = store.peek(key)
+    except StoreError:  # a key the store refuses: the command answers its own error
+        return
+    item_get(ctx, key, got, cfd)
 
 
 _STORE_STATUS = {
@@ -159,30 +208,115 @@ _STORE_STATUS = {
     "NOT_FOUND": b"not_found",
 }
 
+#: The ``cmd=`` words, by store mode (semantics.MODE_*, the order memcached's cmd_map has).
+CMD_NAMES = (b"set", b"add", b"replace", b"append", b"prepend", b"cas")
+
 
 def item_store(
-    ctx: Any, key: bytes, cmd: bytes, status: bytes, exptime: int, flags: int, nbytes: int, cfd: int
+    ctx: Any, store: Any, key: bytes, mode: int, result: Any, exptime: int, flags: int, nbytes: int, cfd: int
 ) -> None:
-    """Report a storage command's outcome to the watchers of mutations."""
-    line = None
+    """Report a storage command's outcome to the watchers of mutations.
+
+    ``exptime`` is the command's (protocol) expiration time and ``nbytes`` its value's length;
+    once stored, the line shows the item as stored (an append's whole value, a kept TTL), as
+    memcached logs its new item.
+    """
+    if not wants(ctx, MUTATIONS):
+        return
+    status = store_status(result)
+    now = store.now
+    expires = absolute_expiry(exptime, now, store.wall_skew)
+    if status == b"stored":
+        try:
+            got = store.peek(key)
+        except StoreError:
+            got = None
+        if got is not None:
+            nbytes, flags, expires = len(got[0]), got[1], got[3]
+    ttl = max(expires - now, 0) if expires else 0
+    _push(
+        ctx,
+        MUTATIONS,
+        _head()
+        + b"type=item_store key=%s status=%s cmd=%s ttl=%d clsid=%d cfd=%d size=%d\n"
+        % (
+            uriencode(key),
+            status,
+            CMD_NAMES[mode],
+            ttl,
+            report_class(chunk_size(len(key), nbytes, flags)),
+            cfd,
+            nbytes,
+        ),
+    )
+
+
+def evictions(ctx: Any, store: Any) -> None:
+    """Report what the store evicted since the last call (its log holds at most
+    EVICTION_LOG entries; what it dropped shows as ``skipped=``)."""
+    taken = store.take_evictions()
+    if taken is None:
+        return
+    events, dropped = taken
     for w in ctx.watchers:
-        if w.kinds & MUTATIONS:
-            if line is None:
-                cls = report_class(chunk_size(len(key), nbytes, flags)) if status == b"stored" else 0
-                line = (
-                    _head()
-                    + b"type=item_store key=%s status=%s cmd=%s ttl=%d clsid=%d cfd=%d size=%d\n"
-                    % (
-                        uriencode(key),
-                        status,
-                        cmd,
-                        max(exptime, 0),
-                        cls,
-                        cfd,
-                        nbytes,
-                    )
-                )
-            w.push(line)
+        if w.kinds & EVICTIONS:
+            w.skip(dropped)
+    now = store.now
+    for key, nbytes, flags, exptime, atime, fetched in events:
+        _push(
+            ctx,
+            EVICTIONS,
+            _head()
+            + b"type=eviction key=%s fetch=%s ttl=%d la=%d clsid=%d size=%d\n"
+            % (
+                uriencode(key),
+                b"yes" if fetched else b"no",
+                exptime - now if exptime else -1,
+                now - atime,
+                report_class(chunk_size(len(key), nbytes, flags)),
+                nbytes,
+            ),
+        )
+
+
+_TRANSPORTS = (b"local", b"tcp")
+#: The close reasons of conn_close, as memcached's reason_map names them.
+REASON_ERROR, REASON_NORMAL, REASON_IDLE, REASON_SHUTDOWN = range(4)
+_REASONS = (b"error", b"normal", b"idle_timeout", b"shutdown")
+
+
+def _endpoint(peer: Any) -> tuple[bytes, int, int]:
+    """``(rip, rport, transport)`` of a socket's peer name (a unix socket's is a str or bytes)."""
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0]).encode("ascii", "replace"), int(peer[1]), 1
+    return b"unix", 0, 0
+
+
+def conn_new(ctx: Any, peer: Any, cfd: int) -> None:
+    """Report an accepted connection to the watchers of connevents."""
+    if not wants(ctx, CONNEVENTS):
+        return
+    rip, rport, transport = _endpoint(peer)
+    _push(
+        ctx,
+        CONNEVENTS,
+        _head()
+        + b"type=conn_new rip=%s rport=%d transport=%s cfd=%d\n" % (rip, rport, _TRANSPORTS[transport], cfd),
+    )
+
+
+def conn_close(ctx: Any, peer: Any, reason: int, cfd: int) -> None:
+    """Report a closed connection to the watchers of connevents."""
+    if not wants(ctx, CONNEVENTS):
+        return
+    rip, rport, transport = _endpoint(peer)
+    _push(
+        ctx,
+        CONNEVENTS,
+        _head()
+        + b"type=conn_close rip=%s rport=%d transport=%s reason=%s cfd=%d\n"
+        % (rip, rport, _TRANSPORTS[transport], _REASONS[reason], cfd),
+    )
 
 
 def store_status(result: Any) -> bytes:

@@ -447,6 +447,34 @@ cdef class Store:
         _check_range("pin_limit", value, 0, 2 ** 63 - 1)
         self._s.pin_limit = value
 
+    @property
+    def eviction_log(self):
+        """True while the store keeps a log of what it evicts (``watch evictions``)."""
+        return self._s.evlog != NULL
+
+    @eviction_log.setter
+    def eviction_log(self, on):
+        if store_evlog_enable(&self._s, 1 if on else 0) != 0:
+            raise MemoryError()
+
+    def take_evictions(self):
+        """What was evicted since the last call, and how many evictions the full log dropped:
+        ``([(key, nbytes, flags, exptime, atime, fetched)], dropped)``; None if nothing (or no
+        log). exptime and atime are on the store's clock."""
+        cdef store_evicted *e
+        cdef uint32_t i
+        if self._s.evlog == NULL or (self._s.evlog_n == 0 and self._s.evlog_dropped == 0):
+            return None
+        events = []
+        for i in range(self._s.evlog_n):
+            e = &self._s.evlog[i]
+            events.append((PyBytes_FromStringAndSize(e.key, e.nkey), e.nbytes, e.flags,
+                           e.exptime, e.atime, bool(e.fetched)))
+        dropped = self._s.evlog_dropped
+        self._s.evlog_n = 0
+        self._s.evlog_dropped = 0
+        return events, dropped
+
     def reset_stats(self):
         """Zero the counters that memcached's ``stats reset`` clears."""
         store_reset_stats(&self._s)

@@ -59,6 +59,7 @@ from .semantics import (
     CAS_MAX,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_ITEM_SIZE,
+    EVLOG_SIZE,
     EXPTIME_MAX,
     EXPTIME_MIN,
     FETCHED,
@@ -216,6 +217,10 @@ class Store:
         self._large_b = [0] * (len(SLAB_SIZES) + 1)
         self._max_items = 0
         self._room_bytes = self._room_items = 0  # see the module's invariants
+        # The eviction log (``watch evictions``): None unless someone watches; at most
+        # EVLOG_SIZE entries until taken, the rest only counted (as csrc/store.h's).
+        self._evlog: list[tuple[bytes, int, int, int, int, bool]] | None = None
+        self._evlog_dropped = 0
         self.max_bytes = max_bytes
         self.max_items = max_items
         self.max_item_size = max_item_size
@@ -341,6 +346,12 @@ class Store:
             else:
                 self._stats["evictions"] += 1
                 self._stats["evicted_unfetched"] += unfetched
+                log = self._evlog
+                if log is not None:
+                    if len(log) < EVLOG_SIZE:
+                        log.append((key, len(rec) - _HSIZE, flags, exptime, _a, not unfetched))
+                    else:
+                        self._evlog_dropped += 1
 
     def _shrink(self, need_bytes: int, need_items: int, now: int) -> None:
         """Free LRU-tail items until ``need_bytes`` more bytes and ``need_items`` more fit the room."""
@@ -1094,6 +1105,29 @@ class Store:
         out["hash_bytes"] = 0
         out["hash_is_expanding"] = 0
         return {name: out[name] for name in STAT_NAMES}
+
+    @property
+    def eviction_log(self) -> bool:
+        """True while the store keeps a log of what it evicts (``watch evictions``)."""
+        return self._evlog is not None
+
+    @eviction_log.setter
+    def eviction_log(self, on: bool) -> None:
+        self._evlog = [] if on else None
+        self._evlog_dropped = 0
+
+    def take_evictions(self) -> tuple[list[tuple[bytes, int, int, int, int, bool]], int] | None:
+        """What was evicted since the last call, and how many evictions the full log dropped:
+        ``([(key, nbytes, flags, exptime, atime, fetched)], dropped)``; None if nothing (or no
+        log). exptime and atime are on the store's clock."""
+        log = self._evlog
+        if not log and not self._evlog_dropped:
+            return None
+        assert log is not None
+        dropped = self._evlog_dropped
+        self._evlog = []
+        self._evlog_dropped = 0
+        return log, dropped
 
     def reset_stats(self) -> None:
         """Zero the counters that memcached's ``stats reset`` clears."""

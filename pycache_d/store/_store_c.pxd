@@ -78,6 +78,14 @@ cdef extern from "store.h":
         uint64_t delete_hits, delete_misses, incr_hits, incr_misses, decr_hits, decr_misses
         uint64_t cas_hits, cas_misses, cas_badval, touch_hits, touch_misses
 
+    enum:
+        STORE_EVLOG_SIZE
+
+    ctypedef struct store_evicted:
+        uint32_t nbytes, flags, exptime, atime
+        uint8_t nkey, fetched
+        char key[250]
+
     ctypedef struct store:
         slabs mem
         item_ref tail
@@ -91,10 +99,14 @@ cdef extern from "store.h":
         store_stats stats
         uint32_t npins
         uint64_t pinned_bytes, pin_limit, pin_refused
+        store_evicted *evlog
+        uint32_t evlog_n
+        uint64_t evlog_dropped
 
     int store_init(store *s, uint64_t max_bytes, uint64_t max_items, uint32_t max_item_size,
                    const uint8_t *seed)
     void store_destroy(store *s)
+    int store_evlog_enable(store *s, int on)
     void store_set_time(store *s, uint32_t now)
     void store_set_limits(store *s, uint64_t max_bytes, uint64_t max_items)
     item *store_get(store *s, const char *key, size_t nkey)

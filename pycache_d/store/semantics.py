@@ -19,6 +19,9 @@ ITEM_OVERHEAD = 48
 #: A lowered memory or item limit evicts at most this many items at once; the reclaimer evicts
 #: the rest a slice at a time (PERF: 1M evictions take 2.3 s in Python, 0.55 s in C).
 SHRINK_SLICE = 1000
+#: Entries the eviction log (``watch evictions``) holds until taken (csrc/store.h's
+#: STORE_EVLOG_SIZE); evictions past it are only counted.
+EVLOG_SIZE = 1024
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_ITEM_SIZE = 1024 * 1024
