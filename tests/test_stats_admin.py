@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +29,7 @@ import pytest
 pytest.register_assert_rewrite("daemon")
 pytest_plugins = ["daemon"]
 
-from daemon import Daemon, backend_params, native_built, read_until  # noqa: E402
+from daemon import Daemon, backend_params, native_built, read_until, stats  # noqa: E402
 
 Factory = Callable[..., Daemon]
 MEMCACHED = shutil.which("memcached")
@@ -695,6 +696,107 @@ def test_watch_lines_match_memcached_s(oracle: Memcached) -> None:
     events = _watch(oracle, WATCH_TRAFFIC, WATCH_REPLIES, 5)
     assert (b"item_store", b"k%01y", b"stored", b"set", b"100", b"1", b"3") in events
     assert (b"item_get", b"nope", b"not_found", None, None, b"0", b"0") in events
+
+
+EVICTION_LINE = re.compile(
+    rb"ts=\d+\.\d+ gid=\d+ type=eviction key=(\S+) fetch=(yes|no) ttl=(-?\d+) la=(\d+)"
+    rb" clsid=(\d+) size=(\d+)\n"
+)
+CONN_LINE = re.compile(
+    rb"ts=\d+\.\d+ gid=\d+ type=conn_(new|close) rip=(\S+) rport=(\d+) transport=(\w+)"
+    rb"(?: reason=(\w+))? cfd=(\d+)\n"
+)
+
+
+def _watch_evictions_and_connections(
+    server: Server,
+) -> tuple[list[tuple[bytes, ...]], list[tuple[bytes, ...]], int]:
+    """Watch evictions and connevents while a client fills a 2 MB cache with 200 x 50 KB and
+    leaves: the eviction lines, the lines of that client's connection, and its port."""
+    with server.connect(timeout=60) as w:
+        w.sendall(b"watch evictions connevents\r\n")
+        assert read_until(w, b"\r\n") == b"OK\r\n"
+        c = server.connect(timeout=60)
+        port = c.getsockname()[1]
+        value = b"v" * 50_000
+        c.sendall(b"set first 0 300 3\r\nabc\r\nget first\r\n")
+        assert read_until(c, b"END\r\n").startswith(b"STORED\r\nVALUE first")
+        for i in range(200):
+            c.sendall(b"set k%d 0 0 %d\r\n%s\r\n" % (i, len(value), value))
+            assert read_until(c, b"\r\n") == b"STORED\r\n"
+        c.close()
+        got = b""
+        closed = b"type=conn_close rip=127.0.0.1 rport=%d " % port
+        while closed not in got or not got.endswith(b"\n"):
+            chunk = w.recv(1 << 20)
+            assert chunk, got
+            got += chunk
+    lines = [line + b"\n" for line in got.split(b"\n")[:-1]]
+    evictions = [m.groups() for m in map(EVICTION_LINE.fullmatch, lines) if m]
+    conns = [m.groups() for m in map(CONN_LINE.fullmatch, lines) if m and m.group(3) == b"%d" % port]
+    assert len(evictions) + sum(1 for line in lines if CONN_LINE.fullmatch(line)) == len(lines), lines
+    return evictions, conns, port
+
+
+def _check_evictions_and_connections(server: Server) -> list[tuple[bytes, ...]]:
+    evictions, conns, _port = _watch_evictions_and_connections(server)
+    assert [c[0] for c in conns] == [b"new", b"close"]
+    assert all(c[1:4] == (b"127.0.0.1", conns[0][2], b"tcp") for c in conns)
+    assert conns[0][4] is None and conns[1][4] == b"normal"
+    k0 = [e for e in evictions if e[0] == b"k0"]
+    assert len(k0) == 1 and k0[0][1:3] == (b"no", b"-1") and k0[0][4:] == (b"29", b"50000")
+    assert len(evictions) > 100
+    return evictions
+
+
+def test_watch_reports_evictions_and_connections(daemon_factory: Factory, daemon_backend: str) -> None:
+    d = daemon_factory("-m", "2", backend=daemon_backend)
+    evictions = _check_evictions_and_connections(d)  # before: no line at all
+    # Every eviction, and each once (a log of 1,024 per turn of the loop is far from full here).
+    assert len(evictions) == int(stats(d)["evictions"])
+    assert len({e[0] for e in evictions}) == len(evictions)
+    # Here the LRU is one list, so the small item went first (memcached's is per size class).
+    assert evictions[0][:3] == (b"first", b"yes", evictions[0][2]) and 0 < int(evictions[0][2]) <= 300
+
+
+@needs_memcached
+def test_watch_evictions_and_connections_match_memcached_s(
+    memcached_factory: Callable[..., Memcached],
+) -> None:
+    # The same checks against memcached 1.6.18 with the same 2 MB: the lines above are its.
+    _check_evictions_and_connections(memcached_factory("-m", "2"))
+
+
+def test_watch_reports_idle_and_error_closes(daemon_factory: Factory, daemon_backend: str) -> None:
+    d = daemon_factory("--idle-timeout", "1", backend=daemon_backend)
+    with d.connect(timeout=60) as w:
+        w.sendall(b"watch connevents\r\n")
+        assert read_until(w, b"\r\n") == b"OK\r\n"
+        idle = d.connect(timeout=60)
+        port = idle.getsockname()[1]
+        got = b""
+        # the watcher is never idle-kicked: memcached spares it too (it is in conn_watch)
+        while b"rport=%d transport=tcp reason=idle_timeout" % port not in got:
+            chunk = w.recv(65536)
+            assert chunk, got
+            got += chunk
+        idle.close()
+        rude = d.connect(timeout=60)
+        port = rude.getsockname()[1]
+        while b"type=conn_new rip=127.0.0.1 rport=%d " % port not in got:  # accepted: now reset it
+            chunk = w.recv(65536)
+            assert chunk, got
+            got += chunk
+        rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        rude.sendall(b"get a")
+        rude.close()  # a reset
+        while b"rport=%d transport=tcp reason=" % port not in got:
+            chunk = w.recv(65536)
+            assert chunk, got
+            got += chunk
+    assert re.search(
+        rb"type=conn_close rip=127\.0\.0\.1 rport=%d transport=tcp reason=error cfd=\d+\n" % port, got
+    )
 
 
 def test_watch_reports_skipped_lines_when_its_client_is_slow(

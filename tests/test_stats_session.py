@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -23,6 +23,8 @@ from pycache_d.store import BACKENDS
 from pycache_d.store.semantics import SLAB_SIZES
 
 pytest.register_assert_rewrite("daemon")
+from binproto import Conn as BinaryConn  # noqa: E402
+
 from daemon import MEMCACHED  # noqa: E402
 from daemon import memcached as run_memcached  # noqa: E402
 
@@ -36,6 +38,11 @@ def read_until(s: socket.socket, suffix: bytes) -> bytes:
         assert chunk, data
         data += chunk
     return data
+
+
+def _frame(opcode: int, key: bytes, extras: bytes = b"", value: bytes = b"", cas: int = 0) -> bytes:
+    body = extras + key + value
+    return struct.pack(">BBHBBHIIQ", 0x80, opcode, len(key), len(extras), 0, 0, len(body), 0, cas) + body
 
 
 @pytest.fixture
@@ -180,6 +187,52 @@ def test_stats_detail_counts_as_memcached(memcached: int, backend: str) -> None:
     # memcached lists the prefixes in its hash table's order, we in the order they came.
     assert sorted(ours[-1].splitlines()) == sorted(theirs[-1].splitlines())
     assert b"PREFIX user get 2 hit 1 set 2 del 2" in ours[-1]
+
+
+# The binary protocol counts in stats detail as memcached's does: gets (and touch, gat) with
+# their hits, stores (set, add, replace, append, prepend) and deletes (before: none of it).
+DETAIL_BINARY = b"".join(
+    (
+        _frame(0x01, b"bin:1", struct.pack(">II", 0, 0), b"x"),  # set
+        _frame(0x02, b"bin:1", struct.pack(">II", 0, 0), b"x"),  # add, not stored: still a set
+        _frame(0x0E, b"bin:2", b"", b"x"),  # append to nothing: a set
+        _frame(0x00, b"bin:1"),  # get, a hit
+        _frame(0x0C, b"bin:3"),  # getk, a miss
+        _frame(0x1C, b"bin:1", struct.pack(">I", 60)),  # touch, a hit
+        _frame(0x1D, b"bin:9", struct.pack(">I", 60)),  # gat, a miss
+        _frame(0x04, b"bin:1"),  # delete
+        _frame(0x04, b"bin:1"),  # delete, not found: still counted
+        _frame(0x05, b"bin:5", struct.pack(">QQI", 1, 0, 0)),  # increment: not counted
+        _frame(0x00, b"bin:done"),
+    )
+)
+
+
+@needs_memcached
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stats_detail_counts_binary_requests_as_memcached(memcached: int, backend: str) -> None:
+    def dump_of(text_feed: Callable[[bytes], bytes], binary_feed: Callable[[bytes], object]) -> set[bytes]:
+        assert text_feed(b"stats detail on\r\n") == b"OK\r\n"
+        binary_feed(DETAIL_BINARY)
+        return set(text_feed(b"stats detail dump\r\n").splitlines())
+
+    b = BinaryConn(memcached)
+    try:
+        with socket.create_connection(("127.0.0.1", memcached), timeout=10) as t:
+
+            def text(line: bytes) -> bytes:
+                t.sendall(line)
+                return read_until(t, b"END\r\n" if b"dump" in line else b"\r\n")
+
+            theirs = dump_of(text, b.ask)
+    finally:
+        b.close()
+    store = BACKENDS[backend]()
+    ctx = ServerContext(store)
+    ts, bs = Session(store, ctx), Session(store, ctx)
+    ours = dump_of(ts.feed, bs.feed)
+    assert ours == theirs
+    assert b"PREFIX bin get 5 hit 2 set 3 del 2" in ours  # bin:done is the fifth get
 
 
 @needs_memcached
@@ -343,11 +396,6 @@ WATCH_TEXT = (
     b"mg n v t\r\nmg q v\r\nms m 2 T5\r\nab\r\nms m 1 MA\r\nc\r\nms none 1 ME F7\r\nz\r\n"
     b"md m\r\nmd m q\r\nma n\r\nma ctr N0 J5\r\nmn\r\nme n\r\nget __text_done__\r\n"
 )
-
-
-def _frame(opcode: int, key: bytes, extras: bytes = b"", value: bytes = b"", cas: int = 0) -> bytes:
-    body = extras + key + value
-    return struct.pack(">BBHBBHIIQ", 0x80, opcode, len(key), len(extras), 0, 0, len(body), 0, cas) + body
 
 
 WATCH_BINARY = b"".join(

@@ -507,6 +507,8 @@ class Server:
             return
         now = time.monotonic()
         for c in list(self.connections):
+            if c.watching:
+                continue  # memcached spares a watcher (conn_watch): it sends, it never asks
             last = c.last_command_at()
             if last + timeout > now:
                 continue
