@@ -207,11 +207,19 @@ static void unlink_item(store *s, item_ref ref, int reason) {
     s->curr_items--;
     int unfetched = !(it->iflags & ITEM_FETCHED);
     if (reason == UNLINK_DEAD) {
+        uint32_t rc = slabs_report_class(item_size(it));
         s->stats.reclaimed++;
         s->stats.expired_unfetched += unfetched;
+        s->stats.cls_reclaimed[rc]++;
+        s->stats.cls_expired_unfetched[rc] += unfetched;
     } else if (reason == UNLINK_EVICTED) {
+        uint32_t rc = slabs_report_class(item_size(it));
         s->stats.evictions++;
         s->stats.evicted_unfetched += unfetched;
+        s->stats.cls_evicted[rc]++;
+        s->stats.cls_evicted_nonzero[rc] += it->exptime != 0;
+        s->stats.cls_evicted_unfetched[rc] += unfetched;
+        s->stats.cls_evicted_time[rc] = s->now - it->atime;
         if (s->evlog)
             log_eviction(s, it);
     }

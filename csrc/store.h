@@ -95,6 +95,13 @@ typedef struct store_stats {
     uint64_t get_hits, get_misses, get_expired, get_flushed, cmd_get, cmd_set, cmd_touch, cmd_flush;
     uint64_t delete_hits, delete_misses, incr_hits, incr_misses, decr_hits, decr_misses;
     uint64_t cas_hits, cas_misses, cas_badval, touch_hits, touch_misses;
+    /* What freed items, by reported size class (slabs.h; index 0 unused), for `stats items`:
+     * each sums to the total above (cls_evicted to evictions, ...); cls_evicted_time is the
+     * idle age (now - atime) of the class's last evicted item, as memcached's evicted_time. */
+    uint64_t cls_evicted[SLAB_REPORT_CLASSES + 1], cls_evicted_nonzero[SLAB_REPORT_CLASSES + 1];
+    uint64_t cls_evicted_unfetched[SLAB_REPORT_CLASSES + 1];
+    uint64_t cls_reclaimed[SLAB_REPORT_CLASSES + 1], cls_expired_unfetched[SLAB_REPORT_CLASSES + 1];
+    uint32_t cls_evicted_time[SLAB_REPORT_CLASSES + 1];
 } store_stats;
 
 typedef struct pin_entry {

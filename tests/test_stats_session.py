@@ -502,3 +502,38 @@ def test_a_dump_cursor_survives_writes_and_growth(backend: str) -> None:
     assert store.stats()["evictions"] == 0 and store.stats()["hash_power_level"] in (0, 14)
     # Every item there for the whole walk is listed (a deleted one may have been before it went).
     assert {b"old%05d" % i for i in range(3000)} - deleted <= olds
+
+
+def test_stats_items_counts_what_each_class_lost(make_store, clock) -> None:
+    # Per size class, as memcached's stats items: evictions (with a TTL, never fetched, the
+    # last one's idle age) and reclaimed expired items (before: all of them were 0).
+    store = make_store(max_bytes=2 * 1024 * 1024)
+    session = Session(store, ServerContext(store))
+    big = b"v" * 50_000
+    for i in range(100):
+        ttl = 100 if i % 2 == 0 else 0
+        assert session.feed(b"set big%d 0 %d %d\r\n%s\r\n" % (i, ttl, len(big), big)) == b"STORED\r\n"
+    clock.advance(7)
+    assert session.feed(b"set big100 0 0 %d\r\n%s\r\n" % (len(big), big)) == b"STORED\r\n"
+    for i in range(10):
+        assert session.feed(b"set small%d 0 1 1\r\nx\r\n" % i) == b"STORED\r\n"
+    assert session.feed(b"get small0\r\n").startswith(b"VALUE small0")
+    clock.advance(5)
+    assert store.reclaim() >= 10
+    assert session.feed(b"set keep 0 0 1\r\nx\r\n") == b"STORED\r\n"
+
+    reply = session.feed(b"stats items\r\n").decode()
+    items = {k: int(v) for k, v in re.findall(r"STAT items:(\d+:\w+) (\d+)", reply)}
+    totals = {k: int(v) for k, v in re.findall(r"STAT (\w+) (\d+)", session.feed(b"stats\r\n").decode())}
+    evicted = [i for i in range(101) if session.feed(b"mg big%d\r\n" % i) == b"EN\r\n"]
+    assert evicted and totals["evictions"] == len(evicted)
+    assert items["29:evicted"] == len(evicted)
+    assert items["29:evicted_nonzero"] == sum(1 for i in evicted if i % 2 == 0)
+    assert items["29:evicted_unfetched"] == len(evicted)
+    assert items["29:evicted_time"] == 7  # big100 pushed out one set 7 s before
+    assert items["1:reclaimed"] == 10 and items["1:expired_unfetched"] == 9
+    assert items["1:evicted"] == 0 and items["1:number"] == 1
+    assert totals["reclaimed"] == 10
+    session.feed(b"stats reset\r\n")
+    reply = session.feed(b"stats items\r\n").decode()
+    assert "items:29:evicted 0\r\n" in reply and "items:1:reclaimed 0\r\n" in reply

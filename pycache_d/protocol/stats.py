@@ -104,12 +104,24 @@ def _age(store: Any) -> int:
 def items(store: Any) -> list[tuple[str, object]]:
     """Return ``stats items``: one block per size class holding items."""
     age = _age(store)
+    freed = store.class_stats()
     out: list[tuple[str, object]] = []
     for cls, (used, _chunks, _pages, mem) in store.size_classes().items():
         if not used:
-            continue
+            continue  # memcached too shows only the classes that hold items
         values: dict[str, object] = dict.fromkeys(_ITEMS_ORDER, 0)
         values.update(number=used, number_cold=used, age=age, mem_requested=mem)
+        row = freed.get(cls)
+        if row is not None:
+            evicted, nonzero, evicted_time, unfetched, reclaimed, expired_unfetched = row
+            values.update(
+                evicted=evicted,
+                evicted_nonzero=nonzero,
+                evicted_time=evicted_time,
+                evicted_unfetched=unfetched,
+                reclaimed=reclaimed,
+                expired_unfetched=expired_unfetched,
+            )
         out += [(f"items:{cls}:{name}", value) for name, value in values.items()]
     return out
 

@@ -479,6 +479,19 @@ cdef class Store:
         """Zero the counters that memcached's ``stats reset`` clears."""
         store_reset_stats(&self._s)
 
+    def class_stats(self):
+        """What freed items per reported size class, for ``stats items``: ``{class id:
+        (evicted, evicted_nonzero, evicted_time, evicted_unfetched, reclaimed,
+        expired_unfetched)}`` for the classes where any is not 0."""
+        cdef store_stats *st = &self._s.stats
+        out = {}
+        for c in range(1, SLAB_REPORT_CLASSES + 1):
+            row = (st.cls_evicted[c], st.cls_evicted_nonzero[c], st.cls_evicted_time[c],
+                   st.cls_evicted_unfetched[c], st.cls_reclaimed[c], st.cls_expired_unfetched[c])
+            if any(row):
+                out[c] = row
+        return out
+
     def size_classes(self):
         """Return the allocator's use per reported size class (csrc/slabs.h), for ``stats
         slabs`` and ``stats items``: ``{class id: [used chunks, chunks, pages, bytes]}``, the

@@ -82,6 +82,7 @@ from .semantics import (
     U64_MAX,
     WON,
     absolute_expiry,
+    chunk_size,
     counter_bytes,
     is_valid_key,
     parse_counter,
@@ -221,6 +222,8 @@ class Store:
         # EVLOG_SIZE entries until taken, the rest only counted (as csrc/store.h's).
         self._evlog: list[tuple[bytes, int, int, int, int, bool]] | None = None
         self._evlog_dropped = 0
+        # What freed items per reported size class: see class_stats.
+        self._class_stats: dict[int, list[int]] = {}
         self.max_bytes = max_bytes
         self.max_items = max_items
         self.max_item_size = max_item_size
@@ -340,12 +343,21 @@ class Store:
             self._ttl_items -= 1
         if reclaimed or evicted:
             unfetched = not rec[_HSIZE - 1] & FETCHED
+            row = self._class_stats.setdefault(
+                report_class(chunk_size(len(key), len(rec) - _HSIZE, flags)), [0] * 6
+            )
             if reclaimed:
                 self._stats["reclaimed"] += 1
                 self._stats["expired_unfetched"] += unfetched
+                row[4] += 1
+                row[5] += unfetched
             else:
                 self._stats["evictions"] += 1
                 self._stats["evicted_unfetched"] += unfetched
+                row[0] += 1
+                row[1] += exptime != 0
+                row[2] = self._time - _a
+                row[3] += unfetched
                 log = self._evlog
                 if log is not None:
                     if len(log) < EVLOG_SIZE:
@@ -1132,6 +1144,13 @@ class Store:
     def reset_stats(self) -> None:
         """Zero the counters that memcached's ``stats reset`` clears."""
         self._stats = dict.fromkeys(_RESETTABLE, 0)
+        self._class_stats = {}
+
+    def class_stats(self) -> dict[int, tuple[int, int, int, int, int, int]]:
+        """What freed items per reported size class, for ``stats items``: ``{class id:
+        (evicted, evicted_nonzero, evicted_time, evicted_unfetched, reclaimed,
+        expired_unfetched)}`` for the classes where any is not 0."""
+        return {c: (r[0], r[1], r[2], r[3], r[4], r[5]) for c, r in sorted(self._class_stats.items())}
 
     def size_classes(self) -> dict[int, list[int]]:
         """Return what the native allocator would hold per reported size class (see the

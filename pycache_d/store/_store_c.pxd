@@ -77,6 +77,12 @@ cdef extern from "store.h":
         uint64_t get_hits, get_misses, get_expired, get_flushed, cmd_get, cmd_set, cmd_touch, cmd_flush
         uint64_t delete_hits, delete_misses, incr_hits, incr_misses, decr_hits, decr_misses
         uint64_t cas_hits, cas_misses, cas_badval, touch_hits, touch_misses
+        uint64_t cls_evicted[40]
+        uint64_t cls_evicted_nonzero[40]
+        uint64_t cls_evicted_unfetched[40]
+        uint64_t cls_reclaimed[40]
+        uint64_t cls_expired_unfetched[40]
+        uint32_t cls_evicted_time[40]
 
     enum:
         STORE_EVLOG_SIZE
