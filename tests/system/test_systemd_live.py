@@ -390,3 +390,45 @@ def test_a_config_error_at_start_stops_without_restarting(sd: Container, bad: by
         assert not any("Traceback" in m for m in messages), messages
     finally:
         config.write_bytes(shipped)
+
+
+def test_the_auth_file_as_a_credential(sd: Container) -> None:
+    # The unit's documented way to authenticate clients: LoadCredential= in a drop-in, the
+    # config naming $CREDENTIALS_DIRECTORY (the service cannot read /etc/pycache-d/auth itself:
+    # DynamicUser=, and the file is root's, mode 0600).
+    etc = sd.root / "etc" / "pycache-d"
+    config = etc / "pycache-d.toml"
+    shipped = config.read_text()
+    secret = etc / "auth"
+    dropin_dir = sd.root / "etc" / "systemd" / "system" / "pycache-d.service.d"
+    dropin = dropin_dir / "20-test-auth.conf"
+    try:
+        secret.write_text("alice:s3cret\n")
+        secret.chmod(0o600)
+        # Some containers' systemd hands a unit an empty credentials directory (seen in this
+        # harness's namespace container with systemd 252): nothing to test the unit with then.
+        probe = sd.run(
+            "systemd-run", "--wait", "--pipe", "-p", "LoadCredential=probe:/etc/pycache-d/auth",
+            "sh", "-c", 'cat "$CREDENTIALS_DIRECTORY/probe"', timeout=60,
+        )  # fmt: skip
+        if "alice:" not in probe.stdout:
+            pytest.skip(
+                f"this systemd delivers no LoadCredential= file even to a root unit: {probe.stderr!r}"
+            )
+        dropin_dir.mkdir(exist_ok=True)
+        dropin.write_text("[Service]\nLoadCredential=pycache-d-auth:/etc/pycache-d/auth\n")
+        config.write_text(shipped + '\nauth_file = "$CREDENTIALS_DIRECTORY/pycache-d-auth"\n')
+        sd.systemctl("daemon-reload", check=True)
+        start(sd)
+        assert client(sd, b"version\r\n") == b"CLIENT_ERROR unauthenticated\r\n"
+        assert client(sd, b"set auth 0 0 11\r\nalice wrong\r\n") == b"CLIENT_ERROR authentication failure\r\n"
+        reply = client(sd, b"set auth 0 0 12\r\nalice s3cret\r\nset k 0 0 1\r\nx\r\nget k\r\n")
+        assert reply == b"STORED\r\nSTORED\r\nVALUE k 0 1\r\nx\r\nEND\r\n"
+        messages = [e["MESSAGE"] for e in sd.journal("pycache-d.service")]
+        assert not any("s3cret" in m for m in messages), messages
+        assert not any("readable" in m for m in messages), messages  # systemd's copy is private
+    finally:
+        config.write_text(shipped)
+        dropin.unlink(missing_ok=True)
+        secret.unlink(missing_ok=True)
+        sd.systemctl("daemon-reload")
