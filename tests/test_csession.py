@@ -57,8 +57,35 @@ def storage(draw):
     return line + v + draw(st.sampled_from([b"\r\n", b"\r\n", b"\r\n", b"xx", b"\n"]))
 
 
+# mg with the flags the compiled session answers itself, and others it hands over (T, N, u,
+# h, l, b, duplicates, long opaques); items made stale (md I), won (mg W) and stored under a
+# base64 key, so every state bit shows.
+MG_FLAGS = [b"v", b"k", b"f", b"s", b"c", b"t", b"q", b"Oabc", b"O" + b"x" * 31, b"O" + b"x" * 32]
+MG_OTHER = [b"T30", b"N30", b"u", b"h", b"l", b"b", b"vv", b"R30", b"E5", b"x"]
+
+
+@st.composite
+def meta_get(draw):
+    flags = draw(st.lists(st.sampled_from(MG_FLAGS), max_size=6))
+    if draw(st.integers(0, 4)) == 0:
+        flags.insert(draw(st.integers(0, len(flags))), draw(st.sampled_from(MG_OTHER)))
+    return b" ".join([b"mg", draw(key), *flags]) + b"\r\n"
+
+
 command = st.one_of(
     storage(),
+    meta_get(),
+    meta_get(),
+    st.sampled_from(
+        [
+            b"md a I T30\r\n",
+            b"md b I\r\n",
+            b"ms a 3 T100 F5\r\nabc\r\n",
+            b"ms YQ== 2 b\r\nhi\r\n",  # the key "a", stored through base64
+            b"ms big 3000 T0\r\n" + b"y" * 3000 + b"\r\n",
+            b"mg big v s\r\n",
+        ]
+    ),
     st.lists(key, max_size=4).map(lambda ks: b"get " + b" ".join(ks) + b"\r\n"),
     st.lists(key, min_size=1, max_size=3).map(lambda ks: b"gets " + b" ".join(ks) + b"\r\n"),
     st.tuples(key, noreply).map(lambda t: b"delete %s%s\r\n" % t),

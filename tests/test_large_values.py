@@ -262,6 +262,28 @@ def test_pinned_values_of_a_closed_connection_are_unpinned() -> None:
 
 
 @native
+@pytest.mark.parametrize("change", [overwrite, delete, compact], ids=lambda f: f.__name__)
+def test_slow_meta_get_reader_gets_the_original_bytes(change: Callable[[Any, bytes], None]) -> None:
+    # mg's value leaves from the pinned item too (before: mg was answered by the Python
+    # session, which copies the value into its reply).
+    value = pattern(200 * KiB)
+    one = b"VA %d f5 kbig s%d\r\n" % (len(value), len(value)) + value + b"\r\n"
+
+    async def body(srv: Server, store: Any) -> None:
+        assert store.set(b"big", value, 5) == 0
+        reader = await client(srv, rcvbuf=4096)
+        await asyncio.get_running_loop().sock_sendall(reader, b"mg big v f k s\r\nmg big v f k s\r\n")
+        await until(lambda: unsent(srv) > 100 * KiB, "the reply queued on the server's side")
+        assert pinned(store) == 1
+        change(store, b"big")
+        assert await read_exactly(reader, 2 * len(one)) == one * 2
+        await until(lambda: pinned(store) == 0, "the item unpinned once sent")
+        reader.close()
+
+    serve(body, "-m", "8")
+
+
+@native
 def test_multiget_and_binary_get_mix_pinned_and_copied_values() -> None:
     small, large = pattern(100), pattern(50 * KiB, 3)
 

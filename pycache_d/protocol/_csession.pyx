@@ -45,6 +45,7 @@ from . import context as _context
 from . import session as _session
 from .context import ServerContext
 from pycache_d.store.errors import ItemTooLarge, NonNumericValue, OutOfMemory
+from base64 import b64encode as _b64encode
 
 cdef size_t MAX_LINE = _session.MAX_LINE
 cdef size_t REPLY_BUDGET = _session.REPLY_BUDGET
@@ -200,7 +201,10 @@ cdef inline size_t token_end(const char *p, size_t i, size_t end):
 
 
 cdef cmd_kind classify(const char *p, size_t n):
-    if n == 3:
+    if n == 2:
+        if p[0] == 109 and p[1] == 103:  # mg
+            return C_MG
+    elif n == 3:
         if memcmp(p, b"get", 3) == 0:
             return C_GET
         if memcmp(p, b"set", 3) == 0:
@@ -787,6 +791,8 @@ cdef class NativeSession:
             return DELEGATE  # more tokens than any fast command takes
         if kind == C_DELETE:
             return self._delete(tok, tlen, ntok, next_pos)
+        if kind == C_MG:
+            return self._mg(tok, tlen, ntok, next_pos)
         if kind == C_INCR or kind == C_DECR:
             return self._arith(tok, tlen, ntok, kind == C_INCR, next_pos)
         if kind == C_OTHER:
@@ -834,6 +840,116 @@ cdef class NativeSession:
                     break
             k = skip_spaces(p, j, lend)
         buf_put(out, b"END\r\n", 5)
+        return <Py_ssize_t>next_pos
+
+    cdef Py_ssize_t _mg(self, const char **tok, size_t *tlen, size_t ntok, size_t next_pos) except? -3:
+        """mg whose flags are among v, k, f, s, c, t, q and O, each once (meta.py's _mg is the
+        definition; anything else goes to it): a large value leaves from the item, as get's."""
+        cdef size_t i
+        cdef char o
+        cdef uint32_t seen = 0, bit
+        cdef item *it
+        cdef item_state before
+        cdef buffer *out = self.out
+        cdef uint8_t bits
+        cdef int64_t left
+        cdef bytes shown
+        cdef bint won
+        if ntok < 2 or not plain_key(tok[1], tlen[1]):
+            return DELEGATE
+        for i in range(2, ntok):
+            o = tok[i][0]
+            if o == 79:  # O: echoed whole, up to meta.py's _MAX_OPAQUE bytes with its O
+                if tlen[i] > 32:
+                    return DELEGATE
+                bit = 1
+            elif tlen[i] != 1:
+                return DELEGATE
+            elif o == 118:  # v
+                bit = 2
+            elif o == 107:  # k
+                bit = 4
+            elif o == 102:  # f
+                bit = 8
+            elif o == 115:  # s
+                bit = 16
+            elif o == 99:  # c
+                bit = 32
+            elif o == 116:  # t
+                bit = 64
+            elif o == 113:  # q
+                bit = 128
+            else:
+                return DELEGATE
+            if seen & bit:
+                return DELEGATE  # the Python session names the error
+            seen |= bit
+        it = store_meta_get(self.s, tok[1], tlen[1], 0, 0, 1, 0, 0, &before)
+        if it == NULL:
+            if not seen & 128:
+                buf_put(out, b"EN", 2)
+                for i in range(2, ntok):
+                    if tok[i][0] == 79:
+                        buf_put(out, b" ", 1)
+                        buf_put(out, tok[i], tlen[i])
+                    elif tok[i][0] == 107:
+                        buf_put(out, b" k", 2)
+                        buf_put(out, tok[1], tlen[1])
+                buf_put(out, b"\r\n", 2)
+            return <Py_ssize_t>next_pos
+        bits = before.state
+        if seen & 2:
+            buf_put(out, b"VA ", 3)
+            buf_u64(out, it.nbytes)
+        else:
+            buf_put(out, b"HD", 2)
+        for i in range(2, ntok):
+            o = tok[i][0]
+            if o == 115:
+                buf_put(out, b" s", 2)
+                buf_u64(out, it.nbytes)
+            elif o == 116:
+                buf_put(out, b" t", 2)
+                if before.exptime == 0:
+                    buf_put(out, b"-1", 2)
+                else:
+                    left = <int64_t>before.exptime - <int64_t>self.s.now
+                    if left < 0:
+                        buf_put(out, b"-1", 2)
+                    else:
+                        buf_u64(out, <uint64_t>left)
+            elif o == 99:
+                buf_put(out, b" c", 2)
+                buf_u64(out, it.cas)
+            elif o == 102:
+                buf_put(out, b" f", 2)
+                buf_u64(out, item_flags(it))
+            elif o == 79:
+                buf_put(out, b" ", 1)
+                buf_put(out, tok[i], tlen[i])
+            elif o == 107:
+                buf_put(out, b" k", 2)
+                if bits & ITEM_KEY_BINARY:  # stored under a base64 key: shown so (meta.py)
+                    shown = _b64encode(PyBytes_FromStringAndSize(tok[1], tlen[1]))
+                    buf_put(out, PyBytes_AS_STRING(shown), <size_t>PyBytes_GET_SIZE(shown))
+                    buf_put(out, b" b", 2)
+                else:
+                    buf_put(out, tok[1], tlen[1])
+        if bits & ITEM_TOKEN_SENT:
+            buf_put(out, b" Z", 2)
+        if bits & ITEM_STALE:
+            buf_put(out, b" X", 2)
+        # A stale item's first reader wins the recache (no R or N here to win it otherwise).
+        won = (bits & ITEM_STALE) != 0 and (bits & ITEM_TOKEN_SENT) == 0
+        if won:
+            buf_put(out, b" W", 2)
+        buf_put(out, b"\r\n", 2)
+        if seen & 2:
+            self._value(it)
+            buf_put(out, b"\r\n", 2)
+        if won:
+            # NOTE: after the value is taken: marking may compact, and move a small item.
+            store_mark(self.s, tok[1], tlen[1], ITEM_TOKEN_SENT, 0, 0, 0)
         return <Py_ssize_t>next_pos
 
     cdef Py_ssize_t _storage(self, cmd_kind kind, const char **tok, size_t *tlen, size_t ntok,

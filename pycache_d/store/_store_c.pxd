@@ -6,6 +6,9 @@ cdef extern from "item.h":
     ctypedef uint32_t item_ref
 
     int ITEM_STATE_BITS
+    int ITEM_TOKEN_SENT
+    int ITEM_STALE
+    int ITEM_KEY_BINARY
 
     ctypedef struct item:
         item_ref h_next
