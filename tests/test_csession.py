@@ -72,10 +72,26 @@ def meta_get(draw):
     return b" ".join([b"mg", draw(key), *flags]) + b"\r\n"
 
 
+MS_FLAGS = [b"T100", b"T0", b"F5", b"F4294967295", b"q", b"k", b"c", b"Oab", b"O" + b"y" * 32]
+MS_OTHER = [b"T-1", b"T", b"F", b"MA", b"ME", b"C1", b"I", b"b", b"x", b"+5"]
+
+
+@st.composite
+def meta_set(draw):
+    flags = draw(st.lists(st.sampled_from(MS_FLAGS), max_size=5))
+    if draw(st.integers(0, 4)) == 0:
+        flags.insert(draw(st.integers(0, len(flags))), draw(st.sampled_from(MS_OTHER)))
+    v = draw(value)
+    length = len(v) if draw(st.integers(0, 9)) else len(v) + draw(st.sampled_from([-1, 1]))
+    head = b" ".join([b"ms", draw(key), b"%d" % max(length, 0), *flags]) + b"\r\n"
+    return head + v + draw(st.sampled_from([b"\r\n", b"\r\n", b"\r\n", b"xx"]))
+
+
 command = st.one_of(
     storage(),
     meta_get(),
     meta_get(),
+    meta_set(),
     st.sampled_from(
         [
             b"md a I T30\r\n",

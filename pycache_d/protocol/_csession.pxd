@@ -13,7 +13,7 @@ cdef struct buffer:
 
 
 cdef enum cmd_kind:
-    C_GET, C_GETS, C_SET, C_ADD, C_REPLACE, C_APPEND, C_PREPEND, C_CAS, C_DELETE, C_INCR, C_DECR, C_MG, C_OTHER
+    C_GET, C_GETS, C_SET, C_ADD, C_REPLACE, C_APPEND, C_PREPEND, C_CAS, C_DELETE, C_INCR, C_DECR, C_MG, C_MS, C_OTHER
 
 
 cdef class NativeSession:
@@ -63,6 +63,8 @@ cdef class NativeSession:
     cdef Py_ssize_t _get(self, const char *p, size_t i, size_t lend, bint with_cas,
                          size_t next_pos) except? -3
     cdef Py_ssize_t _mg(self, const char **tok, size_t *tlen, size_t ntok, size_t next_pos) except? -3
+    cdef Py_ssize_t _ms(self, const char **tok, size_t *tlen, size_t ntok, const char *p,
+                        size_t next_pos, size_t n) except? -3
     cdef Py_ssize_t _storage(self, cmd_kind kind, const char **tok, size_t *tlen, size_t ntok,
                              const char *p, size_t next_pos, size_t n) except? -3
     cdef int _reply(self, int rc) except -1

@@ -204,6 +204,8 @@ cdef cmd_kind classify(const char *p, size_t n):
     if n == 2:
         if p[0] == 109 and p[1] == 103:  # mg
             return C_MG
+        if p[0] == 109 and p[1] == 115:  # ms
+            return C_MS
     elif n == 3:
         if memcmp(p, b"get", 3) == 0:
             return C_GET
@@ -793,6 +795,8 @@ cdef class NativeSession:
             return self._delete(tok, tlen, ntok, next_pos)
         if kind == C_MG:
             return self._mg(tok, tlen, ntok, next_pos)
+        if kind == C_MS:
+            return self._ms(tok, tlen, ntok, p, next_pos, n)
         if kind == C_INCR or kind == C_DECR:
             return self._arith(tok, tlen, ntok, kind == C_INCR, next_pos)
         if kind == C_OTHER:
@@ -951,6 +955,83 @@ cdef class NativeSession:
             # NOTE: after the value is taken: marking may compact, and move a small item.
             store_mark(self.s, tok[1], tlen[1], ITEM_TOKEN_SENT, 0, 0, 0)
         return <Py_ssize_t>next_pos
+
+    cdef Py_ssize_t _ms(self, const char **tok, size_t *tlen, size_t ntok, const char *p,
+                        size_t next_pos, size_t n) except? -3:
+        """ms in set mode whose flags are among T, F, q, k, c and O, each once, with plain
+        numbers (meta.py's _ms is the definition; anything else goes to it): its data block is
+        kept as a set's is and copied once, into the item."""
+        cdef size_t i
+        cdef char o
+        cdef uint32_t seen = 0, bit
+        cdef uint64_t vlen, flags = 0, exptime = 0, cas = 0
+        cdef int rc
+        cdef bytes line
+        if ntok < 3 or not plain_key(tok[1], tlen[1]) or not plain_number(tok[2], tlen[2], 9, &vlen):
+            return DELEGATE
+        for i in range(3, ntok):
+            o = tok[i][0]
+            if o == 84:  # T
+                bit = 1
+                if not plain_number(tok[i] + 1, tlen[i] - 1, 9, &exptime):
+                    return DELEGATE
+            elif o == 70:  # F
+                bit = 2
+                if not plain_number(tok[i] + 1, tlen[i] - 1, 9, &flags):
+                    return DELEGATE
+            elif o == 79:  # O, up to meta.py's _MAX_OPAQUE bytes with its O
+                bit = 4
+                if tlen[i] > 32:
+                    return DELEGATE
+            elif tlen[i] != 1:
+                return DELEGATE
+            elif o == 113:  # q
+                bit = 8
+            elif o == 107:  # k
+                bit = 16
+            elif o == 99:  # c
+                bit = 32
+            else:
+                return DELEGATE
+            if seen & bit:
+                return DELEGATE
+            seen |= bit
+        if tlen[1] + vlen + STORE_ITEM_OVERHEAD > self.s.max_item_size:
+            return DELEGATE  # the Python session swallows the block as it streams in
+        if n - next_pos < vlen + 2:
+            self.want_end = next_pos + vlen + 2
+            return NEED_MORE
+        if p[next_pos + vlen] != 13 or p[next_pos + vlen + 1] != 10:
+            return DELEGATE  # bad data chunk
+        rc = store_meta_update(self.s, STORE_SET, tok[1], tlen[1], p + next_pos, vlen, <uint32_t>flags,
+                               <int64_t>exptime, 0, 0, 0, &cas)
+        if rc < 0:
+            line = self._count_error(rc)
+            buf_put(self.out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
+            return <Py_ssize_t>(next_pos + vlen + 2)
+        if rc == STORE_STORED and seen & 8:
+            return <Py_ssize_t>(next_pos + vlen + 2)
+        if rc == STORE_STORED:
+            buf_put(self.out, b"HD", 2)
+        elif rc == STORE_NOT_STORED:
+            buf_put(self.out, b"NS", 2)
+        elif rc == STORE_EXISTS:
+            buf_put(self.out, b"EX", 2)
+        else:
+            buf_put(self.out, b"NF", 2)
+        for i in range(3, ntok):
+            o = tok[i][0]
+            if o == 79:
+                buf_put(self.out, b" ", 1)
+                buf_put(self.out, tok[i], tlen[i])
+            elif o == 107:
+                buf_put(self.out, b" k", 2)
+                buf_put(self.out, tok[1], tlen[1])
+            elif o == 99:
+                buf_put(self.out, b" c", 2)
+                buf_u64(self.out, cas if rc == STORE_STORED else 0)
+        buf_put(self.out, b"\r\n", 2)
+        return <Py_ssize_t>(next_pos + vlen + 2)
 
     cdef Py_ssize_t _storage(self, cmd_kind kind, const char **tok, size_t *tlen, size_t ntok,
                              const char *p, size_t next_pos, size_t n) except? -3:
