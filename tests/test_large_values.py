@@ -328,17 +328,22 @@ def new_session(backend: str) -> Any:
     return Session(store), store
 
 
-@pytest.mark.parametrize("backend", session_cases())
-def test_large_set_split_at_many_boundaries_stores_exactly(backend: str) -> None:
-    value = pattern(90 * KiB, 1)
-    request_bytes = b"set key 3 0 %d\r\n%s\r\nget key\r\n" % (len(value), value)
+def cuts_through(request_bytes: bytes) -> list[int]:
+    """Where to split a storage request: every byte around its command line, every 4 KiB or so
+    through its block, and every byte of its end."""
     line = request_bytes.index(b"\n") + 1
-    cuts = sorted(
+    return sorted(
         set(range(1, line + 3))
         | set(range(line + 3, len(request_bytes), 4093))
         | set(range(len(request_bytes) - 16, len(request_bytes)))
     )
-    for cut in cuts:
+
+
+@pytest.mark.parametrize("backend", session_cases())
+def test_large_set_split_at_many_boundaries_stores_exactly(backend: str) -> None:
+    value = pattern(90 * KiB, 1)
+    request_bytes = b"set key 3 0 %d\r\n%s\r\nget key\r\n" % (len(value), value)
+    for cut in cuts_through(request_bytes):
         session, store = new_session(backend)
         reply = session.feed(request_bytes[:cut]) + session.feed(request_bytes[cut:])
         assert reply == b"STORED\r\n" + value_reply(b"key", value, 3), cut
@@ -361,14 +366,8 @@ def test_large_meta_set_split_at_many_boundaries_stores_exactly(backend: str) ->
     # item), and mg answers from the item: the same bytes whatever the split.
     value = pattern(90 * KiB, 2)
     request_bytes = b"ms key %d T0 F3 c\r\n%s\r\nmg key v f s\r\n" % (len(value), value)
-    line = request_bytes.index(b"\n") + 1
-    cuts = sorted(
-        set(range(1, line + 3))
-        | set(range(line + 3, len(request_bytes), 4093))
-        | set(range(len(request_bytes) - 16, len(request_bytes)))
-    )
     expected_tail = b"VA %d f3 s%d\r\n" % (len(value), len(value)) + value + b"\r\n"
-    for cut in cuts:
+    for cut in cuts_through(request_bytes):
         session, store = new_session(backend)
         reply = session.feed(request_bytes[:cut]) + session.feed(request_bytes[cut:])
         assert reply.startswith(b"HD c") and reply.endswith(expected_tail), cut

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -66,23 +67,35 @@ def exchange(port: int, lines: list[bytes]) -> list[bytes]:
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     try:
         for line in lines:
-            if _alone(line):
-                with socket.create_connection(("127.0.0.1", port), timeout=10) as d:
-                    d.sendall(line)
-                    reply = d.recv(65536)
-                    while not reply.endswith(b"\r\n") or (
-                        reply.startswith(b"key=") and not reply.endswith(b"END\r\n")
-                    ):
-                        chunk = d.recv(65536)
-                        assert chunk, reply
-                        reply += chunk
-                out.append(reply)
-                continue
-            s.sendall(line + b"mn\r\n")
-            out.append(read_until(s, b"MN\r\n")[:-4])
+            # memcached's crawler thread may still be ending the previous dump: its BUSY to
+            # an lru_crawler command is timing, not an answer (ours never is), so ask again
+            # within a generous deadline.
+            deadline = time.monotonic() + 30
+            while True:
+                if _alone(line):
+                    reply = _dump_reply(port, line)
+                else:
+                    s.sendall(line + b"mn\r\n")
+                    reply = read_until(s, b"MN\r\n")[:-4]
+                retry = line.startswith(b"lru_crawler") and reply.startswith(b"BUSY")
+                if not retry or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            out.append(reply)
     finally:
         s.close()
     return out
+
+
+def _dump_reply(port: int, line: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as d:
+        d.sendall(line)
+        reply = d.recv(65536)
+        while not reply.endswith(b"\r\n") or (reply.startswith(b"key=") and not reply.endswith(b"END\r\n")):
+            chunk = d.recv(65536)
+            assert chunk, reply
+            reply += chunk
+    return reply
 
 
 def session_exchange(backend: str, lines: list[bytes]) -> list[bytes]:

@@ -235,6 +235,64 @@ cdef cmd_kind classify(const char *p, size_t n):
     return C_OTHER
 
 
+# The meta flags the compiled mg and ms answer themselves, as bits of meta_flags()'s result.
+cdef enum:
+    MF_O = 1 << 0   # opaque, echoed whole
+    MF_V = 1 << 1
+    MF_K = 1 << 2
+    MF_F = 1 << 3   # mg: return the client flags
+    MF_S = 1 << 4
+    MF_C = 1 << 5
+    MF_LT = 1 << 6  # mg: t, the TTL left
+    MF_Q = 1 << 7
+    MF_T = 1 << 8   # ms: T<seconds>
+    MF_FN = 1 << 9  # ms: F<client flags>
+
+
+cdef inline uint32_t meta_flag(char o, bint with_arg) noexcept:
+    """The bit of one meta flag the fast paths know (with_arg: the token has more than the
+    letter), or 0."""
+    if with_arg:
+        return MF_O if o == 79 else MF_T if o == 84 else MF_FN if o == 70 else 0
+    if o == 118:
+        return MF_V
+    if o == 107:
+        return MF_K
+    if o == 102:
+        return MF_F
+    if o == 115:
+        return MF_S
+    if o == 99:
+        return MF_C
+    if o == 116:
+        return MF_LT
+    if o == 113:
+        return MF_Q
+    return MF_O if o == 79 else 0
+
+
+cdef int64_t meta_flags(const char **tok, size_t *tlen, size_t start, size_t ntok, uint32_t allowed,
+                        uint64_t *ttl, uint64_t *client_flags) noexcept:
+    """The flags tok[start:ntok] of an mg or ms, as MF_* bits, if each is among ``allowed``,
+    comes once and is well-formed for the fast path (an O token of at most meta.py's
+    _MAX_OPAQUE bytes, T and F with plain numbers); else -1, and meta.py decides (and names
+    any error). T's and F's numbers go to ``ttl`` and ``client_flags``."""
+    cdef uint32_t seen = 0, bit
+    cdef size_t i
+    for i in range(start, ntok):
+        bit = meta_flag(tok[i][0], tlen[i] > 1) & allowed
+        if bit == 0 or seen & bit:
+            return -1
+        if bit == MF_O and tlen[i] > 32:
+            return -1
+        if bit == MF_T and not plain_number(tok[i] + 1, tlen[i] - 1, 9, ttl):
+            return -1
+        if bit == MF_FN and not plain_number(tok[i] + 1, tlen[i] - 1, 9, client_flags):
+            return -1
+        seen |= bit
+    return seen
+
+
 cdef tuple STORE_REPLIES = ()  # Result -> reply line, filled in at import
 
 # -- the binary protocol's hot requests (binary.py is the specification) ------------------------
@@ -851,7 +909,8 @@ cdef class NativeSession:
         definition; anything else goes to it): a large value leaves from the item, as get's."""
         cdef size_t i
         cdef char o
-        cdef uint32_t seen = 0, bit
+        cdef int64_t seen
+        cdef uint64_t unused
         cdef item *it
         cdef item_state before
         cdef buffer *out = self.out
@@ -861,36 +920,13 @@ cdef class NativeSession:
         cdef bint won
         if ntok < 2 or not plain_key(tok[1], tlen[1]):
             return DELEGATE
-        for i in range(2, ntok):
-            o = tok[i][0]
-            if o == 79:  # O: echoed whole, up to meta.py's _MAX_OPAQUE bytes with its O
-                if tlen[i] > 32:
-                    return DELEGATE
-                bit = 1
-            elif tlen[i] != 1:
-                return DELEGATE
-            elif o == 118:  # v
-                bit = 2
-            elif o == 107:  # k
-                bit = 4
-            elif o == 102:  # f
-                bit = 8
-            elif o == 115:  # s
-                bit = 16
-            elif o == 99:  # c
-                bit = 32
-            elif o == 116:  # t
-                bit = 64
-            elif o == 113:  # q
-                bit = 128
-            else:
-                return DELEGATE
-            if seen & bit:
-                return DELEGATE  # the Python session names the error
-            seen |= bit
+        seen = meta_flags(tok, tlen, 2, ntok, MF_O | MF_V | MF_K | MF_F | MF_S | MF_C | MF_LT | MF_Q,
+                          &unused, &unused)
+        if seen < 0:
+            return DELEGATE
         it = store_meta_get(self.s, tok[1], tlen[1], 0, 0, 1, 0, 0, &before)
         if it == NULL:
-            if not seen & 128:
+            if not seen & MF_Q:
                 buf_put(out, b"EN", 2)
                 for i in range(2, ntok):
                     if tok[i][0] == 79:
@@ -902,7 +938,7 @@ cdef class NativeSession:
                 buf_put(out, b"\r\n", 2)
             return <Py_ssize_t>next_pos
         bits = before.state
-        if seen & 2:
+        if seen & MF_V:
             buf_put(out, b"VA ", 3)
             buf_u64(out, it.nbytes)
         else:
@@ -948,7 +984,7 @@ cdef class NativeSession:
         if won:
             buf_put(out, b" W", 2)
         buf_put(out, b"\r\n", 2)
-        if seen & 2:
+        if seen & MF_V:
             self._value(it)
             buf_put(out, b"\r\n", 2)
         if won:
@@ -963,39 +999,15 @@ cdef class NativeSession:
         kept as a set's is and copied once, into the item."""
         cdef size_t i
         cdef char o
-        cdef uint32_t seen = 0, bit
+        cdef int64_t seen
         cdef uint64_t vlen, flags = 0, exptime = 0, cas = 0
         cdef int rc
         cdef bytes line
         if ntok < 3 or not plain_key(tok[1], tlen[1]) or not plain_number(tok[2], tlen[2], 9, &vlen):
             return DELEGATE
-        for i in range(3, ntok):
-            o = tok[i][0]
-            if o == 84:  # T
-                bit = 1
-                if not plain_number(tok[i] + 1, tlen[i] - 1, 9, &exptime):
-                    return DELEGATE
-            elif o == 70:  # F
-                bit = 2
-                if not plain_number(tok[i] + 1, tlen[i] - 1, 9, &flags):
-                    return DELEGATE
-            elif o == 79:  # O, up to meta.py's _MAX_OPAQUE bytes with its O
-                bit = 4
-                if tlen[i] > 32:
-                    return DELEGATE
-            elif tlen[i] != 1:
-                return DELEGATE
-            elif o == 113:  # q
-                bit = 8
-            elif o == 107:  # k
-                bit = 16
-            elif o == 99:  # c
-                bit = 32
-            else:
-                return DELEGATE
-            if seen & bit:
-                return DELEGATE
-            seen |= bit
+        seen = meta_flags(tok, tlen, 3, ntok, MF_T | MF_FN | MF_O | MF_Q | MF_K | MF_C, &exptime, &flags)
+        if seen < 0:
+            return DELEGATE
         if tlen[1] + vlen + STORE_ITEM_OVERHEAD > self.s.max_item_size:
             return DELEGATE  # the Python session swallows the block as it streams in
         if n - next_pos < vlen + 2:
@@ -1009,7 +1021,7 @@ cdef class NativeSession:
             line = self._count_error(rc)
             buf_put(self.out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
             return <Py_ssize_t>(next_pos + vlen + 2)
-        if rc == STORE_STORED and seen & 8:
+        if rc == STORE_STORED and seen & MF_Q:
             return <Py_ssize_t>(next_pos + vlen + 2)
         if rc == STORE_STORED:
             buf_put(self.out, b"HD", 2)

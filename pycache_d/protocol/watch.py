@@ -294,19 +294,15 @@ def _endpoint(peer: Any) -> tuple[bytes, int, int]:
 
 def conn_new(ctx: Any, peer: Any, cfd: int) -> None:
     """Report an accepted connection to the watchers of connevents."""
-    if not wants(ctx, CONNEVENTS):
-        return
-    rip, rport, transport = _endpoint(peer)
-    _push(
-        ctx,
-        CONNEVENTS,
-        _head()
-        + b"type=conn_new rip=%s rport=%d transport=%s cfd=%d\n" % (rip, rport, _TRANSPORTS[transport], cfd),
-    )
+    _conn_event(ctx, b"conn_new", peer, b"", cfd)
 
 
 def conn_close(ctx: Any, peer: Any, reason: int, cfd: int) -> None:
-    """Report a closed connection to the watchers of connevents."""
+    """Report a closed connection (``reason``: REASON_*) to the watchers of connevents."""
+    _conn_event(ctx, b"conn_close", peer, b" reason=" + _REASONS[reason], cfd)
+
+
+def _conn_event(ctx: Any, kind: bytes, peer: Any, reason: bytes, cfd: int) -> None:
     if not wants(ctx, CONNEVENTS):
         return
     rip, rport, transport = _endpoint(peer)
@@ -314,8 +310,8 @@ def conn_close(ctx: Any, peer: Any, reason: int, cfd: int) -> None:
         ctx,
         CONNEVENTS,
         _head()
-        + b"type=conn_close rip=%s rport=%d transport=%s reason=%s cfd=%d\n"
-        % (rip, rport, _TRANSPORTS[transport], _REASONS[reason], cfd),
+        + b"type=%s rip=%s rport=%d transport=%s%s cfd=%d\n"
+        % (kind, rip, rport, _TRANSPORTS[transport], reason, cfd),
     )
 
 
