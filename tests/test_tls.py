@@ -429,8 +429,11 @@ def test_stalled_handshakes_count_against_the_limit_and_end_at_the_deadline(
     try:
         holder.settimeout(10)
         holder.connect(str(admin))
-        # With the stats connection, the limit: counted while still in their handshake.
-        st = stats_on(holder)
+        # With the stats connection, the limit: counted while still in their handshake (once
+        # the daemon has accepted them all: connect() returns when the kernel queued one).
+        deadline = time.monotonic() + 60
+        while (st := stats_on(holder))["total_connections"] != "201" and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert (st["curr_connections"], st["total_connections"]) == ("201", "201")
         # memcached's treatment past the limit: plain text, before any TLS.
         for s in silent_clients(port, 50):
