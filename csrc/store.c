@@ -192,6 +192,7 @@ static void log_eviction(store *s, const item *it) {
     e->flags = item_flags(it);
     e->exptime = it->exptime;
     e->atime = it->atime;
+    e->at = s->now;
     e->nkey = it->nkey;
     e->fetched = (it->iflags & ITEM_FETCHED) != 0;
     memcpy(e->key, item_key(it), it->nkey);

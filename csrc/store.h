@@ -114,6 +114,7 @@ typedef struct pin_entry {
 #define STORE_EVLOG_SIZE 1024
 typedef struct store_evicted {
     uint32_t nbytes, flags, exptime, atime; /* the item's, exptime/atime on the store clock */
+    uint32_t at;                            /* the store clock when it was evicted */
     uint8_t nkey, fetched;
     char key[STORE_MAX_KEY];
 } store_evicted;

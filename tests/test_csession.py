@@ -23,6 +23,10 @@ if os.environ.get("PYCACHE_D_NO_EXTENSIONS"):
 
 from pycache_d.protocol._csession import NativeSession  # noqa: E402
 
+# Between the commands around it, each session's clock moves on 7 s (TTLs run out, t shrinks).
+TICK = b"<tick>"
+
+
 KEYS = [b"a", b"b", b"ctr", b"k" * 250, b"k" * 251, b"tab\tkey", b"\xc3\xa9"]
 key = st.sampled_from(KEYS)
 value = st.binary(max_size=24)
@@ -88,6 +92,7 @@ def meta_set(draw):
 
 
 command = st.one_of(
+    st.just(TICK),
     storage(),
     meta_get(),
     meta_get(),
@@ -129,6 +134,22 @@ command = st.one_of(
 )
 
 
+def run_ticking(session, clock, commands: list[bytes], cuts: list[int]) -> bytes:
+    """run() over the commands, the clock moved on at every TICK (cuts fall within each part)."""
+    out, part = [], []
+    for c in [*commands, TICK]:
+        if c != TICK:
+            part.append(c)
+            continue
+        stream = b"".join(part)
+        out.append(run(session, stream, [cut for cut in cuts if cut < len(stream)]))
+        part = []
+        clock.advance(7)
+        if session.closing:
+            break
+    return b"".join(out)
+
+
 def run(session, stream: bytes, cuts: list[int]) -> bytes:
     out = []
     start = 0
@@ -144,10 +165,10 @@ def run(session, stream: bytes, cuts: list[int]) -> bytes:
     return b"".join(out)
 
 
-def pair(clock):
+def pair(clock, fast_clock=None):
     store_cls = backend_class("native")
-    make = lambda: store_cls(6000, max_item_size=2048, clock=clock)  # noqa: E731
-    return Session(make()), NativeSession(make())
+    slow = Session(store_cls(6000, max_item_size=2048, clock=clock))
+    return slow, NativeSession(store_cls(6000, max_item_size=2048, clock=fast_clock or clock))
 
 
 # "stats" output carries a process id and times, and the session's own counters; compare what
@@ -162,12 +183,12 @@ def normalise(reply: bytes) -> bytes:
     cuts=st.lists(st.integers(0, 4000), max_size=8),
 )
 def test_compiled_session_matches_python_session(commands, cuts):
-    clock = FakeClock()
-    slow, fast = pair(clock)
-    stream = b"".join(commands)
-    expected = run(slow, stream, [])
-    got = run(fast, stream, cuts)
+    slow_clock, fast_clock = FakeClock(), FakeClock()
+    slow, fast = pair(slow_clock, fast_clock)
+    expected = run_ticking(slow, slow_clock, commands, [])
+    got = run_ticking(fast, fast_clock, commands, cuts)
     assert normalise(got) == normalise(expected)
+    assert fast.ctx.counters == slow.ctx.counters  # store_too_large, store_no_memory, ...
     assert fast.closing == slow.closing
     assert fast.commands == slow.commands  # what --idle-timeout counts idleness from
     assert list(fast.store.items()) == list(slow.store.items())

@@ -767,36 +767,77 @@ def test_watch_evictions_and_connections_match_memcached_s(
     _check_evictions_and_connections(memcached_factory("-m", "2"))
 
 
-def test_watch_reports_idle_and_error_closes(daemon_factory: Factory, daemon_backend: str) -> None:
+def _watch_until(w: socket.socket, got: bytes, needle: bytes) -> bytes:
+    while needle not in got:
+        chunk = w.recv(65536)
+        assert chunk, got
+        got += chunk
+    return got
+
+
+def test_watch_reports_an_idle_close(daemon_factory: Factory, daemon_backend: str) -> None:
     d = daemon_factory("--idle-timeout", "1", backend=daemon_backend)
     with d.connect(timeout=60) as w:
         w.sendall(b"watch connevents\r\n")
         assert read_until(w, b"\r\n") == b"OK\r\n"
-        idle = d.connect(timeout=60)
-        port = idle.getsockname()[1]
+        # the watcher itself is never idle-kicked: memcached spares it too (it is in conn_watch)
+        with d.connect(timeout=60) as idle:
+            port = idle.getsockname()[1]
+            _watch_until(w, b"", b"rport=%d transport=tcp reason=idle_timeout" % port)
+
+
+CLOSE_REASONS = {
+    "quit": b"normal",
+    "binary quit": b"normal",
+    "line too long": b"error",
+    "bad magic": b"error",
+    "reset": b"error",
+}
+
+
+def test_watch_tells_a_quit_from_a_protocol_error_and_a_reset(
+    daemon_factory: Factory, daemon_backend: str
+) -> None:
+    # before: every close said reason=normal
+    assert _close_reasons(daemon_factory(backend=daemon_backend)) == CLOSE_REASONS
+
+
+@needs_memcached
+def test_watch_close_reasons_are_memcached_s(memcached_factory: Callable[..., Memcached]) -> None:
+    assert _close_reasons(memcached_factory()) == CLOSE_REASONS
+
+
+def _close_reasons(d: Server) -> dict[str, bytes]:
+    with d.connect(timeout=60) as w:
+        w.sendall(b"watch connevents\r\n")
+        assert read_until(w, b"\r\n") == b"OK\r\n"
         got = b""
-        # the watcher is never idle-kicked: memcached spares it too (it is in conn_watch)
-        while b"rport=%d transport=tcp reason=idle_timeout" % port not in got:
-            chunk = w.recv(65536)
-            assert chunk, got
-            got += chunk
-        idle.close()
-        rude = d.connect(timeout=60)
-        port = rude.getsockname()[1]
-        while b"type=conn_new rip=127.0.0.1 rport=%d " % port not in got:  # accepted: now reset it
-            chunk = w.recv(65536)
-            assert chunk, got
-            got += chunk
-        rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        rude.sendall(b"get a")
-        rude.close()  # a reset
-        while b"rport=%d transport=tcp reason=" % port not in got:
-            chunk = w.recv(65536)
-            assert chunk, got
-            got += chunk
-    assert re.search(
-        rb"type=conn_close rip=127\.0\.0\.1 rport=%d transport=tcp reason=error cfd=\d+\n" % port, got
-    )
+        reasons = {}
+        for name, send in (
+            ("quit", b"version\r\nquit\r\n"),
+            ("binary quit", bytes([0x80, 0x07]) + bytes(22)),
+            ("line too long", b"x" * 5000),  # no newline in 2048 bytes: memcached closes
+            ("bad magic", bytes([0x80, 0x0A]) + bytes(22) + bytes([0x81]) + bytes(23)),
+            ("reset", b"get a"),
+        ):
+            c = d.connect(timeout=60)
+            port = c.getsockname()[1]
+            got = _watch_until(w, got, b"type=conn_new rip=127.0.0.1 rport=%d " % port)
+            if name == "reset":
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                c.sendall(send)
+                c.close()
+            else:
+                c.sendall(send)
+                read_until(c, None)  # the daemon closes it
+                c.close()
+            got = _watch_until(w, got, b"rport=%d transport=tcp reason=" % port)
+            m = re.search(
+                rb"type=conn_close rip=127\.0\.0\.1 rport=%d transport=tcp reason=(\w+) cfd=\d+\n" % port, got
+            )
+            assert m, got
+            reasons[name] = m.group(1)
+    return reasons
 
 
 def test_watch_reports_skipped_lines_when_its_client_is_slow(

@@ -539,6 +539,9 @@ class Server:
         while True:
             try:
                 freed = self.store.reclaim(RECLAIM_SLICE)
+                if self.ctx.watchers:
+                    # what a lowered limit evicted here, or a client's command since the last look
+                    watch.evictions(self.ctx, self.store)
             except Exception:  # a store bug must not silently end reclaiming for good
                 log.exception("reclaim failed; retrying in 1 s")
                 await asyncio.sleep(1.0)

@@ -145,7 +145,7 @@ cdef class ConnectionBase:
             self._lines = self.max_lines  # what _learn() makes of small replies
         closing = (<NativeSession>session)._closing if native else session.closing
         if closing:
-            self.close()
+            self.close_for_session()
         elif (n >= REPLY_BUDGET or not native or (<NativeSession>session).slow_active) and session.more:
             # PERF: a large reply, or a Python session's (a dump goes a slice at a time).
             self._continue_later()

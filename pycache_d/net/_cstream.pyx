@@ -493,6 +493,9 @@ cdef class StreamTransport:
         self.wbuf = bytearray()
         self.zq = None  # unpins what was unsent
         self.zq_bytes = self.zq_off = 0
+        keep_peer = getattr(self.protocol, "keep_peer", None)
+        if keep_peer is not None:
+            keep_peer()  # while getpeername() still answers: watch's conn_close names the peer
         try:
             self.sock.close()
         except OSError:

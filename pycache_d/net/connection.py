@@ -174,7 +174,7 @@ class _ConnectionBase:
         else:
             self._lines = MAX_LINES  # what _learn() makes of small replies
         if self.session.closing:
-            self.close()  # type: ignore[attr-defined]
+            self.close_for_session()  # type: ignore[attr-defined]
         elif self.session.more:  # a large reply, or a dump's slice
             self._continue_later()  # type: ignore[attr-defined]
         elif self._eof:
@@ -301,7 +301,7 @@ class Connection(ConnectionBase, asyncio.Protocol):
             self._peer = transport.get_extra_info("peername")
             watch.conn_new(ctx, self._peer, self.fd)
 
-    def _keep_peer(self) -> None:
+    def keep_peer(self) -> None:
         """Closing: keep the peer's address for the conn_close line if someone may want it."""
         if self._peer is None and self.transport is not None:
             ctx = getattr(self.session, "ctx", None)
@@ -309,14 +309,14 @@ class Connection(ConnectionBase, asyncio.Protocol):
                 self._peer = self.transport.get_extra_info("peername")
 
     def eof_received(self) -> bool:
-        self._keep_peer()
+        self.keep_peer()
         self._eof = True
         # Keep the transport open while input is waiting to be fed or answered; _feed() closes
         # it after.
         return bool(self._pending) or self._continuing
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._keep_peer()
+        self.keep_peer()
         self._closing = True
         if self.session is not None:
             server = self.server
@@ -417,7 +417,7 @@ class Connection(ConnectionBase, asyncio.Protocol):
                 self._learn(chunk, len(reply))
             if session.closing:
                 self._write_all(out)
-                self.close()
+                self.close_for_session()
                 return
             if session.more:
                 # Stopped at the reply budget: let other clients in before answering more.
@@ -481,9 +481,16 @@ class Connection(ConnectionBase, asyncio.Protocol):
         per_line = reply_len // max(1, chunk.count(b"\n"))
         self._lines = max(1, min(MAX_LINES, HIGH_WATER // max(1, per_line)))
 
+    def close_for_session(self) -> None:
+        """close(), as the session asked: the client's quit, or a protocol error (as watch's
+        conn_close tells them apart)."""
+        if not getattr(self.session, "quit", True):
+            self.close_reason = watch.REASON_ERROR
+        self.close()
+
     def close(self) -> None:
         """Close after the buffered replies are written (the transport flushes first)."""
-        self._keep_peer()
+        self.keep_peer()
         self._closing = True
         self._pending = b""
         self.transport.close()
@@ -491,7 +498,7 @@ class Connection(ConnectionBase, asyncio.Protocol):
     def _disconnect(self, why: str) -> None:
         notice("conn %d: disconnecting %s: %s", self.fd, self.peer, why)
         self.close_reason = watch.REASON_SHUTDOWN if self._stopping else watch.REASON_ERROR
-        self._keep_peer()
+        self.keep_peer()
         self._closing = True
         self._pending = b""
         self.transport.abort()

@@ -410,6 +410,11 @@ cdef class NativeSession:
         return self._closing
 
     @property
+    def quit(self):
+        """True when it closes because the client said quit (the Python session ran it)."""
+        return self.slow is not None and self.slow.quit
+
+    @property
     def more(self):
         """True when buffered input can be answered without more from the client (a feed
         stopped at REPLY_BUDGET): send the reply, then call ``feed(b"")``."""

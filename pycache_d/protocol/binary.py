@@ -190,6 +190,8 @@ class BinarySession:
         self.budget = budget
         #: True once the connection must be closed after the bytes last returned are sent.
         self.closing = False
+        #: True when it closes because the client sent a quit (not for a protocol error).
+        self.quit = False
         #: True when buffered input can be answered without more from the client: a feed
         #: stopped at REPLY_BUDGET. Send the reply, then call ``feed(b"")``.
         self.more = False
@@ -610,6 +612,7 @@ class BinarySession:
         if not quiet:
             out.append(response(opcode, SUCCESS, opaque))
         self._close_after = True
+        self.quit = True
 
     def _stat(
         self,

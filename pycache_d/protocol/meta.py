@@ -334,6 +334,8 @@ def _mg_long_opaque(session: Session, fl: _Flags, ttl: int | None, out: list[byt
     before = fl.long_opaque
     out.append(wire.META_OPAQUE_TOO_LONG)
     try:
+        if session.ctx.observed:  # memcached logs its lookup before it finds the long O
+            watch.lookup(session.ctx, store, key, session.cfd)
         if store.peek(key) is not None:
             if _ttl_of(fl, b"T", before) is not None:
                 store.mark(key, exptime=ttl)

@@ -108,6 +108,8 @@ class Session:
         self.ctx = ctx if ctx is not None else ServerContext(store)
         #: True once the connection must be closed after the bytes last returned are sent.
         self.closing = False
+        #: True when it closes because the client said ``quit`` (not for a protocol error).
+        self.quit = False
         #: Commands completed so far (a line, with its data block if it has one): --idle-timeout
         #: measures idleness from the last one, as memcached does, not from the last byte, which
         #: a client can trickle.
@@ -303,6 +305,7 @@ class Session:
         if b is not None:
             reply = b.feed(data)
             self.closing = b.closing
+            self.quit = b.quit
             self.more = b.more
             if self.ctx.observed:
                 self.observe_feed()
@@ -714,6 +717,7 @@ class Session:
 
     def _quit(self, toks: list[bytes], out: list[bytes]) -> None:
         self.closing = True
+        self.quit = True
 
     def _cache_memlimit(self, toks: list[bytes], out: list[bytes]) -> None:
         """Set the memory limit, in megabytes (protocol.txt, "cache_memlimit")."""

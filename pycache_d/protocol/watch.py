@@ -261,8 +261,7 @@ def evictions(ctx: Any, store: Any) -> None:
     for w in ctx.watchers:
         if w.kinds & EVICTIONS:
             w.skip(dropped)
-    now = store.now
-    for key, nbytes, flags, exptime, atime, fetched in events:
+    for key, nbytes, flags, ttl, idle, fetched in events:
         _push(
             ctx,
             EVICTIONS,
@@ -271,8 +270,8 @@ def evictions(ctx: Any, store: Any) -> None:
             % (
                 uriencode(key),
                 b"yes" if fetched else b"no",
-                exptime - now if exptime else -1,
-                now - atime,
+                ttl,
+                idle,
                 report_class(chunk_size(len(key), nbytes, flags)),
                 nbytes,
             ),

@@ -459,8 +459,9 @@ cdef class Store:
 
     def take_evictions(self):
         """What was evicted since the last call, and how many evictions the full log dropped:
-        ``([(key, nbytes, flags, exptime, atime, fetched)], dropped)``; None if nothing (or no
-        log). exptime and atime are on the store's clock."""
+        ``([(key, nbytes, flags, ttl, idle, fetched)], dropped)``; None if nothing (or no log).
+        ttl is the seconds it had left (-1: none) and idle the seconds since its last access,
+        both as of its eviction."""
         cdef store_evicted *e
         cdef uint32_t i
         if self._s.evlog == NULL or (self._s.evlog_n == 0 and self._s.evlog_dropped == 0):
@@ -469,7 +470,8 @@ cdef class Store:
         for i in range(self._s.evlog_n):
             e = &self._s.evlog[i]
             events.append((PyBytes_FromStringAndSize(e.key, e.nkey), e.nbytes, e.flags,
-                           e.exptime, e.atime, bool(e.fetched)))
+                           <int64_t>e.exptime - <int64_t>e.at if e.exptime else -1,
+                           <int64_t>e.at - <int64_t>e.atime, bool(e.fetched)))
         dropped = self._s.evlog_dropped
         self._s.evlog_n = 0
         self._s.evlog_dropped = 0

@@ -343,9 +343,10 @@ class Store:
             self._ttl_items -= 1
         if reclaimed or evicted:
             unfetched = not rec[_HSIZE - 1] & FETCHED
-            row = self._class_stats.setdefault(
-                report_class(chunk_size(len(key), len(rec) - _HSIZE, flags)), [0] * 6
-            )
+            cls = report_class(chunk_size(len(key), len(rec) - _HSIZE, flags))
+            row = self._class_stats.get(cls)
+            if row is None:
+                row = self._class_stats[cls] = [0] * 6
             if reclaimed:
                 self._stats["reclaimed"] += 1
                 self._stats["expired_unfetched"] += unfetched
@@ -361,7 +362,10 @@ class Store:
                 log = self._evlog
                 if log is not None:
                     if len(log) < EVLOG_SIZE:
-                        log.append((key, len(rec) - _HSIZE, flags, exptime, _a, not unfetched))
+                        now = self._time
+                        log.append(
+                            (key, len(rec) - _HSIZE, flags, exptime - now if exptime else -1, now - _a, not unfetched)
+                        )
                     else:
                         self._evlog_dropped += 1
 
@@ -1130,8 +1134,9 @@ class Store:
 
     def take_evictions(self) -> tuple[list[tuple[bytes, int, int, int, int, bool]], int] | None:
         """What was evicted since the last call, and how many evictions the full log dropped:
-        ``([(key, nbytes, flags, exptime, atime, fetched)], dropped)``; None if nothing (or no
-        log). exptime and atime are on the store's clock."""
+        ``([(key, nbytes, flags, ttl, idle, fetched)], dropped)``; None if nothing (or no log).
+        ttl is the seconds it had left (-1: none) and idle the seconds since its last access,
+        both as of its eviction."""
         log = self._evlog
         if not log and not self._evlog_dropped:
             return None

@@ -91,7 +91,7 @@ cdef extern from "store.h":
         STORE_EVLOG_SIZE
 
     ctypedef struct store_evicted:
-        uint32_t nbytes, flags, exptime, atime
+        uint32_t nbytes, flags, exptime, atime, at
         uint8_t nkey, fetched
         char key[250]
 
