@@ -60,6 +60,9 @@ def _alone(line: bytes) -> bool:
     return line.startswith(b"lru_crawler metadump")
 
 
+_CRAWLER_TRANSIENT = (b"BUSY", b"ERROR an unknown error happened")
+
+
 def exchange(port: int, lines: list[bytes]) -> list[bytes]:
     """Send each command followed by ``mn``; return each reply (everything before ``MN``).
 
@@ -69,8 +72,9 @@ def exchange(port: int, lines: list[bytes]) -> list[bytes]:
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     try:
         for line in lines:
-            # memcached's crawler thread may still be ending the previous dump: its BUSY to
-            # an lru_crawler command is timing, not an answer (ours never is), so ask again
+            # memcached's crawler thread may still be ending the previous dump, or stopping
+            # after "lru_crawler disable" answered OK: its BUSY or "unknown error" to an
+            # lru_crawler command then is timing, not an answer (ours never is), so ask again
             # within a generous deadline.
             deadline = time.monotonic() + 30
             while True:
@@ -79,7 +83,7 @@ def exchange(port: int, lines: list[bytes]) -> list[bytes]:
                 else:
                     s.sendall(line + b"mn\r\n")
                     reply = read_until(s, b"MN\r\n")[:-4]
-                retry = line.startswith(b"lru_crawler") and reply.startswith(b"BUSY")
+                retry = line.startswith(b"lru_crawler") and reply.startswith(_CRAWLER_TRANSIENT)
                 if not retry or time.monotonic() > deadline:
                     break
                 time.sleep(0.05)
