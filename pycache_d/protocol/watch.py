@@ -26,7 +26,9 @@ is woken (``wake``) to do the same when it can write. Lines, in memcached 1.6.18
   cfd=<fd>`` and ``type=conn_close ... reason=<normal|error|idle_timeout|shutdown> cfd=<fd>``
   (connevents, from the server's connections)
 
-``sysevents`` and ``rawcmds`` are accepted; no event of theirs is reported here.
+``sysevents`` is accepted and reports nothing (memcached's are its LRU crawler's and slab
+mover's runs, which have no counterpart here); ``rawcmds`` reports nothing in memcached 1.6.18
+either.
 """
 
 from __future__ import annotations

@@ -363,9 +363,8 @@ class Store:
                 if log is not None:
                     if len(log) < EVLOG_SIZE:
                         now = self._time
-                        log.append(
-                            (key, len(rec) - _HSIZE, flags, exptime - now if exptime else -1, now - _a, not unfetched)
-                        )
+                        ttl = exptime - now if exptime else -1
+                        log.append((key, len(rec) - _HSIZE, flags, ttl, now - _a, not unfetched))
                     else:
                         self._evlog_dropped += 1
 
