@@ -12,12 +12,14 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import falcon.testing
 import pytest
 from daemon_procs import Daemon, DaemonUnavailable, free_port, start_memcached
 
 from pycache_client import Client
+from pycache_client.address import parse_address
 from pycache_client.http import Config, create_app
 from pycache_client.http import browser as browser_module
 from pycache_client.http.auth import AuthFileError, Credentials, is_loopback
@@ -395,3 +397,50 @@ def test_beyond_loopback_with_auth_serves_everything(auth_file: Path, daemon: Da
         == 204
     )
     assert client.get("k") == b"v"
+
+
+def _fake_dumper(answers: list[bytes]) -> tuple[Any, Any]:
+    """A node that answers each dump request with the next of ``answers`` and closes."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\n")
+        writer.write(answers.pop(0) if len(answers) > 1 else answers[0])
+        await writer.drain()
+        writer.close()
+
+    return handle, answers
+
+
+def test_a_page_waits_out_a_crawler_still_ending_the_last_walk() -> None:
+    # memcached ends a walk closed mid-dump (the last page's) only at its crawler's next write,
+    # and answers BUSY meanwhile: the page asks again (before: the search failed with 503).
+    busy = b"BUSY currently processing crawler request\r\n"
+    dump = b"key=user%3A1 exp=-1 la=1700000000 cas=7 fetch=no cls=1 size=70\nEND\r\n"
+    handle, answers = _fake_dumper([busy, busy, dump])
+
+    async def main() -> browser_module.Page:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            deadline = asyncio.get_running_loop().time() + 30
+            return await browser_module.Browser().page(
+                parse_address(f"127.0.0.1:{port}"), b"user:", 0, 10, deadline
+            )
+
+    page = asyncio.run(main())
+    assert [k["key"] for k in page.keys] == ["user:1"] and page.complete
+    assert answers == [dump]  # both BUSY answers were read
+
+
+def test_a_crawler_busy_until_the_deadline_is_reported_busy() -> None:
+    handle, _ = _fake_dumper([b"BUSY currently processing crawler request\r\n"])
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            deadline = asyncio.get_running_loop().time() + 0.5
+            await browser_module.Browser().page(parse_address(f"127.0.0.1:{port}"), b"", 0, 10, deadline)
+
+    with pytest.raises(browser_module.CrawlerBusy):
+        asyncio.run(main())

@@ -110,17 +110,31 @@ class Browser:
         Raises:
             CacheConnectionError: the node cannot be reached (CacheTimeoutError: nothing by the
                 deadline, not even the lock).
-            CrawlerBusy: another walk runs on the daemon.
+            CrawlerBusy: another walk ran on the daemon until the deadline.
             CacheServerError: the daemon has no metadump (an error line).
         """
         lock = self._locks.setdefault(address.name, asyncio.Lock())
         page = Page()
+        busy: CrawlerBusy | None = None
         try:
             async with asyncio.timeout_at(deadline):
                 async with lock:
-                    await self._walk(address, prefix, cursor, max(1, min(limit, MAX_PAGE)), page)
+                    pause = 0.02
+                    while True:
+                        try:
+                            await self._walk(address, prefix, cursor, max(1, min(limit, MAX_PAGE)), page)
+                            break
+                        except CrawlerBusy as exc:
+                            # memcached's crawler thread ends a walk closed mid-dump (the last
+                            # page's, say) only at its next write: BUSY right after it is
+                            # transient, so ask again until the deadline.
+                            busy = exc
+                            await asyncio.sleep(pause)
+                            pause = min(pause * 2, 0.5)
         except TimeoutError:
             if page.scanned == 0 and not page.keys:
+                if busy is not None:
+                    raise busy from None
                 raise CacheTimeoutError(f"no dump from {address} within the timeout") from None
             page.stopped = "time_limit"
         return page
