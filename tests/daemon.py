@@ -254,6 +254,24 @@ class Daemon:
 MEMCACHED = shutil.which("memcached")
 
 
+#: What memcached answers to an lru_crawler command while its crawler thread still ends the last
+#: crawl or dump, or stops after "lru_crawler disable" said OK: timing, not an answer (ours
+#: never answers so in the oracle tests).
+CRAWLER_TRANSIENT = (b"BUSY", b"ERROR an unknown error happened")
+
+
+def past_the_crawler(command: bytes, ask: Callable[[], bytes], within: float = 30) -> bytes:
+    """``ask()`` (which sends ``command`` and returns its reply), again while the reply to an
+    lru_crawler command is only memcached's crawler being busy, up to ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        reply = ask()
+        transient = command.startswith(b"lru_crawler") and reply.startswith(CRAWLER_TRANSIENT)
+        if not transient or time.monotonic() > deadline:
+            return reply
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def memcached(*extra: str) -> Iterator[int]:
     """Run memcached on an ephemeral loopback port with ``extra`` flags; yield the port and kill

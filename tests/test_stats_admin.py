@@ -29,7 +29,7 @@ import pytest
 pytest.register_assert_rewrite("daemon")
 pytest_plugins = ["daemon"]
 
-from daemon import Daemon, backend_params, native_built, read_until, stats  # noqa: E402
+from daemon import Daemon, backend_params, native_built, past_the_crawler, read_until, stats  # noqa: E402
 
 Factory = Callable[..., Daemon]
 MEMCACHED = shutil.which("memcached")
@@ -136,23 +136,15 @@ def each_reply(server: Server, commands: list[bytes]) -> list[bytes]:
     replies = []
     with server.connect() as sock:
         for cmd in commands:
-            # memcached's crawler thread may still be running the last crawl or dump, or
-            # stopping after "lru_crawler disable" said OK: its BUSY or "unknown error" to an
-            # lru_crawler command is then timing, not an answer: ask again, generously.
-            deadline = time.monotonic() + 30
-            while True:
+
+            def ask(cmd: bytes = cmd) -> bytes:
                 sock.sendall(cmd + b"mn\r\n")
                 reply = read_until(sock, b"MN\r\n")
                 assert reply.endswith(b"MN\r\n"), (cmd, reply)
-                transient = cmd.startswith(b"lru_crawler") and reply.startswith(CRAWLER_TRANSIENT)
-                if not transient or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
-            replies.append(reply[: -len(b"MN\r\n")])
+                return reply[: -len(b"MN\r\n")]
+
+            replies.append(past_the_crawler(cmd, ask))
     return replies
-
-
-CRAWLER_TRANSIENT = (b"BUSY", b"ERROR an unknown error happened")
 
 
 def stat_pairs(server: Server, group: bytes = b"") -> list[tuple[str, str]]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import socket
 import struct
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -28,7 +27,7 @@ from conftest import FakeClock
 pytest.register_assert_rewrite("daemon")
 from binproto import Conn as BinaryConn  # noqa: E402
 
-from daemon import MEMCACHED  # noqa: E402
+from daemon import MEMCACHED, past_the_crawler  # noqa: E402
 from daemon import memcached as run_memcached  # noqa: E402
 
 needs_memcached = pytest.mark.skipif(MEMCACHED is None, reason="memcached is not installed (make apt)")
@@ -60,9 +59,6 @@ def _alone(line: bytes) -> bool:
     return line.startswith(b"lru_crawler metadump")
 
 
-_CRAWLER_TRANSIENT = (b"BUSY", b"ERROR an unknown error happened")
-
-
 def exchange(port: int, lines: list[bytes]) -> list[bytes]:
     """Send each command followed by ``mn``; return each reply (everything before ``MN``).
 
@@ -72,22 +68,14 @@ def exchange(port: int, lines: list[bytes]) -> list[bytes]:
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     try:
         for line in lines:
-            # memcached's crawler thread may still be ending the previous dump, or stopping
-            # after "lru_crawler disable" answered OK: its BUSY or "unknown error" to an
-            # lru_crawler command then is timing, not an answer (ours never is), so ask again
-            # within a generous deadline.
-            deadline = time.monotonic() + 30
-            while True:
+
+            def ask(line: bytes = line) -> bytes:
                 if _alone(line):
-                    reply = _dump_reply(port, line)
-                else:
-                    s.sendall(line + b"mn\r\n")
-                    reply = read_until(s, b"MN\r\n")[:-4]
-                retry = line.startswith(b"lru_crawler") and reply.startswith(_CRAWLER_TRANSIENT)
-                if not retry or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
-            out.append(reply)
+                    return _dump_reply(port, line)
+                s.sendall(line + b"mn\r\n")
+                return read_until(s, b"MN\r\n")[:-4]
+
+            out.append(past_the_crawler(line, ask))
     finally:
         s.close()
     return out
