@@ -2,7 +2,8 @@
 
 Load: memaslap as in daemon_throughput.py (1 thread, 16 connections, 90% get / 10% set,
 server on CPU 0 and memaslap on CPU 1), with 16-byte keys and values of 16 KiB, 64 KiB,
-200 KiB and 500 KiB. ``memcached -t 1`` and pycache-d (native backend) run in turn, fresh
+200 KiB, 500 KiB and 1 MiB (both servers given ``-I 2m`` for that row, as a 1 MiB value does not fit
+memcached's default 1 MiB item). ``memcached -t 1`` and pycache-d (native backend) run in turn, fresh
 servers alternating for ``--rounds`` rounds; the median is printed with the server's CPU per op.
 ``--baseline DIR`` adds a pycache-d checkout built in place (e.g. ``git archive main``
 extracted and ``setup.py build_clib build_ext --inplace``) as a third server, for before/after.
@@ -13,7 +14,8 @@ per 1,000 memaslap ops (strace slows the server: these are counts, not times).
 
 Bar (issue 14): native >= 1.0x memcached -t 1 at every size.
 
-Usage: python benchmarks/large_values.py [--seconds S] [--rounds R] [--baseline DIR] [--skip-strace]
+Usage: python benchmarks/large_values.py [--seconds S] [--rounds R] [--sizes KiB,...] [--baseline DIR]
+       [--skip-strace]
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from pathlib import Path
 from daemon_throughput import cpu_seconds, memaslap
 from procs import free_port, stop, wait_port
 
-SIZES = [16 * 1024, 64 * 1024, 200 * 1024, 500 * 1024]
+SIZES = [16 * 1024, 64 * 1024, 200 * 1024, 500 * 1024, 1024 * 1024]
+#: Values this large need a larger item size limit than both servers' default (1 MiB).
+BIG = 1024 * 1024
 CALLS = ["mremap", "sendto", "sendmsg", "recvfrom", "brk"]
 
 
@@ -41,18 +45,19 @@ def config(size: int) -> str:
     return f"key\n16 16 1\nvalue\n{size} {size} 1\ncmd\n0 0.1\n1 0.9\n"
 
 
-def command(server: str, port: int, baseline: str | None) -> tuple[list[str], str | None]:
+def command(server: str, port: int, baseline: str | None, size: int) -> tuple[list[str], str | None]:
     """The server's command line and working directory."""
+    big = ["-I", "2m"] if size >= BIG else []
     if server == "memcached":
         cmd = ["memcached", "-p", str(port), "-U", "0", "-t", "1", "-l", "127.0.0.1", "-m", "2048"]
-        return cmd + (["-u", "root"] if os.geteuid() == 0 else []), None
+        return cmd + big + (["-u", "root"] if os.geteuid() == 0 else []), None
     cmd = [sys.executable, "-m", "pycache_d", "-p", str(port), "-l", "127.0.0.1", "-m", "2048"]
-    return cmd + ["--backend", "native"], (baseline if server == "pycache-d baseline" else None)
+    return cmd + big + ["--backend", "native"], (baseline if server == "pycache-d baseline" else None)
 
 
-def start(server: str, port: int, baseline: str | None, wrap: list[str]) -> subprocess.Popen:
+def start(server: str, port: int, baseline: str | None, wrap: list[str], size: int) -> subprocess.Popen:
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
-    cmd, cwd = command(server, port, baseline)
+    cmd, cwd = command(server, port, baseline, size)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     if cwd:
         env["PYTHONPATH"] = cwd  # the baseline's package, not this checkout's
@@ -70,7 +75,7 @@ def start(server: str, port: int, baseline: str | None, wrap: list[str]) -> subp
 def strace_counts(server: str, baseline: str | None, seconds: int, cfg: str) -> dict[str, float]:
     """System calls per 1,000 ops of one memaslap run at 200 KiB, counted by ``strace -f -c -p``."""
     port = free_port()
-    proc = start(server, port, baseline, [])
+    proc = start(server, port, baseline, [], 200 * 1024)
     with tempfile.NamedTemporaryFile(suffix=".strace") as out:
         try:
             tracer = subprocess.Popen(
@@ -97,7 +102,11 @@ def main() -> int:
     parser.add_argument("--baseline", help="a pycache-d checkout built in place, run as well")
     parser.add_argument("--skip-strace", action="store_true")
     parser.add_argument("--strace-seconds", type=int, default=5)
+    parser.add_argument(
+        "--sizes", help="value sizes in KiB, comma-separated (default: every row)", default=""
+    )
     args = parser.parse_args()
+    sizes = [int(k) * 1024 for k in args.sizes.split(",") if k.strip()] or SIZES
     missing = [t for t in ("memcached", "memcaslap") if not shutil.which(t)]
     if missing:
         print(
@@ -112,7 +121,7 @@ def main() -> int:
         "server CPU per op (user + system):"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        for size in SIZES:
+        for size in sizes:
             cfg = str(Path(tmp) / f"memaslap-{size}.cfg")
             Path(cfg).write_text(config(size))
             tps: dict[str, list[float]] = {s: [] for s in servers}
@@ -120,7 +129,7 @@ def main() -> int:
             for _ in range(args.rounds):
                 for server in servers:
                     port = free_port()
-                    proc = start(server, port, args.baseline, [])
+                    proc = start(server, port, args.baseline, [], size)
                     try:
                         user0, sys0 = cpu_seconds(proc.pid)
                         rate, ops = memaslap(port, args.seconds, [], cfg)
@@ -130,16 +139,17 @@ def main() -> int:
                     tps[server].append(rate)
                     cpu[server].append(1e6 * (user1 - user0 + sys1 - sys0) / ops)
             base = statistics.median(tps["memcached"])
-            print(f"  {size // 1024} KiB values:")
+            print(f"  {size // 1024} KiB values{' (-I 2m)' if size >= BIG else ''}:")
             for server in servers:
                 med = statistics.median(tps[server])
                 verdict = ""
                 if server == "pycache-d native":
                     verdict = " ok" if med >= base else " BELOW BAR 1.0x"
                     ok &= med >= base
+                rounds = " ".join(f"{r:,.0f}" for r in tps[server])
                 print(
                     f"    {server:<19} {med:9,.0f} ops/s  {med / base:5.2f}x  "
-                    f"{statistics.median(cpu[server]):7.1f} us/op{verdict}"
+                    f"{statistics.median(cpu[server]):7.1f} us/op{verdict}  (rounds: {rounds})"
                 )
         if not args.skip_strace and shutil.which("strace"):
             cfg = str(Path(tmp) / "memaslap-strace.cfg")

@@ -128,13 +128,63 @@ static void item_free(store *s, item_ref ref) {
 
 /* ---- pins (see store.h) ------------------------------------------------------------------ */
 
-/* PERF: a linear scan: pinned items are bounded by pin_limit / STORE_PIN_MIN (4096 at the
- * default) and in practice number about one per connection sending a large value. */
+static inline uint32_t pin_home(const store *s, const item *it) {
+    /* Fibonacci hashing of the address: chunks are malloc()ed, so the low bits carry little. */
+    uint64_t h = (uint64_t)(uintptr_t)it * UINT64_C(0x9E3779B97F4A7C15);
+    return (uint32_t)(h >> 32) & (s->pin_slots_cap - 1);
+}
+
+/* The slot holding `it`'s entry, or the empty slot where it would go. */
+static uint32_t pin_slot(const store *s, const item *it) {
+    uint32_t mask = s->pin_slots_cap - 1, i = pin_home(s, it);
+    while (s->pin_slots[i] && s->pins[s->pin_slots[i] - 1].it != it)
+        i = (i + 1) & mask;
+    return i;
+}
+
 static pin_entry *pin_find(store *s, const item *it) {
+    uint32_t at = s->pin_slots[pin_slot(s, it)];
+    return at ? &s->pins[at - 1] : NULL; /* NULL is not reached for an item with ITEM_PINNED */
+}
+
+/* Room for one more entry: pins and pin_slots grow together, the slots rehashed. */
+static int pin_reserve(store *s) {
+    if (s->npins < s->pins_cap)
+        return 0;
+    uint32_t cap = s->pins_cap ? s->pins_cap * 2 : 16;
+    pin_entry *grown = realloc(s->pins, (size_t)cap * sizeof(pin_entry));
+    if (!grown)
+        return -1;
+    s->pins = grown;
+    uint32_t *slots = calloc((size_t)cap * 2, sizeof(uint32_t));
+    if (!slots)
+        return -1; /* pins grew, which is harmless; pins_cap stays */
+    free(s->pin_slots);
+    s->pin_slots = slots;
+    s->pin_slots_cap = cap * 2;
+    s->pins_cap = cap;
     for (uint32_t i = 0; i < s->npins; i++)
-        if (s->pins[i].it == it)
-            return &s->pins[i];
-    return NULL; /* not reached for an item with ITEM_PINNED */
+        s->pin_slots[pin_slot(s, s->pins[i].it)] = i + 1;
+    return 0;
+}
+
+/* Remove the slot at `i`, shifting back the entries after it that probed past it (linear
+ * probing's deletion: no tombstones, so lookups never slow down with churn). */
+static void pin_slot_clear(store *s, uint32_t i) {
+    uint32_t mask = s->pin_slots_cap - 1, j = i;
+    s->pin_slots[i] = 0;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!s->pin_slots[j])
+            return;
+        uint32_t home = pin_home(s, s->pins[s->pin_slots[j] - 1].it);
+        /* The entry at j may move to the hole at i unless its home lies in (i, j]. */
+        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+            s->pin_slots[i] = s->pin_slots[j];
+            s->pin_slots[j] = 0;
+            i = j;
+        }
+    }
 }
 
 int store_pin(store *s, item *it) {
@@ -149,27 +199,25 @@ int store_pin(store *s, item *it) {
         s->pin_refused++;
         return -1;
     }
-    if (s->npins == s->pins_cap) {
-        uint32_t cap = s->pins_cap ? s->pins_cap * 2 : 16;
-        pin_entry *grown = realloc(s->pins, (size_t)cap * sizeof(pin_entry));
-        if (!grown)
-            return -1;
-        s->pins = grown;
-        s->pins_cap = cap;
-    }
+    if (pin_reserve(s) != 0)
+        return -1;
     pin_entry *pin = &s->pins[s->npins++];
     pin->it = it;
     pin->ref = SLAB_NIL;
     pin->count = 1;
     pin->detached = 0;
+    s->pin_slots[pin_slot(s, it)] = s->npins;
     it->iflags |= ITEM_PINNED;
     s->pinned_bytes += size;
     return 0;
 }
 
 void store_unpin(store *s, item *it) {
-    pin_entry *pin = pin_find(s, it);
-    if (!pin || --pin->count)
+    uint32_t slot = pin_slot(s, it), at = s->pin_slots[slot];
+    if (!at)
+        return;
+    pin_entry *pin = &s->pins[at - 1];
+    if (--pin->count)
         return;
     size_t size = item_size(it);
     s->pinned_bytes -= size;
@@ -177,7 +225,13 @@ void store_unpin(store *s, item *it) {
         slabs_free(&s->mem, pin->ref, size);
     else
         it->iflags &= (uint8_t)~ITEM_PINNED;
-    *pin = s->pins[--s->npins];
+    pin_slot_clear(s, slot);
+    /* The last entry fills the hole; its slot now names the new index. */
+    if (at != s->npins) {
+        *pin = s->pins[s->npins - 1];
+        s->pin_slots[pin_slot(s, pin->it)] = at;
+    }
+    s->npins--;
 }
 
 enum unlink_reason { UNLINK_PLAIN, UNLINK_DEAD, UNLINK_EVICTED };
@@ -339,8 +393,10 @@ void store_destroy(store *s) {
     expiry_destroy(&s->expiry);
     slabs_destroy(&s->mem); /* frees every item with its page, detached ones too */
     free(s->pins);
+    free(s->pin_slots);
     s->pins = NULL;
-    s->npins = s->pins_cap = 0;
+    s->pin_slots = NULL;
+    s->npins = s->pins_cap = s->pin_slots_cap = 0;
     s->head = s->tail = SLAB_NIL;
 }
 

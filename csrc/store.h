@@ -42,6 +42,11 @@
  *     freed by the last store_unpin, not then (`detached`); nothing writes to a pinned item's
  *     value (incr/decr write a new item instead of rewriting it in place, as memcached does
  *     for an item another connection holds).
+ *   - pin_slots (pin_slots_cap, a power of two, at least twice pins_cap) finds an item's
+ *     entry: open addressing with linear probing on the item's address, each slot 0 (empty) or
+ *     1 + the index of an entry, and exactly one slot per entry. So a pin, an unpin and the
+ *     unlink of a pinned item cost O(1), not a scan of every pin (a slow reader of thousands of
+ *     large values would make each one cost thousands).
  *   - pinned_bytes sums the chunk sizes of the pinned items (linked or detached) and never
  *     passes pin_limit: store_pin refuses past it, and the caller copies the value instead.
  *     So at most pin_limit bytes of detached items sit beyond the memory limit.
@@ -137,6 +142,8 @@ typedef struct store {
     store_stats stats;
     pin_entry *pins; /* see "Pins" above; grows to the high-water count, never shrinks */
     uint32_t npins, pins_cap;
+    uint32_t *pin_slots; /* the index of pins by item address (see "Pins") */
+    uint32_t pin_slots_cap;
     uint64_t pinned_bytes, pin_limit;
     uint64_t pin_refused; /* store_pin calls refused at pin_limit (the value was copied) */
     store_evicted *evlog; /* see "Eviction log" above */

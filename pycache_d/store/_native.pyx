@@ -284,6 +284,17 @@ cdef class Store:
             return None
         return _state(it, it.exptime, it.atime, it.iflags & ITEM_STATE_BITS)
 
+    def pin(self, key):
+        """The live value of ``key`` pinned in place (a PinnedValue, as a reply being sent holds
+        it), found without a fetch; None on a miss or when it cannot be pinned (small, or the
+        pin limit is reached). For tests and tools: the sessions pin what they send."""
+        key = _key(key)
+        self._tick()
+        cdef item *it = store_peek(&self._s, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+        if it == NULL:
+            return None
+        return pin_value(self, it)
+
     def meta_get(self, key, exptime=None, bump=True, vivify=None):
         """mg's lookup: the item's state before this call, and whether it was created; or None."""
         key = _key(key)
