@@ -14,7 +14,7 @@ APT_PACKAGES := memcached libmemcached-tools libmemcached-dev libsasl2-modules p
   php-memcache libcache-memcached-perl libcache-memcached-fast-perl libcache-memcached-libmemcached-perl \
   ruby ruby-dalli libspymemcached-java openjdk-17-jdk-headless
 
-.PHONY: venv ext test lint test-asan fuzz bench loadtest dist deb debs test-packages install clean run apt pylibmc
+.PHONY: venv ext test lint test-asan test-tsan fuzz bench loadtest dist deb debs test-packages install clean run apt pylibmc
 
 venv: $(STAMP) ext
 
@@ -76,6 +76,7 @@ test: venv apt pylibmc lint
 	$(BIN)/pytest -q tests --ignore=tests/packages
 	cd client && ../$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory test-tsan
 
 # The store's tests against an ASan+UBSan build of the extension, built out of tree so the
 # normal in-place build stays as it is.
@@ -87,6 +88,12 @@ test-asan: $(STAMP)
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  PYCACHE_D_EXPECT_NATIVE_FROM=$(CURDIR)/$(ASAN_BUILD)/lib \
 	  $(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider -m asan $(CURDIR)/tests -o addopts=""
+
+# The store shared by threads through its lock (csrc/store_lock.h), checked by
+# tests/c/store_threads.c built with ThreadSanitizer: any data race fails it. (The threaded
+# socket driver of issue 14 joins these tests when it lands.)
+test-tsan: $(STAMP)
+	TSAN=1 $(BIN)/pytest -q -p no:cacheprovider tests/test_store_threads.py
 
 # Coverage-guided fuzzing with atheris (fuzz/harness.py says what is checked): the pure-Python
 # session, then the compiled session + C store differentially against it, FUZZ_SECONDS each, from

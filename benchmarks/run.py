@@ -18,6 +18,7 @@ SCRIPTS = [
     "snapshot_speed.py",
     "daemon_throughput.py",
     "large_values.py",
+    "store_locking.py",
     "flood_rss.py",
     "idle_connections.py",
     "shutdown_time.py",
