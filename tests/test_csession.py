@@ -109,6 +109,9 @@ command = st.one_of(
     ),
     st.lists(key, max_size=4).map(lambda ks: b"get " + b" ".join(ks) + b"\r\n"),
     st.lists(key, min_size=1, max_size=3).map(lambda ks: b"gets " + b" ".join(ks) + b"\r\n"),
+    st.tuples(st.sampled_from([b"gat", b"gats"]), number, st.lists(key, max_size=3)).map(
+        lambda t: b"%s %s %s\r\n" % (t[0], t[1], b" ".join(t[2]))
+    ),
     st.tuples(key, noreply).map(lambda t: b"delete %s%s\r\n" % t),
     st.tuples(st.sampled_from([b"incr", b"decr"]), key, number, noreply).map(lambda t: b"%s %s %s%s\r\n" % t),
     st.just(b"set ctr 0 0 2\r\n42\r\n"),

@@ -284,6 +284,33 @@ def test_slow_meta_get_reader_gets_the_original_bytes(change: Callable[[Any, byt
 
 
 @native
+@pytest.mark.parametrize("command", [b"gat", b"gats"])
+@pytest.mark.parametrize("change", [overwrite, delete, flush], ids=lambda f: f.__name__)
+def test_slow_gat_reader_gets_the_original_bytes(
+    change: Callable[[Any, bytes], None], command: bytes
+) -> None:
+    # gat and gats send a large value from the pinned item too, as get does.
+    value = pattern(200 * KiB)
+
+    async def body(srv: Server, store: Any) -> None:
+        assert store.set(b"big", value, 5) == 0
+        cas = store.get_item(b"big")[2]
+        head = b"VALUE big 5 %d" % len(value) + (b" %d" % cas if command == b"gats" else b"")
+        one = head + b"\r\n" + value + b"\r\nEND\r\n"
+        reader = await client(srv, rcvbuf=4096)
+        await asyncio.get_running_loop().sock_sendall(reader, b"%s 300 big\r\n" % command * 2)
+        await until(lambda: unsent(srv) > 100 * KiB, "the reply queued on the server's side")
+        assert pinned(store) == 1
+        assert store.peek(b"big")[3] == store.now + 300  # touched as it was fetched
+        change(store, b"big")
+        assert await read_exactly(reader, 2 * len(one)) == one * 2
+        await until(lambda: pinned(store) == 0, "the item unpinned once sent")
+        reader.close()
+
+    serve(body, "-m", "8")
+
+
+@native
 def test_multiget_and_binary_get_mix_pinned_and_copied_values() -> None:
     small, large = pattern(100), pattern(50 * KiB, 3)
 

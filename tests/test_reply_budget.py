@@ -78,6 +78,19 @@ def test_gets_gat_gats_are_cut_the_same_way(any_session, command, head):
     assert max(sizes) <= REPLY_BUDGET + 2 * (len(VALUE) + 30)
 
 
+@pytest.mark.parametrize("command", [b"gat", b"gats"])
+def test_a_gat_cut_at_the_budget_touches_every_key_past_the_cut(any_session, command):
+    keys = [b"k%d" % i for i in range(30)]
+    for k in keys:
+        any_session.feed(b"set %s 0 0 %d\r\n%s\r\n" % (k, len(VALUE), VALUE))
+    reply, sizes = drain(any_session, command + b" 500 " + b" ".join(keys) + b"\r\n")
+    assert len(sizes) > 3  # cut, and the keys after the cut asked for again as a gat
+    assert reply.count(b"VALUE ") == len(keys) and reply.endswith(b"END\r\n")
+    now = any_session.store.now
+    for k in keys:
+        assert any_session.store.peek(k)[3] == now + 500, k  # (value, flags, cas, exptime, ...)
+
+
 def test_input_after_the_multiget_waits_its_turn_even_in_pieces(any_session):
     any_session.feed(b"set k 0 0 %d\r\n%s\r\n" % (len(VALUE), VALUE))
     first = any_session.feed(b"get" + b" k" * 20 + b"\r\nset n 0 0 1\r\n")

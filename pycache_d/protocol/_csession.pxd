@@ -1,6 +1,6 @@
 # The compiled session's C-level interface, shared with the compiled connection
 # (_cconnection.pyx), which calls feed_ptr() without a Python method call.
-from libc.stdint cimport uint8_t
+from libc.stdint cimport int64_t, uint8_t
 
 from pycache_d.store._native cimport Store
 from pycache_d.store._store_c cimport item, store
@@ -13,7 +13,7 @@ cdef struct buffer:
 
 
 cdef enum cmd_kind:
-    C_GET, C_GETS, C_SET, C_ADD, C_REPLACE, C_APPEND, C_PREPEND, C_CAS, C_DELETE, C_INCR, C_DECR, C_MG, C_MS, C_OTHER
+    C_GET, C_GETS, C_GAT, C_GATS, C_SET, C_ADD, C_REPLACE, C_APPEND, C_PREPEND, C_CAS, C_DELETE, C_INCR, C_DECR, C_MG, C_MS, C_OTHER
 
 
 cdef class NativeSession:
@@ -27,7 +27,7 @@ cdef class NativeSession:
     cdef buffer *out     # where this feed builds its reply: SHARED_OUT, or own (see the .pyx)
     cdef buffer own
     cdef size_t cut_at  # where the unanswered keys of a multi-get cut at the budget start
-    cdef bint cut_cas   # ... and whether it was a gets
+    cdef size_t cut_cmd, cut_keys  # ... and where its command (get, gets, gat T, gats T) and keys start
     cdef bint _more     # the last feed stopped at REPLY_BUDGET with complete input left
     cdef bint binary    # an authenticated binary connection: _run_binary() reads its input
     cdef bint chosen    # the first byte has chosen text or binary (see _choose)
@@ -60,8 +60,8 @@ cdef class NativeSession:
     cdef int _bin_error(self, const char *h, int status, bytes text) except -1
     cdef Py_ssize_t _line(self, const char *p, size_t start, size_t lend, size_t next_pos,
                           size_t n) except? -3
-    cdef Py_ssize_t _get(self, const char *p, size_t i, size_t lend, bint with_cas,
-                         size_t next_pos) except? -3
+    cdef Py_ssize_t _get(self, const char *p, size_t cmd, size_t i, size_t lend, bint with_cas,
+                         size_t next_pos, bint touch, int64_t exptime) except? -3
     cdef Py_ssize_t _mg(self, const char **tok, size_t *tlen, size_t ntok, size_t next_pos) except? -3
     cdef Py_ssize_t _ms(self, const char **tok, size_t *tlen, size_t ntok, const char *p,
                         size_t next_pos, size_t n) except? -3

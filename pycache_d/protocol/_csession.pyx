@@ -7,8 +7,8 @@ quiet forms without a CAS, delete(q) without a CAS and noop are answered here wh
 well formed; anything else goes to the Python binary session, from that request on, until it
 is idle again.
 
-The fast path handles the commands that make up nearly all traffic (get, gets, set, add,
-replace, append, prepend, cas, delete, incr, decr) when their line is plainly well formed:
+The fast path handles the commands that make up nearly all traffic (get, gets, gat, gats, set,
+add, replace, append, prepend, cas, delete, incr, decr, and mg/ms with their common flags) when their line is plainly well formed:
 single-space-separated tokens, legal keys, plain decimal numbers, a complete data block ending
 in \\r\\n and an item within the size limit. It drives the C store directly and writes replies
 into one C buffer, so a command creates no Python object; one bytes object is returned per feed.
@@ -215,9 +215,13 @@ cdef cmd_kind classify(const char *p, size_t n):
             return C_ADD
         if memcmp(p, b"cas", 3) == 0:
             return C_CAS
+        if memcmp(p, b"gat", 3) == 0:
+            return C_GAT
     elif n == 4:
         if memcmp(p, b"gets", 4) == 0:
             return C_GETS
+        if memcmp(p, b"gats", 4) == 0:
+            return C_GATS
         if memcmp(p, b"incr", 4) == 0:
             return C_INCR
         if memcmp(p, b"decr", 4) == 0:
@@ -627,8 +631,9 @@ cdef class NativeSession:
         """Answer what the fast path answered; leave the rest of the multi-get it cut at the
         budget, and the input after it, to the Python session's next feed."""
         head = self._take_out()
-        rest = (b"gets " if self.cut_cas else b"get ") + PyBytes_FromStringAndSize(
-            p + self.cut_at, n - self.cut_at)
+        # The same command (get, gets, or gat/gats with its exptime) for the keys left.
+        rest = (PyBytes_FromStringAndSize(p + self.cut_cmd, self.cut_keys - self.cut_cmd) + b" "
+                + PyBytes_FromStringAndSize(p + self.cut_at, n - self.cut_at))
         release(&self.pending)
         self._slow().push(rest)
         self.slow_active = True
@@ -835,6 +840,7 @@ cdef class NativeSession:
         cdef size_t tlen[8]
         cdef size_t ntok = 0, i = start, j
         cdef cmd_kind kind
+        cdef uint64_t exptime
         if memchr(p + start, 0, lend - start) != NULL:
             return DELEGATE  # the Python session truncates at the NUL, as memcached does
         # Tokenise on runs of spaces; get/gets lines are walked again below, key by key.
@@ -851,7 +857,15 @@ cdef class NativeSession:
             return DELEGATE
         kind = classify(tok[0], tlen[0])
         if kind == C_GET or kind == C_GETS:
-            return self._get(p, <size_t>(tok[0] - p) + tlen[0], lend, kind == C_GETS, next_pos)
+            return self._get(p, <size_t>(tok[0] - p), <size_t>(tok[0] - p) + tlen[0], lend,
+                             kind == C_GETS, next_pos, False, 0)
+        if kind == C_GAT or kind == C_GATS:
+            # gat/gats <exptime> <key>*: a plain exptime here (signs and the rest: the Python
+            # session's parse_i32); the keys are walked by _get, as get's.
+            if ntok < 3 or not plain_number(tok[1], tlen[1], 9, &exptime):
+                return DELEGATE
+            return self._get(p, <size_t>(tok[0] - p), <size_t>(tok[1] - p) + tlen[1], lend,
+                             kind == C_GATS, next_pos, True, <int64_t>exptime)
         if skip_spaces(p, i, lend) < lend:
             return DELEGATE  # more tokens than any fast command takes
         if kind == C_DELETE:
@@ -866,8 +880,10 @@ cdef class NativeSession:
             return DELEGATE
         return self._storage(kind, tok, tlen, ntok, p, next_pos, n)
 
-    cdef Py_ssize_t _get(self, const char *p, size_t i, size_t lend, bint with_cas,
-                         size_t next_pos) except? -3:
+    cdef Py_ssize_t _get(self, const char *p, size_t cmd, size_t i, size_t lend, bint with_cas,
+                         size_t next_pos, bint touch, int64_t exptime) except? -3:
+        """get/gets, or gat/gats (``touch``: each hit gets ``exptime``): the keys are
+        p[i:lend], the command p[cmd:i]."""
         cdef size_t j, k, nkeys = 0
         cdef item *it
         cdef buffer *out = self.out
@@ -884,7 +900,10 @@ cdef class NativeSession:
         k = skip_spaces(p, i, lend)
         while k < lend:
             j = token_end(p, k, lend)
-            it = store_get(self.s, p + k, j - k)
+            if touch:
+                it = store_gat(self.s, p + k, j - k, exptime)
+            else:
+                it = store_get(self.s, p + k, j - k)
             if it != NULL:
                 buf_put(out, b"VALUE ", 6)
                 buf_put(out, p + k, j - k)
@@ -902,7 +921,8 @@ cdef class NativeSession:
                     k = skip_spaces(p, j, lend)
                     if k < lend:  # keys are left: see REPLY_BUDGET in session.py
                         self.cut_at = k
-                        self.cut_cas = with_cas
+                        self.cut_cmd = cmd
+                        self.cut_keys = i
                         return CUT
                     break
             k = skip_spaces(p, j, lend)
