@@ -347,13 +347,27 @@ any_request = st.one_of(
                 b.INCREMENT,
                 b.APPEND,
                 b.TOUCH,
+                b.GAT,
+                b.GATQ,
+                b.GATK,
+                b.GATKQ,
                 b.VERSION,
                 b.QUITQ,
                 0x55,
             ]
         ),
         st.sampled_from(HOT_KEYS),
-        st.sampled_from([b"", flags_exptime(3, 0), flags_exptime(0, 2**32 - 1), b"\0" * 20, b"\0" * 4]),
+        st.sampled_from(
+            [
+                b"",
+                flags_exptime(3, 0),
+                flags_exptime(0, 2**32 - 1),
+                b"\0" * 20,
+                b"\0" * 4,
+                b"\0\0\0\x05",
+                b"\xff" * 4,
+            ]
+        ),
         st.binary(max_size=30),
         st.integers(0, 2**32 - 1),
         st.sampled_from([0, 0, 0, 1, 2**64 - 1]),
@@ -413,15 +427,17 @@ def test_compiled_session_answers_hot_binary_requests_itself(clock, creds):
             b.request(b.SETQ, b"k", flags_exptime(), b"v"),
             b.request(b.GETK, b"k"),
             b.request(b.GETQ, b"x"),
+            b.request(b.GATK, b"k", b"\0\0\0\x05"),
+            b.request(b.GATQ, b"x", b"\0\0\0\x05"),
             b.request(b.DELETE, b"k"),
             b.request(b.NOOP),
         ]
     )
     got = rows(s.feed(hot * 50))
-    assert len(got) == 150 and python_feeds == []
+    assert len(got) == 200 and python_feeds == []
     assert rows(s.feed(b.request(b.VERSION)))[0][:2] == (b.VERSION, 0)  # not hot: the Python session
     assert len(python_feeds) == 1
-    assert len(rows(s.feed(hot))) == 3 and len(python_feeds) == 1  # and back to the compiled path
+    assert len(rows(s.feed(hot))) == 4 and len(python_feeds) == 1  # and back to the compiled path
 
 
 @pytest.mark.asan

@@ -2,8 +2,8 @@
 """The compiled memcached session: hot commands parsed and answered in C, the rest in Python.
 
 Text and binary (:mod:`pycache_d.protocol.binary`) alike: on a binary connection, once it is
-authenticated (or needs no authentication), get/getq/getk/getkq, set/add/replace and their
-quiet forms without a CAS, delete(q) without a CAS and noop are answered here when they are
+authenticated (or needs no authentication), get/getq/getk/getkq, gat/gatq/gatk/gatkq, set/add/replace and
+their quiet forms without a CAS, delete(q) without a CAS and noop are answered here when they are
 well formed; anything else goes to the Python binary session, from that request on, until it
 is idle again.
 
@@ -314,6 +314,10 @@ cdef enum:
     B_SETQ = 0x11
     B_ADDQ = 0x12
     B_REPLACEQ = 0x13
+    B_GAT = 0x1D
+    B_GATQ = 0x1E
+    B_GATK = 0x23
+    B_GATKQ = 0x24
     B_DELETEQ = 0x14
 
 cdef bytes NOT_FOUND_TEXT = _binary.ERROR_TEXT[_binary.KEY_ENOENT]
@@ -702,7 +706,7 @@ cdef class NativeSession:
         cdef const char *key
         cdef item *it
         cdef buffer *out = self.out
-        cdef bint quiet, with_key
+        cdef bint quiet, with_key, touch
         cdef int rc, mode
         if n - pos < 24:
             return NEED_MORE
@@ -722,14 +726,21 @@ cdef class NativeSession:
             return DELEGATE
         total = 24 + <size_t>bodylen
         key = h + 24 + extlen
-        if op == B_GET or op == B_GETQ or op == B_GETK or op == B_GETKQ:
-            if extlen != 0 or bodylen != keylen:
+        touch = op == B_GAT or op == B_GATQ or op == B_GATK or op == B_GATKQ
+        if op == B_GET or op == B_GETQ or op == B_GETK or op == B_GETKQ or touch:
+            # gat's 4 bytes of extras are its expiry; surplus body bytes (read as the next
+            # request, as memcached does) are the Python session's.
+            if extlen != (4 if touch else 0) or bodylen != <uint32_t>keylen + extlen:
                 return DELEGATE
             if n - pos < total:
                 return NEED_MORE
-            quiet = op == B_GETQ or op == B_GETKQ
-            with_key = op == B_GETK or op == B_GETKQ
-            it = store_get(self.s, key, keylen)
+            quiet = op == B_GETQ or op == B_GETKQ or op == B_GATQ or op == B_GATKQ
+            with_key = op == B_GETK or op == B_GETKQ or op == B_GATK or op == B_GATKQ
+            if touch:
+                raw_exptime = be32(h + 24)
+                it = store_gat(self.s, key, keylen, raw_exptime if raw_exptime <= EXPTIME_MAX else EXPTIME_MAX)
+            else:
+                it = store_get(self.s, key, keylen)
             if it != NULL:
                 if not with_key:
                     keylen = 0
