@@ -2,13 +2,14 @@
 """The compiled memcached session: hot commands parsed and answered in C, the rest in Python.
 
 Text and binary (:mod:`pycache_d.protocol.binary`) alike: on a binary connection, once it is
-authenticated (or needs no authentication), get/getq/getk/getkq, gat/gatq/gatk/gatkq, set/add/replace and
-their quiet forms without a CAS, delete(q) without a CAS and noop are answered here when they are
-well formed; anything else goes to the Python binary session, from that request on, until it
-is idle again.
+authenticated (or needs no authentication), get/getq/getk/getkq, gat/gatq/gatk/gatkq,
+set/add/replace and their quiet forms without a CAS, delete(q) without a CAS and noop are
+answered here when they are well formed; anything else goes to the Python binary session, from
+that request on, until it is idle again.
 
 The fast path handles the commands that make up nearly all traffic (get, gets, gat, gats, set,
-add, replace, append, prepend, cas, delete, incr, decr, and mg/ms with their common flags) when their line is plainly well formed:
+add, replace, append, prepend, cas, delete, incr, decr, and mg/ms with their common flags) when
+their line is plainly well formed:
 single-space-separated tokens, legal keys, plain decimal numbers, a complete data block ending
 in \\r\\n and an item within the size limit. It drives the C store directly and writes replies
 into one C buffer, so a command creates no Python object; one bytes object is returned per feed.
