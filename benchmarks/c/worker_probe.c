@@ -100,6 +100,8 @@ static size_t command(conn *c, const char *line, size_t n, const char *rest, siz
     if (n >= 4 && (memcmp(line, "get ", 4) == 0 || memcmp(line, "gets ", 5) == 0)) {
         int with_cas = line[3] == 's';
         const char *k = line + (with_cas ? 5 : 4);
+        /* One acquisition per command, not per key: a 10-key get takes the lock once. */
+        store_lock(&M);
         while (k < end) {
             while (k < end && *k == ' ')
                 k++;
@@ -110,7 +112,6 @@ static size_t command(conn *c, const char *line, size_t n, const char *rest, siz
             if (nk == 0)
                 break;
             char head[64 + STORE_MAX_KEY];
-            store_lock(&M);
             item *it = nk <= STORE_MAX_KEY ? store_get(&S, k, nk) : NULL;
             if (it) {
                 int h = with_cas ? snprintf(head, sizeof head, "VALUE %.*s %u %u %llu\r\n", (int)nk, k,
@@ -121,9 +122,9 @@ static size_t command(conn *c, const char *line, size_t n, const char *rest, siz
                 put(&c->out, item_value(it), it->nbytes); /* copied under the lock */
                 put(&c->out, "\r\n", 2);
             }
-            store_unlock(&M);
             k = ke;
         }
+        store_unlock(&M);
         put(&c->out, "END\r\n", 5);
         return (size_t)(rest - line);
     }
