@@ -15,9 +15,10 @@ machine at hand are what the closing note of issue 14 quotes.
 Then the same store and lock on real sockets (unless ``--skip-server``):
 benchmarks/c/worker_probe.c (N worker threads, each an epoll loop over its share of the clients,
 text get/gets/set/delete answered in C under the one mutex; a probe of the design, not the
-daemon) and ``memcached -t N`` are driven in turn by memaslap ``-T 2 -c 64`` (nothing pinned: the load generator shares the 2 cores, as in
-issue 14's bar), get/set 90/10 and 10-key multi-gets, fresh servers alternating; the median
-rate, the server's CPU per op and the probe's lock figures (timed: two clock reads per lock).
+daemon) and ``memcached -t N`` are driven in turn by memaslap ``-T 2 -c 64`` (nothing pinned:
+the load generator shares the 2 cores, as in issue 14's bar), get/set 90/10 and 10-key
+multi-gets, fresh servers alternating; the median rate, the server's CPU per op and the probe's
+lock figures (timed: two clock reads per lock).
 
 Usage: python benchmarks/store_locking.py [--seconds S] [--work NS,...] [--rounds R] [--skip-server]
 """
