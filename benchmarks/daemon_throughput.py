@@ -65,17 +65,25 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / hz, int(fields[12]) / hz
 
 
-def memaslap(port: int, seconds: int, extra: list[str], cfg: str) -> tuple[float, int]:
-    """Run memaslap against ``port``; return its ops per second and its op count."""
-    pin = ["taskset", "-c", "1"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
+def memaslap(
+    port: int,
+    seconds: int,
+    extra: list[str],
+    cfg: str,
+    threads: int = 1,
+    conns: int = 16,
+    pinned: bool = True,
+) -> tuple[float, int]:
+    """Run memaslap against ``port`` (on CPU 1 when ``pinned``); return its ops per second and op count."""
+    pin = ["taskset", "-c", "1"] if pinned and shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
     cmd = pin + [
         "memcaslap",
         "-s",
         f"127.0.0.1:{port}",
         "-T",
-        "1",
+        str(threads),
         "-c",
-        "16",
+        str(conns),
         "-F",
         cfg,
         "-t",

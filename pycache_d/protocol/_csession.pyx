@@ -329,6 +329,12 @@ cdef bytes NO_MEMORY_TEXT = _binary.NO_MEMORY_ITEM
 cdef int64_t EXPTIME_MAX = 2 ** 31 - 1
 
 
+cdef inline int64_t bin_exptime(uint32_t raw) noexcept:
+    """A binary request's expiry as the store takes it (binary.py's _exptime): unsigned, and
+    past 2**31 - 1 held there."""
+    return raw if raw <= EXPTIME_MAX else EXPTIME_MAX
+
+
 cdef inline uint32_t be32(const char *p) noexcept:
     cdef const uint8_t *u = <const uint8_t *>p
     return (<uint32_t>u[0] << 24) | (<uint32_t>u[1] << 16) | (<uint32_t>u[2] << 8) | u[3]
@@ -701,7 +707,7 @@ cdef class NativeSession:
         cdef uint8_t op
         cdef uint16_t keylen
         cdef uint8_t extlen
-        cdef uint32_t bodylen, flags, raw_exptime
+        cdef uint32_t bodylen, flags
         cdef uint64_t cas, new_cas = 0
         cdef size_t vlen, total
         cdef const char *key
@@ -738,8 +744,7 @@ cdef class NativeSession:
             quiet = op == B_GETQ or op == B_GETKQ or op == B_GATQ or op == B_GATKQ
             with_key = op == B_GETK or op == B_GETKQ or op == B_GATK or op == B_GATKQ
             if touch:
-                raw_exptime = be32(h + 24)
-                it = store_gat(self.s, key, keylen, raw_exptime if raw_exptime <= EXPTIME_MAX else EXPTIME_MAX)
+                it = store_gat(self.s, key, keylen, bin_exptime(be32(h + 24)))
             else:
                 it = store_get(self.s, key, keylen)
             if it != NULL:
@@ -768,14 +773,13 @@ cdef class NativeSession:
                 self.want = total
                 return NEED_MORE
             flags = be32(h + 24)
-            raw_exptime = be32(h + 28)
             mode = STORE_SET
             if op == B_ADD or op == B_ADDQ:
                 mode = STORE_ADD
             elif op == B_REPLACE or op == B_REPLACEQ:
                 mode = STORE_REPLACE
             rc = store_update(self.s, mode, key, keylen, key + keylen, vlen, flags,
-                              raw_exptime if raw_exptime <= EXPTIME_MAX else EXPTIME_MAX, 0, &new_cas)
+                              bin_exptime(be32(h + 28)), 0, &new_cas)
             if rc == STORE_STORED:
                 if op < 0x10:  # not a quiet form
                     bin_header(out, h, 0, 0, 0, 0, new_cas)
